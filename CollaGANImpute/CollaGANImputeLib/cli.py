@@ -1,0 +1,283 @@
+"""`collagan-impute`: impute, train, evaluate, demo and info from a shell or Slicer's PythonSlicer.
+
+Every subcommand calls the same library functions as the Slicer module. Bad input ends with one line
+naming the file or contrast and the problem, exit code 2, and no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
+from .errors import Cancelled, InputError, ModelError
+
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
+
+
+def _progress_bar(total: int, description: str, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+def _check_output_path(output: Path, inputs: Sequence[Path]) -> None:
+    if not output.name.lower().endswith(VOLUME_SUFFIXES):
+        raise InputError(f"output '{output}' must end in one of {', '.join(VOLUME_SUFFIXES)}")
+    if any(output.resolve() == Path(p).resolve() for p in inputs):
+        raise InputError(f"output '{output}' is one of the inputs; inputs are never overwritten")
+
+
+# ----- impute ---------------------------------------------------------------------------------------
+def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collagan-impute impute", description="Impute a missing contrast of one study.")
+    for key in contrasts:
+        parser.add_argument(f"--{key}", action="append", metavar="PATH", help=f"{display_name(key)} volume (file or DICOM folder)")
+    parser.add_argument("--study", type=Path, help="a folder whose file names say the contrasts (instead of --KEY options)")
+    parser.add_argument("--missing", required=True, help="the contrast to impute")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="output volume (.nii.gz, .nrrd, .mha, ...)")
+    parser.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--mask", type=Path, help="brain mask (default: voxels non-zero in the inputs)")
+    parser.add_argument("--reference", help="contrast whose grid the output takes (default: the first input in model order)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    return parser
+
+
+def _weights_option(argv: Sequence[str]) -> Path | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--weights", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    return known.weights
+
+
+def cmd_impute(argv: Sequence[str]) -> int:
+    from .inference import impute, select_device
+    from .model_io import bundled_weights, load_model, read_card
+    from .volumes import write_volume
+
+    weights = _weights_option(argv)
+    card_contrasts = read_card(weights or bundled_weights())["contrasts"] if "-h" not in argv and "--help" not in argv else []
+    contrasts = list(dict.fromkeys([*card_contrasts, *KNOWN_CONTRASTS]))
+    args = _impute_parser(contrasts).parse_args(argv)
+    inputs: dict[str, Path] = {}
+    for key in contrasts:
+        given = getattr(args, key) or []
+        if len(given) > 1:
+            raise InputError(f"{display_name(key)}: {len(given)} files were given ({', '.join(given)}); give one per contrast")
+        if given:
+            inputs[key] = Path(given[0])
+    if args.study is not None:
+        for key, path in find_study_files(args.study, [k for k in contrasts if k != args.missing]).items():
+            inputs.setdefault(key, path)
+    _check_output_path(args.output, list(inputs.values()))
+    device = select_device(args.device)
+    model = load_model(weights, device)
+    bar = _progress_bar(0, f"imputing {display_name(args.missing)}")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    result = impute(inputs, args.missing, model, mask=args.mask, reference=args.reference,
+                    batch_size=args.batch_size, progress=progress)
+    bar.close()
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    write_volume(result.image, args.output)
+    print(f"wrote {args.output} ({display_name(args.missing)} imputed by {model.name}; intensities in brain standard deviations)")
+    return 0
+
+
+# ----- train ----------------------------------------------------------------------------------------
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="collagan-impute train", description="Train CollaGAN on a manifest or a folder of subject folders.")
+    p.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
+    p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint, logs, exported model")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where its checkpoint stopped")
+    p.add_argument("--steps", type=int, default=1000, help="train until this step")
+    p.add_argument("--contrasts", default="t1,t1gd,t2,flair", help="comma-separated contrast keys, in model order")
+    p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
+    p.add_argument("--branch-width", type=int, default=16)
+    p.add_argument("--decoder-width", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--unit", default="ccnl", choices=("ccnl", "plain"))
+    p.add_argument("--no-ccam", action="store_true")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--lr-discriminator", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--decay-every", type=int, default=400)
+    p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--validate-every", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
+    p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
+    p.add_argument("--description", default="", help="free text for the model card")
+    return p
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    import torch
+
+    from .data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
+    from .inference import select_device
+    from .losses import LossWeights
+    from .networks import DiscriminatorConfig, GeneratorConfig
+    from .training import CHECKPOINT_NAME, TrainConfig, Trainer
+
+    args = _train_parser().parse_args(argv)
+    contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+    n = len(contrasts)
+    config = TrainConfig(
+        contrasts=contrasts,
+        generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
+        discriminator=DiscriminatorConfig(n),
+        weights=LossWeights(direct_l1=args.direct_l1),
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
+        weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, seed=args.seed,
+        bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+    )
+    checkpoint = args.out / CHECKPOINT_NAME
+    if args.resume and not checkpoint.exists():
+        raise InputError(f"--resume: no checkpoint in '{args.out}'")
+    if not args.resume and checkpoint.exists():
+        raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
+    subjects = discover_subjects(args.data, contrasts)
+    train_subjects, validation_subjects = split_subjects(subjects, args.validation)
+    print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
+          f"{', '.join(s.name for s in validation_subjects) or 'none'}", file=sys.stderr)
+    studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
+    canvas = canvas_for(studies, config.generator.size_multiple)
+    train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
+    validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,
+                                      max_slices_per_subject=args.val_slices) if validation_subjects else None)
+    trainer = Trainer(config, train_set, args.out, device=select_device(args.device), validation_set=validation_set)
+    if args.resume:
+        trainer.load()
+        trainer.config.steps = args.steps
+    bar = _progress_bar(config.steps, "training", initial=trainer.step)
+
+    def progress(step: int, values: dict) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(g=f"{values['g_total']:.3f}", l1=f"{values['cycle_l1']:.3f}", refresh=False)
+
+    trainer.run(progress)
+    bar.close()
+    weights = trainer.export(args.out / f"{args.name}.safetensors", {
+        "description": args.description,
+        "training": {
+            "command": "collagan-impute train " + " ".join(shlex.quote(a) for a in argv),
+            "data": str(args.data),
+            "train_subjects": [s.name for s in train_subjects],
+            "validation_subjects": [s.name for s in validation_subjects],
+            "train_slices": len(train_set),
+            "canvas": list(canvas),
+            "torch": torch.__version__,
+        },
+    })
+    print(f"wrote {weights} and its card {weights.with_suffix('.json')}")
+    return 0
+
+
+# ----- evaluate -------------------------------------------------------------------------------------
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    from .atomic import write_text_atomic
+    from .data import discover_subjects
+    from .evaluation import evaluate_subjects
+    from .inference import select_device
+    from .model_io import load_model
+
+    p = argparse.ArgumentParser(prog="collagan-impute evaluate", description="Impute each contrast from the others and score it.")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--weights", type=Path)
+    p.add_argument("--json", required=True, type=Path, help="where to write the metrics")
+    p.add_argument("--subject", action="append", default=[], help="evaluate only these subjects (repeatable)")
+    p.add_argument("--missing", action="append", default=[], help="contrasts to impute (default: each in turn)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = p.parse_args(argv)
+    model = load_model(args.weights, select_device(args.device))
+    subjects = discover_subjects(args.data, model.contrasts)
+    if args.subject:
+        unknown = sorted(set(args.subject) - {s.name for s in subjects})
+        if unknown:
+            raise InputError(f"subject(s) {', '.join(unknown)} not in '{args.data}'")
+        subjects = [s for s in subjects if s.name in args.subject]
+    report = evaluate_subjects(model, subjects, args.missing or None, progress=lambda m: print(m, file=sys.stderr))
+    write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    for key, values in report["mean"].items():
+        print(f"{display_name(key):6s} SSIM(brain) {values['ssim_brain']:.3f}  PSNR(brain) {values['psnr_brain']:.2f} dB  "
+              f"NMSE(brain) {values['nmse_brain']:.3f}  SSIM(volume) {values['ssim_volume']:.3f}")
+    print(f"({report['normalisation']})\nwrote {args.json}")
+    return 0
+
+
+# ----- demo -----------------------------------------------------------------------------------------
+def cmd_demo(argv: Sequence[str]) -> int:
+    from .demo import run_demo
+
+    p = argparse.ArgumentParser(prog="collagan-impute demo", description="Impute a contrast of the bundled sample case.")
+    p.add_argument("--missing", default="t1gd", help="contrast to impute (default t1gd)")
+    p.add_argument("--out", type=Path, default=Path("collagan-demo"), help="output folder")
+    p.add_argument("--weights", type=Path)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = p.parse_args(argv)
+    started = time.monotonic()
+    outputs = run_demo(args.missing, args.out, args.weights, args.device)
+    metrics = json.loads(outputs["metrics"].read_text())
+    print(f"{display_name(args.missing)} imputed in {time.monotonic() - started:.1f} s: SSIM(brain) {metrics['ssim_brain']:.3f}, "
+          f"PSNR(brain) {metrics['psnr_brain']:.2f} dB, NMSE(brain) {metrics['nmse_brain']:.3f} ({metrics['normalisation']})")
+    for kind, path in outputs.items():
+        print(f"wrote {kind}: {path}")
+    return 0
+
+
+# ----- info -----------------------------------------------------------------------------------------
+def cmd_info(argv: Sequence[str]) -> int:
+    from .model_io import bundled_weights, load_model
+
+    p = argparse.ArgumentParser(prog="collagan-impute info", description="Show a model card (checking the weights' sha256).")
+    p.add_argument("weights", nargs="?", type=Path, default=None, help="default: the bundled model")
+    args = p.parse_args(argv)
+    model = load_model(args.weights or bundled_weights())
+    print(json.dumps(model.card, indent=2))
+    print(f"weights {model.weights_path}: sha256 verified", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: collagan-impute {" + ",".join(COMMANDS) + "} ...\n"
+              "  impute    impute a missing contrast of one study\n"
+              "  train     train a model on a manifest or a folder of subject folders\n"
+              "  evaluate  impute each contrast of held-out subjects and score it\n"
+              "  demo      impute a contrast of the bundled sample case\n"
+              "  info      show a model card", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (InputError, ModelError) as error:
+        print(f"collagan-impute: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (Cancelled, KeyboardInterrupt):
+        print("collagan-impute: cancelled; no partial output was left", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

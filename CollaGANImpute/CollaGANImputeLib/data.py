@@ -1,0 +1,158 @@
+"""Training data: subjects from a manifest or a folder of subject folders, split by subject, turned
+into normalised axial slices on a common canvas, and augmented alike across contrasts."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .contrasts import display_name, find_study_files
+from .errors import InputError
+from .study import PreparedStudy, brain_slices, prepare_study
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    files: dict[str, Path]
+
+
+def discover_subjects(data: str | Path, contrasts: Sequence[str]) -> list[Subject]:
+    """Subjects with every one of `contrasts`, from a manifest JSON (or a folder holding manifest.json)
+    or a folder of subject folders whose file names say the contrast."""
+    data = Path(data)
+    manifest = data / "manifest.json" if data.is_dir() else data
+    if manifest.is_file():
+        return _from_manifest(manifest, contrasts)
+    if not data.is_dir():
+        raise InputError(f"training data '{data}' is neither a manifest file nor a folder")
+    subjects = []
+    for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = find_study_files(folder, contrasts)
+        _require_all(folder.name, files, contrasts, folder)
+        subjects.append(Subject(folder.name, files))
+    if not subjects:
+        raise InputError(f"'{data}' holds no subject folders")
+    return subjects
+
+
+def _from_manifest(manifest: Path, contrasts: Sequence[str]) -> list[Subject]:
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["subjects"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
+        raise InputError(f"manifest '{manifest}' is not a JSON object with a 'subjects' mapping ({error})") from None
+    subjects = []
+    for name, entry in entries.items():
+        folder = manifest.parent / entry.get("dir", name)
+        files = {key: folder / entry[key] for key in contrasts if key in entry}
+        _require_all(name, files, contrasts, manifest)
+        subjects.append(Subject(name, files))
+    return subjects
+
+
+def _require_all(name: str, files: dict, contrasts: Sequence[str], where: Path) -> None:
+    absent = [display_name(k) for k in contrasts if k not in files]
+    if absent:
+        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; training needs every contrast")
+
+
+def split_subjects(subjects: list[Subject], validation: Sequence[str]) -> tuple[list[Subject], list[Subject]]:
+    """Split by subject, never by slice: the named subjects validate, the rest train."""
+    names = {s.name for s in subjects}
+    unknown = [v for v in validation if v not in names]
+    if unknown:
+        raise InputError(f"validation subject(s) {', '.join(unknown)} not in the training data ({', '.join(sorted(names))})")
+    train = [s for s in subjects if s.name not in validation]
+    if not train:
+        raise InputError("every subject was set aside for validation; none is left to train on")
+    return train, [s for s in subjects if s.name in validation]
+
+
+def prepare_subject(subject: Subject, contrasts: Sequence[str]) -> PreparedStudy:
+    return prepare_study(subject.files, contrasts)
+
+
+def bounding_box_centre(mask: np.ndarray) -> tuple[int, int]:
+    plane = mask.any(axis=0)
+    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+    return (int(rows[0] + rows[-1] + 1) // 2, int(cols[0] + cols[-1] + 1) // 2)
+
+
+def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray) -> np.ndarray:
+    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N, H, W)."""
+    centre = bounding_box_centre(study.mask)
+    stack = np.stack([study.images[k] for k in contrasts])[:, indices]
+    out = np.zeros((len(indices), len(contrasts), *canvas), dtype=np.float32)
+    source, target = [], []
+    for axis, size in enumerate(canvas):
+        start = centre[axis] - size // 2
+        lo, hi = max(start, 0), min(start + size, stack.shape[2 + axis])
+        source.append(slice(lo, hi))
+        target.append(slice(lo - start, hi - start))
+    out[:, :, target[0], target[1]] = stack[:, :, source[0], source[1]].transpose(1, 0, 2, 3)
+    return out
+
+
+@dataclass
+class SliceSet:
+    """Axial brain slices of several subjects on one canvas: images (M, N, H, W), masks (M, H, W)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    subjects: list[str]
+    subject_index: np.ndarray
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def build_slice_set(
+    studies: dict[str, PreparedStudy], contrasts: Sequence[str], canvas: tuple[int, int], min_brain_fraction: float = 0.05,
+    max_slices_per_subject: int | None = None,
+) -> SliceSet:
+    """Slices with at least `min_brain_fraction` of the canvas in the brain, optionally thinned evenly."""
+    images, masks, index = [], [], []
+    min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
+    for number, (name, study) in enumerate(studies.items()):
+        chosen = brain_slices(study.mask, max(min_voxels, 1))
+        if max_slices_per_subject and len(chosen) > max_slices_per_subject:
+            chosen = chosen[np.linspace(0, len(chosen) - 1, max_slices_per_subject).round().astype(int)]
+        slices = canvas_slices(study, contrasts, canvas, chosen)
+        images.append(slices)
+        masks.append(slices.max(axis=1) > 0)
+        index.append(np.full(len(chosen), number))
+    return SliceSet(
+        torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(masks)),
+        list(studies), np.concatenate(index),
+    )
+
+
+def canvas_for(studies: dict[str, PreparedStudy], multiple: int) -> tuple[int, int]:
+    """The smallest canvas (multiples of `multiple`) that holds every subject's brain box."""
+    height = width = multiple
+    for study in studies.values():
+        plane = study.mask.any(axis=0)
+        rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+        height = max(height, math.ceil((rows[-1] - rows[0] + 1) / multiple) * multiple)
+        width = max(width, math.ceil((cols[-1] - cols[0] + 1) / multiple) * multiple)
+    return height, width
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple[float, float] = (0.9, 1.1), flip_p: float = 0.5) -> torch.Tensor:
+    """Random scaling about the centre and left-right flip, identical for every contrast of a sample."""
+    batch = images.shape[0]
+    low, high = scale_range
+    scale = low + (high - low) * torch.rand(batch, generator=generator)
+    flip = torch.rand(batch, generator=generator) < flip_p
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = torch.where(flip, -1.0, 1.0) / scale
+    theta[:, 1, 1] = 1.0 / scale
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,15 @@
+"""Errors the user can act on. Every entry point shows their message as it is."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input: the message names the file or contrast and the problem."""
+
+
+class ModelError(ValueError):
+    """A weights file or model card that cannot be used (corrupt, tampered, wrong contrasts)."""
+
+
+class Cancelled(RuntimeError):
+    """The user cancelled long work; nothing half-made was left behind."""

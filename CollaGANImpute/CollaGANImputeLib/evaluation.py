@@ -1,0 +1,68 @@
+"""Scoring imputations against the real contrast: one subject, or a whole data set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data import Subject, prepare_subject
+from .geometry import resample_onto, same_grid, to_canonical_array
+from .inference import Imputation, synthesise
+from .metrics import NORMALISATION, image_metrics
+from .model_io import Model
+from .study import VolumeSource, load_volume, normalise_in_brain
+
+METRIC_NAMES = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
+
+
+def real_on_reference(imputation: Imputation, real: VolumeSource) -> np.ndarray:
+    """The real volume of the imputed contrast as a canonical array on the imputation's grid, in the
+    imputation's units (divided by its standard deviation over the same brain mask)."""
+    image = load_volume(real, imputation.missing)
+    if not same_grid(image, imputation.study.reference):
+        image = resample_onto(image, imputation.study.reference)
+    array = np.clip(to_canonical_array(image), 0.0, None)
+    normalise_in_brain(array, imputation.study.mask)
+    return array
+
+
+def score_imputation(imputation: Imputation, real: VolumeSource) -> dict:
+    """SSIM, PSNR and NMSE of an imputation against the real volume, inside the brain mask."""
+    fake = to_canonical_array(imputation.image)
+    return image_metrics(real_on_reference(imputation, real), fake, imputation.study.mask)
+
+
+def evaluate_subjects(
+    model: Model,
+    subjects: Sequence[Subject],
+    missing: Sequence[str] | None = None,
+    *,
+    batch_size: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Impute each contrast of each subject from the others; metrics per subject and contrast, and means."""
+    contrasts = model.contrasts
+    targets = list(missing or contrasts)
+    results = []
+    for subject in subjects:
+        study = prepare_subject(subject, contrasts)
+        stack = np.stack([study.images[k] for k in contrasts])
+        for key in targets:
+            if progress is not None:
+                progress(f"{subject.name}: {key}")
+            fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size)
+            scores = image_metrics(study.images[key], fake, study.mask)
+            results.append({"subject": subject.name, "contrast": key, **{m: scores[m] for m in METRIC_NAMES}})
+    means = {
+        key: {m: float(np.mean([r[m] for r in results if r["contrast"] == key])) for m in METRIC_NAMES} for key in targets
+    }
+    return {
+        "model": model.name,
+        "weights": str(Path(model.weights_path)),
+        "normalisation": NORMALISATION,
+        "ssim": "3-D SSIM, 7-voxel window; ssim_brain averages the SSIM map over the brain mask, ssim_volume over the whole volume",
+        "results": results,
+        "mean": means,
+    }

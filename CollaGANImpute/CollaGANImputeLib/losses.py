@@ -1,0 +1,84 @@
+"""CollaGAN's losses (METHOD.md): least-squares GAN, contrast classification, multiple-cycle L1 and SSIM."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The MRI paper's weights; `direct_l1` is the public MRI code's 0 (the CVPR code used 10)."""
+
+    cycle_l1: float = 10.0
+    cycle_ssim: float = 1.0
+    adversarial: float = 1.0
+    generator_classification: float = 1.0
+    discriminator: float = 1.0
+    direct_l1: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lsgan_real(prediction: torch.Tensor) -> torch.Tensor:
+    """E[(D(x) - 1)^2]: what D wants for real images and G wants for its fakes."""
+    return ((prediction - 1.0) ** 2).mean()
+
+
+def lsgan_fake(prediction: torch.Tensor) -> torch.Tensor:
+    """E[D(x)^2]: what D wants for fakes."""
+    return (prediction**2).mean()
+
+
+def classification(logits: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the contrast classifier; `contrast` holds class indices."""
+    return F.cross_entropy(logits, contrast)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, window: int = 5) -> torch.Tensor:
+    """Per-pixel SSIM over a uniform `window` x `window` neighbourhood, valid positions only.
+
+    Matches scikit-image's structural_similarity (uniform filter, sample covariance, K1 = 0.01,
+    K2 = 0.03) whose mean is taken over the same valid region. `data_range` is a scalar or (B,) tensor.
+    """
+    c1 = (0.01 * torch.as_tensor(data_range, dtype=x.dtype, device=x.device)) ** 2
+    c2 = (0.03 * torch.as_tensor(data_range, dtype=x.dtype, device=x.device)) ** 2
+    if c1.ndim == 1:
+        c1, c2 = c1[:, None, None, None], c2[:, None, None, None]
+    mean = lambda t: F.avg_pool2d(t, window, stride=1)  # noqa: E731 - a local shorthand
+    mx, my = mean(x), mean(y)
+    n = window * window
+    sample = n / (n - 1)
+    vx = sample * (mean(x * x) - mx * mx)
+    vy = sample * (mean(y * y) - my * my)
+    vxy = sample * (mean(x * y) - mx * my)
+    return ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, window: int = 5) -> torch.Tensor:
+    """-log( mean_p (1 + SSIM_p) / 2 ), one value per image, averaged over the batch."""
+    per_image = ssim_map(x, y, data_range, window).mean(dim=(1, 2, 3))
+    return -torch.log((1.0 + per_image) / 2.0).mean()
+
+
+def multiple_cycle_l1(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int) -> torch.Tensor:
+    """sum_j ||x_j - x_tilde_j|k||_1 (mean absolute error per image), averaged over the batch.
+
+    Both tensors hold `cycles` groups of images stacked along the batch axis (group j, then sample).
+    """
+    return torch.abs(reconstructed - real).view(cycles, -1).mean(dim=1).sum()
+
+
+def multiple_cycle_ssim(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int, window: int = 5) -> torch.Tensor:
+    """sum_j L_SSIM(x_j, x_tilde_j|k), each real image's max - min as the dynamic range."""
+    groups = zip(reconstructed.chunk(cycles), real.chunk(cycles))
+    return sum(ssim_loss(fake, truth, dynamic_range(truth), window) for fake, truth in groups)
+
+
+def dynamic_range(images: torch.Tensor) -> torch.Tensor:
+    """L in the SSIM constants: each real image's max - min (B,), detached, never below a small floor."""
+    flat = images.detach().flatten(1)
+    return (flat.max(dim=1).values - flat.min(dim=1).values).clamp_min(1e-3)

@@ -1,0 +1,44 @@
+"""Image-quality metrics inside the brain, after the BraSyn challenge's intensity normalisation.
+
+Published numbers are only comparable when the normalisation is stated, so every result carries it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+NORMALISATION = "each volume clipped to the 0.5-99.5 percentiles of its brain voxels and scaled to [0, 1] (BraSyn)"
+
+
+def brasyn_normalise(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Clip to the 0.5-99.5 percentiles of the brain voxels, scale to [0, 1]; zero outside the brain."""
+    low, high = np.percentile(volume[mask], [0.5, 99.5])
+    scaled = (np.clip(volume, low, high) - low) / max(high - low, 1e-8)
+    return np.where(mask, scaled, 0.0).astype(np.float32)
+
+
+def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slices_2d: bool = False) -> dict:
+    """NMSE, PSNR (dB) and SSIM inside `mask`, plus SSIM over the whole array (the figure papers report).
+
+    Inputs are arrays on one grid; both are normalised here. With `slices_2d`, axis 0 indexes unrelated
+    2-D slices and SSIM is computed per slice; otherwise SSIM is 3-D (7-voxel window).
+    """
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError("the mask is empty")
+    real_n, fake_n = brasyn_normalise(real, mask), brasyn_normalise(fake, mask)
+    error = (real_n - fake_n)[mask]
+    mse = float(np.mean(error**2))
+    nmse = mse / max(float(np.mean(real_n[mask] ** 2)), 1e-12)
+    psnr = float(10 * np.log10(1.0 / max(mse, 1e-12)))
+    _, ssim_full = structural_similarity(
+        real_n, fake_n, data_range=1.0, full=True, channel_axis=0 if slices_2d else None
+    )
+    return {
+        "ssim_brain": float(ssim_full[mask].mean()),
+        "ssim_volume": float(ssim_full.mean()),
+        "psnr_brain": psnr,
+        "nmse_brain": float(nmse),
+        "normalisation": NORMALISATION,
+    }

@@ -1,0 +1,139 @@
+"""Trained generators on disk: safetensors weights plus a JSON model card that describes them.
+
+The card names the contrasts, the architecture, the normalisation, the training data and the metrics,
+and holds the sha256 of the weights file, so a file that was cut short or altered is refused before
+any tensor is used. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path, write_text_atomic
+from .errors import ModelError
+from .networks import Generator, GeneratorConfig
+
+CARD_FORMAT = "collagan-impute-model/1"
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+BUNDLED_NAME = "collagan_brats"
+INTENSITY_UNIT = (
+    "brain standard deviations: the imputed volume is on the scale of a real volume of that contrast divided by "
+    "the standard deviation of its brain voxels (METHOD.md normalisation); 0 outside the brain"
+)
+
+
+@dataclass
+class Model:
+    generator: Generator
+    card: dict
+    weights_path: Path
+
+    @property
+    def contrasts(self) -> list[str]:
+        return list(self.card["contrasts"])
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.weights_path.stem)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path_for(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def bundled_weights() -> Path:
+    return BUNDLED_MODELS / f"{BUNDLED_NAME}.safetensors"
+
+
+def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict) -> Path:
+    """Write the weights and their card (both atomically); returns the weights path."""
+    weights = Path(weights)
+    if len(contrasts) != generator.config.num_contrasts:
+        raise ValueError("the contrast list must have one entry per generator channel")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    with atomic_path(weights) as temp:
+        save_file(tensors, str(temp), metadata={"format": CARD_FORMAT})
+        digest = sha256_of(temp)
+    card = {
+        "format": CARD_FORMAT,
+        "name": weights.stem,
+        "contrasts": list(contrasts),
+        "architecture": {"generator": generator.config.to_dict()},
+        "normalisation": {
+            "input": "each input volume divided by the standard deviation of its brain voxels; negative voxels set to 0",
+            "brain_mask": "user-given, or the voxels non-zero in any input",
+            "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
+        },
+        "output_intensity": INTENSITY_UNIT,
+        **card_fields,
+        "weights_file": weights.name,
+        "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),
+        "sha256": digest,
+    }
+    write_text_atomic(card_path_for(weights), json.dumps(card, indent=2) + "\n")
+    return weights
+
+
+def read_card(weights: str | Path) -> dict:
+    """The model card of a weights file (or the card given directly)."""
+    weights = Path(weights)
+    card_file = weights if weights.suffix == ".json" else card_path_for(weights)
+    if not card_file.is_file():
+        raise ModelError(f"model card '{card_file}' not found; a weights file needs its JSON card beside it")
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"model card '{card_file}' is not valid JSON: {error}") from None
+    for key in ("format", "contrasts", "architecture", "sha256", "weights_file"):
+        if key not in card:
+            raise ModelError(f"model card '{card_file}' lacks the field '{key}'")
+    if card["format"] != CARD_FORMAT:
+        raise ModelError(f"model card '{card_file}' has format {card['format']!r}; expected {CARD_FORMAT!r}")
+    return card
+
+
+def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Model:
+    """Load a generator after checking its card and the weights' sha256; the bundled model by default."""
+    weights = Path(weights) if weights is not None else bundled_weights()
+    card = read_card(weights)
+    weights_file = weights.parent / card["weights_file"] if weights.suffix == ".json" else weights
+    if not weights_file.is_file():
+        raise ModelError(f"weights file '{weights_file}' not found")
+    digest = sha256_of(weights_file)
+    if digest != card["sha256"]:
+        raise ModelError(
+            f"weights file '{weights_file}' does not match its model card (sha256 {digest[:12]}... "
+            f"instead of {card['sha256'][:12]}...): it is corrupt or was changed"
+        )
+    try:
+        config = GeneratorConfig(**card["architecture"]["generator"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise ModelError(f"model card of '{weights_file}' describes an unknown architecture: {error}") from None
+    if config.num_contrasts != len(card["contrasts"]):
+        raise ModelError(f"model card of '{weights_file}' lists {len(card['contrasts'])} contrasts for a {config.num_contrasts}-contrast generator")
+    try:
+        tensors = load_file(str(weights_file))
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"weights file '{weights_file}' cannot be read as safetensors: {error}") from None
+    generator = Generator(config)
+    try:
+        generator.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError as error:
+        raise ModelError(f"weights file '{weights_file}' does not fit its card's architecture: {str(error).splitlines()[0]}") from None
+    generator.eval().to(device)
+    return Model(generator, card, weights_file)

@@ -1,0 +1,148 @@
+"""Turning a study's volumes into what the network sees: one grid, canonical axial slices, a brain
+mask, and METHOD.md's normalisation (each volume divided by its standard deviation over the brain)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .contrasts import display_name
+from .errors import InputError
+from .geometry import describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
+from .volumes import check_volume, read_volume
+
+VolumeSource = str | Path | sitk.Image
+
+
+@dataclass
+class PreparedStudy:
+    """A study on one grid. Arrays are canonical [S, P, L] (see geometry.py), float32, normalised."""
+
+    reference: sitk.Image
+    reference_contrast: str
+    images: dict[str, np.ndarray]
+    mask: np.ndarray
+    brain_std: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def to_reference_image(self, canonical: np.ndarray) -> sitk.Image:
+        """A canonical array back on the reference grid, with the reference's exact geometry."""
+        return from_canonical_array(canonical.astype(np.float32, copy=False), self.reference)
+
+
+def load_volume(source: VolumeSource, contrast: str | None) -> sitk.Image:
+    """A file path or an in-memory image (from Slicer, say), checked the same way."""
+    if isinstance(source, sitk.Image):
+        check_volume(source, f"{display_name(contrast)} volume" if contrast else "volume")
+        return sitk.Cast(source, sitk.sitkFloat32)
+    return read_volume(source, contrast)
+
+
+def _describe(contrast: str, source: VolumeSource) -> str:
+    name = display_name(contrast)
+    return f"{name} '{source}'" if not isinstance(source, sitk.Image) else f"{name} volume"
+
+
+def prepare_study(
+    volumes: Mapping[str, VolumeSource],
+    order: Sequence[str],
+    *,
+    reference: str | None = None,
+    mask: VolumeSource | None = None,
+) -> PreparedStudy:
+    """Read, resample onto the reference grid, reorient, mask and normalise every given contrast.
+
+    `order` is the model's contrast order; the reference grid defaults to the first given contrast in it.
+    Inputs on another grid are resampled linearly in physical space, and a note says so.
+    """
+    unknown = [key for key in volumes if key not in order]
+    if unknown:
+        raise InputError(f"{', '.join(display_name(k) for k in unknown)}: not a contrast of this model ({', '.join(order)})")
+    if not volumes:
+        raise InputError("no input volumes were given")
+    available = [key for key in order if key in volumes]
+    reference_key = reference or available[0]
+    if reference_key not in volumes:
+        raise InputError(f"reference {display_name(reference_key)}: no volume was given for it")
+
+    images = {key: load_volume(volumes[key], key) for key in available}
+    reference_image = images[reference_key]
+    notes: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    for key in available:
+        image = images[key]
+        if not same_grid(image, reference_image):
+            notes.append(
+                f"{display_name(key)} ({describe_grid(image)}) was resampled onto the {display_name(reference_key)} grid "
+                f"({describe_grid(reference_image)})"
+            )
+            image = resample_onto(image, reference_image)
+            if not np.any(sitk.GetArrayViewFromImage(image)):
+                raise InputError(
+                    f"{_describe(key, volumes[key])} does not overlap the reference {_describe(reference_key, volumes[reference_key])} in physical space"
+                )
+        # Negative values in skull-stripped data are interpolation artefacts; intensities are non-negative.
+        arrays[key] = np.clip(to_canonical_array(image), 0.0, None)
+
+    brain = _brain_mask(arrays, mask, reference_image)
+    brain_std: dict[str, float] = {}
+    for key, array in arrays.items():
+        brain_std[key] = normalise_in_brain(array, brain)
+        if brain_std[key] <= 0:
+            raise InputError(f"{_describe(key, volumes[key])} is constant inside the brain mask; it cannot be normalised")
+    return PreparedStudy(reference_image, reference_key, arrays, brain, brain_std, notes)
+
+
+def normalise_in_brain(array: np.ndarray, brain: np.ndarray) -> float:
+    """METHOD.md's normalisation, in place: divide by the standard deviation over the brain, zero
+    outside it. Returns the standard deviation (0 leaves the array unscaled)."""
+    std = float(array[brain].std()) if brain.any() else 0.0
+    if std > 0:
+        array /= std
+    array[~brain] = 0.0
+    return std
+
+
+def _brain_mask(arrays: Mapping[str, np.ndarray], mask: VolumeSource | None, reference: sitk.Image) -> np.ndarray:
+    """The user's mask on the reference grid, or the voxels non-zero in any input."""
+    if mask is None:
+        return np.logical_or.reduce([a > 0 for a in arrays.values()])
+    image = load_volume(mask, None)
+    if not same_grid(image, reference):
+        image = resample_onto(image, reference, nearest=True)
+    brain = to_canonical_array(image) > 0
+    if not brain.any():
+        where = "" if isinstance(mask, sitk.Image) else f" '{mask}'"
+        raise InputError(f"the brain mask{where} is empty on the reference grid")
+    return brain
+
+
+def brain_slices(mask: np.ndarray, min_voxels: int = 1) -> np.ndarray:
+    """Indices of axial slices that hold at least `min_voxels` brain voxels."""
+    return np.nonzero(mask.reshape(mask.shape[0], -1).sum(axis=1) >= min_voxels)[0]
+
+
+def padded_bounds(mask: np.ndarray, multiple: int) -> tuple[slice, slice, tuple[int, int]]:
+    """In-plane crop of the brain's bounding box, widened to multiples of `multiple`.
+
+    Returns row and column slices into the canonical volume plus the zero padding (rows, cols) still
+    needed where the widened box runs past the image edge.
+    """
+    plane = mask.any(axis=0)
+    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+    bounds = []
+    padding = []
+    for found, size in ((rows, plane.shape[0]), (cols, plane.shape[1])):
+        start, stop = int(found[0]), int(found[-1]) + 1
+        length = -(-(stop - start) // multiple) * multiple
+        extra = length - (stop - start)
+        start = max(0, start - extra // 2)
+        stop = min(size, start + length)
+        start = max(0, stop - length)
+        bounds.append(slice(start, stop))
+        padding.append(length - (stop - start))
+    return bounds[0], bounds[1], (padding[0], padding[1])

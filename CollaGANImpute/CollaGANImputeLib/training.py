@@ -1,0 +1,300 @@
+"""Training CollaGAN as METHOD.md describes, with exact resume.
+
+One step: draw a batch of slices and a random target contrast per sample, synthesise it, reconstruct
+every other contrast from a set in which the fake replaces the real (multiple cycle consistency), and
+update G; update D every second step. Every random draw comes from one seeded generator whose state,
+like the global RNG used by dropout, is saved in the checkpoint, so a resumed run repeats the steps an
+uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import atomic_path, write_text_atomic
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import SliceSet, augment
+from .errors import Cancelled, InputError
+from .inference import one_hot
+from .losses import LossWeights, classification, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim
+from .metrics import NORMALISATION, image_metrics
+from .model_io import save_model
+from .networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are METHOD.md's; every field is recorded with the checkpoint and in the model card."""
+
+    contrasts: list[str] = field(default_factory=lambda: ["t1", "t1gd", "t2", "flair"])
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+    steps: int = 1000
+    batch_size: int = 1
+    lr: float = 1e-5
+    lr_discriminator: float = 1e-5
+    beta1: float = 0.5
+    weight_decay: float = 0.01
+    decay_rate: float = 0.99
+    decay_every: int = 400
+    discriminator_every: int = 2
+    augment: bool = True
+    seed: int = 0
+    bf16: bool = False
+    validate_every: int = 200
+    checkpoint_every: int = 100
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        values["generator"] = GeneratorConfig(**values["generator"])
+        values["discriminator"] = DiscriminatorConfig(**values["discriminator"])
+        values["weights"] = LossWeights(**values["weights"])
+        return cls(**values)
+
+
+def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The multiple-cycle batch: for every sample and every contrast j != k, the real set with the
+    fake replacing contrast k and contrast j zero-filled.
+
+    real: (B, N, H, W); fake: (B, 1, H, W); target: (B,) indices k. Returns inputs ((N-1)*B, N, H, W),
+    their targets j ((N-1)*B,) and the real x_j ((N-1)*B, 1, H, W), grouped by j offset then sample.
+    """
+    batch, n = real.shape[:2]
+    planes = torch.nn.functional.one_hot(target, n).to(real.dtype)[:, :, None, None]
+    with_fake = real * (1 - planes) + fake * planes
+    others = torch.stack([(target + offset) % n for offset in range(1, n)])  # (N-1, B)
+    zero_j = 1 - torch.nn.functional.one_hot(others, n).to(real.dtype)[..., None, None]  # (N-1, B, N, 1, 1)
+    inputs = (with_fake.unsqueeze(0) * zero_j).flatten(0, 1)
+    truth = real.unsqueeze(0).expand(n - 1, -1, -1, -1, -1).gather(
+        2, others.view(n - 1, batch, 1, 1, 1).expand(-1, -1, 1, *real.shape[-2:])).flatten(0, 1)
+    return inputs, others.flatten(), truth
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, train_set: SliceSet, out_dir: str | Path, *, device: torch.device | str = "cpu",
+                 validation_set: SliceSet | None = None) -> None:
+        n = len(config.contrasts)
+        if config.generator.num_contrasts != n or config.discriminator.num_contrasts != n:
+            raise InputError(f"the networks must be built for {n} contrasts ({', '.join(config.contrasts)})")
+        self.config, self.train_set, self.validation_set = config, train_set, validation_set
+        self.out_dir, self.device = Path(out_dir), torch.device(device)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(config.seed)
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self.generator = Generator(config.generator).to(self.device)
+        self.discriminator = Discriminator(config.discriminator).to(self.device)
+        betas = (config.beta1, 0.999)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=betas)
+        decay = lambda step: config.decay_rate ** (step // config.decay_every)  # noqa: E731 - staircase decay
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, decay)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+
+    # ----- one step -----------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda")
+
+    def train_step(self) -> dict[str, float]:
+        cfg, n = self.config, len(self.config.contrasts)
+        index = torch.randint(len(self.train_set), (cfg.batch_size,), generator=self.rng)
+        real = self.train_set.images[index]
+        if cfg.augment:
+            real = augment(real, self.rng)
+        target = torch.randint(n, (cfg.batch_size,), generator=self.rng)
+        real, target = real.to(self.device), target.to(self.device)
+        batch = real.shape[0]
+        t_hot = torch.nn.functional.one_hot(target, n).float()
+        planes = t_hot[:, :, None, None]
+
+        self.generator.train()
+        self.discriminator.train()
+        self.discriminator.requires_grad_(False)
+        with self._autocast():
+            fake = self.generator(real * (1 - planes), t_hot)
+            cycle_in, others, cycle_real = cycle_inputs(real, fake, target)
+            o_hot = torch.nn.functional.one_hot(others, n).float()
+            cycles = self.generator(cycle_in, o_hot)
+            target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
+
+            realness, logits = self.discriminator(torch.cat([fake, cycles]))
+        fake_realness, cycle_realness = realness[:batch].float(), realness[batch:].float()
+        losses = {
+            "cycle_l1": multiple_cycle_l1(cycles.float(), cycle_real, n - 1),
+            "cycle_ssim": multiple_cycle_ssim(cycles.float(), cycle_real, n - 1),
+            "direct_l1": torch.abs(fake.float() - target_real).mean(),
+            "g_adversarial": lsgan_real(fake_realness) + (n - 1) * lsgan_real(cycle_realness),
+            "g_classification": classification(logits[:batch].float(), target)
+            + (n - 1) * classification(logits[batch:].float(), others),
+        }
+        w = cfg.weights
+        g_loss = (w.cycle_l1 * losses["cycle_l1"] + w.cycle_ssim * losses["cycle_ssim"] + w.direct_l1 * losses["direct_l1"]
+                  + w.adversarial * losses["g_adversarial"] + w.generator_classification * losses["g_classification"])
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.sched_g.step()
+        self.discriminator.requires_grad_(True)
+
+        if self.step % cfg.discriminator_every == 0:
+            all_real = real.reshape(batch * n, 1, *real.shape[-2:])
+            labels = torch.arange(n, device=self.device).repeat(batch)
+            with self._autocast():
+                real_realness, real_logits = self.discriminator(all_real)
+                fake_realness_d, _ = self.discriminator(torch.cat([fake, cycles]).detach())
+            losses["d_adversarial"] = lsgan_real(real_realness.float()) + lsgan_fake(fake_realness_d.float())
+            # The classifier learns from real images only.
+            losses["d_classification"] = classification(real_logits.float(), labels)
+            d_loss = w.discriminator * (losses["d_adversarial"] + losses["d_classification"])
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+        self.sched_d.step()
+        self.step += 1
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        values["g_total"] = float(g_loss.detach())
+        return values
+
+    # ----- validation ---------------------------------------------------------------------------
+    def validate(self) -> list[dict]:
+        """SSIM, PSNR, NMSE per validation subject and contrast on its held-out slices (2-D SSIM)."""
+        if self.validation_set is None:
+            return []
+        rows, data = [], self.validation_set
+        n = len(self.config.contrasts)
+        self.generator.eval()
+        with torch.inference_mode():
+            for number, subject in enumerate(data.subjects):
+                chosen = np.nonzero(data.subject_index == number)[0]
+                images, masks = data.images[chosen], data.masks[chosen].numpy()
+                for k, key in enumerate(self.config.contrasts):
+                    fakes = []
+                    for start in range(0, len(chosen), 8):
+                        part = images[start : start + 8].to(self.device)
+                        hot = one_hot(k, n, part.shape[0], self.device)
+                        fakes.append(self.generator(part * (1 - hot[:, :, None, None]), hot).float().cpu())
+                    fake = torch.cat(fakes)[:, 0].numpy() * masks
+                    scores = image_metrics(images[:, k].numpy(), fake, masks, slices_2d=True)
+                    rows.append({"step": self.step, "subject": subject, "contrast": key,
+                                 **{m: scores[m] for m in ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")}})
+        self._append_csv("validation.csv", rows)
+        return rows
+
+    # ----- running, saving, resuming ------------------------------------------------------------
+    def run(self, progress: Callable[[int, dict], None] | None = None, cancel: Callable[[], bool] | None = None) -> None:
+        """Train until `config.steps`, checkpointing regularly and at the end (and on cancel)."""
+        cfg = self.config
+        started = time.monotonic()
+        elapsed_before = self.elapsed
+        try:
+            while self.step < cfg.steps:
+                if cancel is not None and cancel():
+                    raise Cancelled(f"training cancelled at step {self.step}")
+                values = self.train_step()
+                self.elapsed = elapsed_before + time.monotonic() - started
+                self.history.append({"step": self.step, **values})
+                if self.step % cfg.validate_every == 0 or self.step == cfg.steps:
+                    self.validate()
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+                if progress is not None:
+                    progress(self.step, values)
+        except Cancelled:
+            self.save()
+            raise
+
+    def save(self) -> None:
+        self._append_csv("train_log.csv", self.history)
+        self.history = []
+        state = {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)
+
+    def load(self, path: str | Path | None = None) -> None:
+        state = load_checkpoint(path or self.out_dir / CHECKPOINT_NAME)
+        saved = TrainConfig.from_dict(state["config"])
+        if (saved.contrasts, saved.generator, saved.discriminator) != (self.config.contrasts, self.config.generator, self.config.discriminator):
+            raise InputError("the checkpoint was made for other contrasts or another architecture than this run asks for")
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+
+    def _append_csv(self, name: str, rows: list[dict]) -> None:
+        """Append rows; on resume, rows past the checkpoint's step are dropped first so none repeat."""
+        if not rows:
+            return
+        path = self.out_dir / name
+        fields = sorted({key for row in rows for key in row}, key=lambda k: (k != "step", k))
+        kept: list[dict] = []
+        if path.exists():
+            with open(path, newline="", encoding="utf-8") as handle:
+                kept = [r for r in csv.DictReader(handle) if int(r["step"]) < rows[0]["step"]]
+            fields = list(dict.fromkeys([*(kept[0].keys() if kept else []), *fields]))
+        with atomic_path(path) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept + rows)
+
+    def export(self, weights: str | Path, card_fields: dict) -> Path:
+        """The generator as safetensors plus its card, with the last validation's means per contrast."""
+        card_fields = dict(card_fields)
+        card_fields.setdefault("training", {}).update(
+            {"config": self.config.to_dict(), "steps": self.step, "time_s": round(self.elapsed, 1), "device": str(self.device)}
+        )
+        summary = self.validation_summary()
+        if summary:
+            card_fields["metrics"] = {"validation": summary, "normalisation": NORMALISATION}
+        return save_model(self.generator, self.config.contrasts, weights, card_fields)
+
+    def validation_summary(self) -> dict:
+        path = self.out_dir / "validation.csv"
+        if not path.exists():
+            return {}
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        last = max(int(r["step"]) for r in rows)
+        summary: dict = {"step": last}
+        for key in self.config.contrasts:
+            chosen = [r for r in rows if int(r["step"]) == last and r["contrast"] == key]
+            summary[key] = {m: round(float(np.mean([float(r[m]) for r in chosen])), 4)
+                            for m in ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")}
+        write_text_atomic(self.out_dir / "validation.json", json.dumps(summary, indent=2) + "\n")
+        return summary

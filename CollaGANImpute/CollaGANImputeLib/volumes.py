@@ -1,0 +1,65 @@
+"""Reading, checking and writing 3-D volumes with SimpleITK (NIfTI, NRRD, MHA, DICOM series folders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .atomic import atomic_path
+from .contrasts import display_name
+from .errors import InputError
+
+
+def read_volume(path: str | Path, contrast: str | None = None) -> sitk.Image:
+    """Read a volume file or a DICOM series folder as a float32 image, checked by `check_volume`."""
+    path = Path(path)
+    label = f"{display_name(contrast)}: " if contrast else ""
+    if not path.exists():
+        raise InputError(f"{label}'{path}' does not exist")
+    try:
+        if path.is_dir():
+            image = _read_dicom_series(path, label)
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reader error"
+        raise InputError(f"{label}cannot read '{path}': {first_line}") from None
+    check_volume(image, f"{label}'{path}'")
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{label}'{folder}' holds no DICOM series")
+    if len(series) > 1:
+        raise InputError(f"{label}'{folder}' holds {len(series)} DICOM series; give the folder of one")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    return reader.Execute()
+
+
+def check_volume(image: sitk.Image, what: str) -> None:
+    """Reject what the network cannot use: not 3-D scalar, NaN/Inf voxels, all zero."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected a scalar volume")
+    if image.GetDimension() != 3:
+        raise InputError(f"{what} is {image.GetDimension()}-D; expected a 3-D volume")
+    if min(image.GetSize()) < 1:
+        raise InputError(f"{what} is empty (size {image.GetSize()})")
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InputError(f"{what} has {bad} NaN or infinite voxels")
+    if not np.any(array):
+        raise InputError(f"{what} is all zero")
+
+
+def write_volume(image: sitk.Image, path: str | Path) -> Path:
+    """Write atomically: the destination holds either the whole volume or what it held before."""
+    path = Path(path)
+    with atomic_path(path) as temp:
+        sitk.WriteImage(image, str(temp), useCompression=True)
+    return path

@@ -1,0 +1,70 @@
+"""Each loss against a small hand-computed case; the SSIM loss against scikit-image on real slices."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from CollaGANImputeLib.losses import (
+    classification, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim, ssim_loss, ssim_map,
+)
+from CollaGANImputeLib.training import cycle_inputs
+from conftest import subject_files
+
+
+def test_lsgan_terms():
+    assert lsgan_real(torch.tensor([0.5, 1.5])).item() == pytest.approx(0.25)  # ((-0.5)^2 + 0.5^2) / 2
+    assert lsgan_fake(torch.tensor([0.5, -1.0])).item() == pytest.approx(0.625)  # (0.25 + 1) / 2
+
+
+def test_classification_cross_entropy():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # softmax = (1/4, 3/4)
+    assert classification(logits, torch.tensor([1])).item() == pytest.approx(-math.log(0.75), rel=1e-6)
+    assert classification(logits, torch.tensor([0])).item() == pytest.approx(-math.log(0.25), rel=1e-6)
+
+
+def test_ssim_loss_hand_computed():
+    # Two constant 5x5 images give one valid window: SSIM = (2cd + C1) / (c^2 + d^2 + C1) with C1 = (0.01 L)^2.
+    ones, zeros = torch.ones(1, 1, 5, 5), torch.zeros(1, 1, 5, 5)
+    c1 = 0.01**2
+    ssim = c1 / (1 + c1)
+    assert ssim_loss(ones, zeros, 1.0).item() == pytest.approx(-math.log((1 + ssim) / 2), rel=1e-5)
+    assert ssim_loss(ones * 2, ones * 2, 1.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_multiple_cycle_l1_hand_computed():
+    # Two cycles of a batch of one: per-image mean absolute errors 1 and 0.5, summed.
+    reconstructed = torch.stack([torch.full((1, 6, 6), 1.0), torch.full((1, 6, 6), 0.5)])
+    real = torch.zeros_like(reconstructed)
+    assert multiple_cycle_l1(reconstructed, real, 2).item() == pytest.approx(1.5)
+    assert multiple_cycle_ssim(real + 1, real + 1, 2).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cycle_inputs_replace_target_by_fake_and_null_each_other_contrast():
+    real = torch.arange(1.0, 5.0).view(1, 4, 1, 1).expand(1, 4, 2, 2).clone()  # channel i holds i + 1
+    fake = torch.full((1, 1, 2, 2), 9.0)
+    inputs, targets, truth = cycle_inputs(real, fake, torch.tensor([1]))
+    assert targets.tolist() == [2, 3, 0]
+    for row, j in enumerate(targets.tolist()):
+        expected = [0.0 if i == j else (9.0 if i == 1 else i + 1.0) for i in range(4)]
+        assert inputs[row, :, 0, 0].tolist() == expected
+        assert truth[row, 0, 0, 0].item() == j + 1.0
+
+
+def test_ssim_map_matches_scikit_image_on_real_slices(manifest):
+    import SimpleITK as sitk
+
+    files = subject_files(manifest, "TCGA-DU-7294")
+    t1 = sitk.GetArrayFromImage(sitk.ReadImage(str(files["t1"]))).astype(np.float64)
+    t2 = sitk.GetArrayFromImage(sitk.ReadImage(str(files["t2"]))).astype(np.float64)
+    for index in (60, 80, 100):
+        x, y = t1[index] / t1.std(), t2[index] / t2.std()
+        data_range = float(x.max() - x.min())
+        expected = structural_similarity(x, y, win_size=5, data_range=data_range)
+        ours = ssim_map(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], data_range).mean().item()
+        assert ours == pytest.approx(expected, abs=1e-6)
+        assert ssim_loss(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], data_range).item() == pytest.approx(
+            -math.log((1 + expected) / 2), abs=1e-6
+        )

@@ -1,0 +1,327 @@
+"""The Slicer module's logic on a real MRML scene (slicer-core), without the Slicer application.
+
+slicer-core has Slicer's MRML and logic libraries but neither Qt nor ScriptedLoadableModule, so the
+module file is imported with two stand-ins: an empty `qt` module (the logic never uses Qt) and a
+minimal `slicer.ScriptedLoadableModule` whose Logic base finds or makes the parameter node as Slicer's
+does. Real volumes are cut to 8 axial slices (geometry kept) and the model is a tiny untrained one, so
+each imputation takes about a second on two CPU cores; training through the logic is marked slow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import CONTRASTS, REPO, subject_files
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -c constraints.txt slicer-core)")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("the 'slicer' package found is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
+
+from CollaGANImputeLib import mrml  # noqa: E402
+from CollaGANImputeLib.errors import Cancelled, InputError, ModelError  # noqa: E402
+from CollaGANImputeLib.inference import impute as engine_impute  # noqa: E402
+from CollaGANImputeLib.model_io import load_model  # noqa: E402
+
+
+def _scripted_module_stand_in() -> types.ModuleType:
+    module = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self, parent=None):
+            self.moduleName = type(self).__name__.removesuffix("Logic")
+
+        def getParameterNode(self):
+            node = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+            if node is None:
+                node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+                node.UnRegister(None)
+                node.SetSingletonTag(self.moduleName)
+                node.SetAttribute("ModuleName", self.moduleName)
+                node = slicer.mrmlScene.AddNode(node)
+            return node
+
+    module.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
+        setattr(module, name, type(name, (), {}))
+    return module
+
+
+@pytest.fixture(scope="module")
+def module():
+    """CollaGANImpute.py imported against slicer-core and the two stand-ins; undone afterwards."""
+    added = {}
+    if importlib.util.find_spec("qt") is None:
+        added["qt"] = types.ModuleType("qt")
+    added["slicer.ScriptedLoadableModule"] = _scripted_module_stand_in()
+    sys.modules.update(added)
+    spec = importlib.util.spec_from_file_location("CollaGANImpute", REPO / "CollaGANImpute" / "CollaGANImpute.py")
+    loaded = importlib.util.module_from_spec(spec)
+    added["CollaGANImpute"] = loaded
+    sys.modules["CollaGANImpute"] = loaded
+    spec.loader.exec_module(loaded)
+    yield loaded
+    for name in added:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """An untrained depth-2 generator with its card: the geometry and plumbing tests need no skill."""
+    import torch
+
+    from CollaGANImputeLib.model_io import save_model
+    from CollaGANImputeLib.networks import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(num_contrasts=4, branch_width=4, decoder_width=8, depth=2))
+    return save_model(generator, CONTRASTS, tmp_path_factory.mktemp("model") / "tiny.safetensors",
+                      {"description": "untrained test model"})
+
+
+@pytest.fixture
+def scene():
+    slicer.mrmlScene = slicer.vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+@pytest.fixture(scope="module")
+def cropped(manifest, tmp_path_factory):
+    """Subject -> contrast -> file: real volumes cut to 8 axial slices, their geometry kept."""
+    out = tmp_path_factory.mktemp("cropped")
+    result = {}
+    for subject in ("BraTS-GLI-00001-000", "AURORA-MET-example"):
+        files = {}
+        for key, path in subject_files(manifest, subject).items():
+            files[key] = out / f"{subject}_{key}.nii.gz"
+            sitk.WriteImage(sitk.ReadImage(str(path))[:, :, 70:78], str(files[key]))
+        result[subject] = files
+    return result
+
+
+def load_node(scene, path: Path, name: str):
+    """A volume node read by Slicer's own reader (the storage node the application would use)."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node), f"Slicer could not read {path}"
+    return node
+
+
+def synthetic_node(scene, name: str, value_seed: int, zero: bool = False):
+    """A small volume with a bright ellipsoid 'brain' for fast failure and batch tests."""
+    z, y, x = np.mgrid[:8, :32, :32]
+    brain = ((x - 16) / 12) ** 2 + ((y - 16) / 10) ** 2 + ((z - 4) / 5) ** 2 < 1
+    rng = np.random.default_rng(value_seed)
+    array = np.where(brain, 100 + 20 * rng.random(brain.shape), 0).astype(np.float32) * (not zero)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.0, 1.0, 3.0))
+    return mrml.add_volume_node(image, name, scene)
+
+
+def snapshot(node):
+    return slicer.util.arrayFromVolume(node).copy(), mrml.ijk_to_ras(node)
+
+
+# ----- the node <-> image adapter -------------------------------------------------------------------
+def test_adapter_keeps_geometry_of_ras_and_oblique_volumes(manifest, scene):
+    paths = [subject_files(manifest, "AURORA-MET-example")["t1"], subject_files(manifest, "TCGA-FG-6692-native", "raw")["t1"]]
+    for path in paths:
+        node = load_node(scene, path, path.name)
+        image = mrml.image_from_node(node)
+        from_file = sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkFloat32)
+        same_place = sitk.Resample(from_file, image, sitk.Transform(), sitk.sitkNearestNeighbor)
+        assert np.array_equal(sitk.GetArrayFromImage(same_place), sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32)))
+        back = mrml.add_volume_node(image, "back", scene)
+        assert np.array_equal(mrml.ijk_to_ras(back), mrml.ijk_to_ras(node))
+        assert np.array_equal(slicer.util.arrayFromVolume(back), slicer.util.arrayFromVolume(node))
+
+
+def test_adapter_applies_a_linear_parent_transform(scene):
+    node = synthetic_node(scene, "t1", 0)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(np.array(
+        [[1, 0, 0, 5.0], [0, 1, 0, -2.0], [0, 0, 1, 1.5], [0, 0, 0, 1]])))
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    assert np.allclose(mrml.image_from_node(node).GetOrigin(), (-5.0, 2.0, 1.5))
+
+
+# ----- imputation through the logic ------------------------------------------------------------------
+@pytest.mark.parametrize("subject", ["BraTS-GLI-00001-000", "AURORA-MET-example"])
+def test_logic_output_matches_engine_on_reference_grid(module, scene, cropped, tiny_model_path, subject):
+    files = cropped[subject]
+    nodes = {key: load_node(scene, path, f"{subject}-{key}") for key, path in files.items()}
+    inputs = {k: nodes[k] for k in CONTRASTS if k != "t1gd"}
+    before = {k: snapshot(n) for k, n in nodes.items()}
+
+    logic = module.CollaGANImputeLogic()
+    output = logic.impute(inputs, "t1gd", weights=str(tiny_model_path),
+                          real=nodes["t1gd"] if subject == "AURORA-MET-example" else None)
+
+    assert output.GetName() == "T1Gd (CollaGAN)"
+    reference = nodes["t1"]  # first input in model order
+    assert np.array_equal(mrml.ijk_to_ras(output), mrml.ijk_to_ras(reference))
+    assert output.GetImageData().GetDimensions() == reference.GetImageData().GetDimensions()
+    expected = engine_impute({k: files[k] for k in inputs}, "t1gd", load_model(tiny_model_path)).image
+    assert np.allclose(slicer.util.arrayFromVolume(output), sitk.GetArrayFromImage(expected), atol=1e-5)
+    for key, node in nodes.items():
+        array, matrix = before[key]
+        assert np.array_equal(slicer.util.arrayFromVolume(node), array) and np.array_equal(mrml.ijk_to_ras(node), matrix)
+    display = output.GetDisplayNode()
+    assert display is not None and not display.GetAutoWindowLevel() and display.GetWindow() > 0
+    if subject == "AURORA-MET-example":  # evaluation mode: metrics and a |difference| volume on the same grid
+        metrics = logic.lastOutcome.comparison.metrics
+        assert all(np.isfinite(metrics[m]) for m in ("ssim_brain", "psnr_brain", "nmse_brain"))
+        assert -1.0 <= metrics["ssim_brain"] <= 1.0  # an untrained model may score below 0
+        difference = logic.lastOutcome.differenceNode
+        assert difference.GetName() == "T1Gd |difference|"
+        assert np.array_equal(mrml.ijk_to_ras(difference), mrml.ijk_to_ras(reference))
+
+
+def test_reference_contrast_sets_the_output_grid_for_native_oblique_inputs(module, scene, manifest, tiny_model_path, tmp_path):
+    files = subject_files(manifest, "TCGA-FG-6692-native", "raw")
+    files["t2"] = tmp_path / "t2_slab.nii.gz"  # the reference grid decides the work: keep 4 of its slices
+    sitk.WriteImage(sitk.ReadImage(str(subject_files(manifest, "TCGA-FG-6692-native", "raw")["t2"]))[:, :, 11:15], str(files["t2"]))
+    nodes = {k: load_node(scene, files[k], k) for k in ("t1", "t2", "flair")}
+    output = module.CollaGANImputeLogic().impute(nodes, "t1gd", reference="t2", weights=str(tiny_model_path))
+    assert np.array_equal(mrml.ijk_to_ras(output), mrml.ijk_to_ras(nodes["t2"]))
+    assert output.GetImageData().GetDimensions() == nodes["t2"].GetImageData().GetDimensions()
+
+
+def test_bad_model_file_leaves_the_scene_unchanged(module, scene, tiny_model_path, tmp_path):
+    nodes = {k: synthetic_node(scene, k, i) for i, k in enumerate(("t1", "t2", "flair"))}
+    corrupt = tmp_path / "corrupt.safetensors"
+    data = bytearray(tiny_model_path.read_bytes())
+    data[-1] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    (tmp_path / "corrupt.json").write_text(tiny_model_path.with_suffix(".json").read_text())
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(ModelError, match="does not match its model card"):
+        module.CollaGANImputeLogic().impute(nodes, "t1gd", weights=str(corrupt))
+    assert scene.GetNumberOfNodes() == count
+
+
+def test_all_zero_input_is_named_and_leaves_the_scene_unchanged(module, scene, tiny_model_path):
+    nodes = {"t1": synthetic_node(scene, "t1", 0), "t2": synthetic_node(scene, "empty T2", 1, zero=True),
+             "flair": synthetic_node(scene, "flair", 2)}
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="T2 volume is all zero"):
+        module.CollaGANImputeLogic().impute(nodes, "t1gd", weights=str(tiny_model_path))
+    assert scene.GetNumberOfNodes() == count
+
+
+def test_cancel_leaves_no_node_and_threaded_run_finishes(module, scene, tiny_model_path):
+    nodes = {k: synthetic_node(scene, k, i) for i, k in enumerate(("t1", "t2", "flair"))}
+    logic = module.CollaGANImputeLogic()
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(Cancelled):
+        logic.impute(nodes, "t1gd", weights=str(tiny_model_path), cancel=lambda: True)
+    assert scene.GetNumberOfNodes() == count
+
+    request = logic.prepareImputation(nodes, "t1gd", weights=str(tiny_model_path))
+    job = logic.startImputation(request)
+    computed = job.wait()
+    assert job.state().finished and job.state().done == job.state().total > 0
+    outcome = logic.finishImputation(request, computed)
+    assert np.array_equal(mrml.ijk_to_ras(outcome.outputNode), mrml.ijk_to_ras(nodes["t1"]))
+    assert outcome.outputNode.GetAttribute(module.ROLE_ATTRIBUTE) == "imputed"
+
+
+def test_input_problems_and_auto_assign(module, scene):
+    logic = module.CollaGANImputeLogic()
+    names = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2w", "TCGA_fla_bet"]
+    nodes = [synthetic_node(scene, name, i) for i, name in enumerate(names)]
+    synthetic_node(scene, "T1Gd (CollaGAN)", 9).SetAttribute(module.ROLE_ATTRIBUTE, "imputed")
+    found = logic.assignVolumes(CONTRASTS)
+    assert {k: v.GetName() for k, v in found.items()} == dict(zip(CONTRASTS, names))
+    synthetic_node(scene, "second_flair", 5)
+    assert "flair" not in logic.assignVolumes(CONTRASTS)  # two candidates: left for the user
+
+    problems = logic.inputProblems(CONTRASTS, "t1gd", {"t1": nodes[0], "t2": nodes[0]})
+    assert problems == ["Select a volume for FLAIR", "T1 and T2 are the same volume 'BraTS-GLI-00001-000-t1n'"]
+    assert logic.inputProblems(CONTRASTS, "t1gd", {"t1": nodes[0], "t2": nodes[2], "flair": nodes[3]}) == []
+    parameters = logic.getParameterNode()
+    logic.setDefaultParameters(parameters)
+    assert parameters.GetParameter("Missing") == "t1gd" and parameters.GetParameter("Device") == "auto"
+
+
+def test_impute_folder_writes_each_study_and_reports_bad_ones(module, tiny_model_path, tmp_path):
+    studies = tmp_path / "studies"
+    for index, name in enumerate(("case-a", "case-b")):
+        for key, token in (("t1", "t1n"), ("t2", "t2w"), ("flair", "t2f")):
+            image = sitk.GetImageFromArray((np.random.default_rng(index).random((6, 32, 32)) * 50 + 10).astype(np.float32))
+            (studies / name).mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(image, str(studies / name / f"{name}-{token}.nii.gz"))
+    (studies / "case-b" / "case-b-t2w.nii.gz").unlink()
+    progress = []
+    report = module.CollaGANImputeLogic().imputeFolder(str(studies), str(tmp_path / "out"), "t1gd",
+                                                       weights=str(tiny_model_path), progress=lambda *a: progress.append(a))
+    assert report["case-a"] == tmp_path / "out" / "case-a_t1gd_collagan.nii.gz" and report["case-a"].is_file()
+    assert "T2" in report["case-b"] and report["case-b"].startswith("skipped")
+    assert progress[-1] == (2, 2, "done")
+    assert not list((tmp_path / "out").glob("*.partial*"))
+
+
+@pytest.mark.slow
+def test_train_runs_the_engine_command_and_yields_a_loadable_model(module, tmp_path):
+    data = tmp_path / "data"
+    for index in range(2):
+        for key in CONTRASTS:
+            image = sitk.GetImageFromArray((np.random.default_rng(index).random((4, 32, 32)) * 50 + 10).astype(np.float32))
+            (data / f"s{index}").mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(image, str(data / f"s{index}" / f"s{index}_{key}.nii.gz"))
+    progress = []
+    weights = module.CollaGANImputeLogic().train(
+        str(data), str(tmp_path / "run"), steps=2, name="tiny", device="cpu", progress=lambda *a: progress.append(a),
+        extraArgs=("--branch-width", 4, "--decoder-width", 8, "--depth", 2, "--validation", "s1"))
+    assert weights == tmp_path / "run" / "tiny.safetensors"
+    assert progress and progress[-1][1] == 2  # (step, steps, stage) parsed from the command's progress bar
+    assert load_model(weights).contrasts == CONTRASTS
+
+
+def test_engine_command_job_progress_cancel_and_success(module, tiny_model_path, tmp_path):
+    """The background-process plumbing: progress parsed from a progress bar, cancel, then a real command."""
+    from CollaGANImputeLib.jobs import CommandJob
+
+    script = "import sys, time\nfor i in range(1000):\n    print(f'training: |#| {i}/1000 [00:01<00:09]', end='\\r', file=sys.stderr, flush=True)\n    time.sleep(0.01)\n"
+    job = CommandJob([sys.executable, "-c", script]).start()
+    deadline = time.monotonic() + 30
+    while job.state().done < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.state().total == 1000
+    job.cancel()
+    with pytest.raises(Cancelled):
+        job.wait()
+    info = module.CollaGANImputeLogic().commandJob(["info", str(tiny_model_path)], stage="info").start()
+    info.wait()
+    assert any('"untrained test model"' in line for line in info.log)
+
+
+def test_train_reports_the_engines_error(module, tmp_path):
+    with pytest.raises(InputError, match="neither a manifest file nor a folder"):
+        module.CollaGANImputeLogic().train(str(tmp_path / "absent"), str(tmp_path / "run"), steps=1)
+
+
+def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_path):
+    """Slicer's own layout logic turns the layout XML into one slice view per volume, in one view group."""
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    layout_logic = slicer.vtkMRMLLayoutLogic()
+    layout_logic.SetMRMLScene(scene)
+    labels = (["T1", "T2", "FLAIR"], ["Imputed", "Real", "|Difference|"])
+    layout_node = layout_logic.GetLayoutNode()
+    layout_node.AddLayoutDescription(40433, module.CollaGANImputeLogic.comparisonLayoutXml(*labels, "Coronal"))
+    layout_node.SetViewArrangement(40433)
+    views = [scene.GetSingletonNode(f"CollaGANView{i}", "vtkMRMLSliceNode") for i in range(6)]
+    assert all(views), "a comparison view was not created"
+    assert [v.GetLayoutLabel() for v in views] == labels[0] + labels[1]
+    assert {(v.GetOrientation(), v.GetViewGroup()) for v in views} == {("Coronal", 7)}
+    text = module.describeCard(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
+    assert "T1, T1Gd, T2, FLAIR" in text and "untrained test model" in text
