@@ -199,14 +199,15 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def modelCard(weights: str | None = None) -> dict:
         """The model card of `weights` (the bundled model when empty) without loading the weights."""
-        from CollaGANImputeLib.model_io import bundled_weights, read_card
+        from CollaGANImputeLib.model_card import bundled_weights, read_card
 
         return read_card(weights or bundled_weights())
 
     def model(self, weights: str | None = None, device: str = "auto"):
         """A loaded model (sha256-checked), cached per weights file and device."""
         from CollaGANImputeLib.inference import select_device
-        from CollaGANImputeLib.model_io import bundled_weights, load_model
+        from CollaGANImputeLib.model_card import bundled_weights
+        from CollaGANImputeLib.model_io import load_model
 
         path = Path(weights) if weights else bundled_weights()
         key = (str(path.resolve()), str(select_device(device)), path.stat().st_mtime if path.exists() else 0)
@@ -408,7 +409,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         `outputFolder` stays whole, and `resume=True` continues from it.
         """
         command = ["train", "--data", str(dataFolder), "--out", str(outputFolder), "--steps", str(steps),
-                   "--name", name, "--device", device, *(["--resume"] if resume else []), *map(str, extraArgs)]
+                   "--name", name, "--device", device, "--progress", "lines", *(["--resume"] if resume else []), *map(str, extraArgs)]
         job = self.commandJob(command, stage="Training").start()
         if not wait:
             return job

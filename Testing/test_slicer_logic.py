@@ -10,6 +10,7 @@ each imputation takes about a second on two CPU cores; training through the logi
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 import types
@@ -283,16 +284,17 @@ def test_train_runs_the_engine_command_and_yields_a_loadable_model(module, tmp_p
         str(data), str(tmp_path / "run"), steps=2, name="tiny", device="cpu", progress=lambda *a: progress.append(a),
         extraArgs=("--branch-width", 4, "--decoder-width", 8, "--depth", 2, "--validation", "s1"))
     assert weights == tmp_path / "run" / "tiny.safetensors"
-    assert progress and progress[-1][1] == 2  # (step, steps, stage) parsed from the command's progress bar
+    assert progress and progress[-1][1] == 2  # (step, steps, stage) parsed from the command's progress lines
     assert load_model(weights).contrasts == CONTRASTS
 
 
 def test_engine_command_job_progress_cancel_and_success(module, tiny_model_path, tmp_path):
-    """The background-process plumbing: progress parsed from a progress bar, cancel, then a real command."""
+    """The background-process plumbing: progress parsed from the engine's JSON lines, cancel, then a real command."""
     from CollaGANImputeLib.jobs import CommandJob
 
-    script = "import sys, time\nfor i in range(1000):\n    print(f'training: |#| {i}/1000 [00:01<00:09]', end='\\r', file=sys.stderr, flush=True)\n    time.sleep(0.01)\n"
-    job = CommandJob([sys.executable, "-c", script]).start()
+    script = ("import time\nfrom CollaGANImputeLib.progress import ProgressReporter\nreporter = ProgressReporter('training', 1000, lines=True)\n"
+              "for i in range(1000):\n    reporter.update(i, 1000)\n    time.sleep(0.01)\n")
+    job = CommandJob([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO / "CollaGANImpute")}).start()
     deadline = time.monotonic() + 30
     while job.state().done < 5 and time.monotonic() < deadline:
         time.sleep(0.02)

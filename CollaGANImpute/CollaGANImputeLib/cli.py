@@ -9,22 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
-from .errors import Cancelled, InputError, ModelError
-
-EXIT_BAD_INPUT = 2
-EXIT_CANCELLED = 130
-
-
-def _progress_bar(total: int, description: str, initial: int = 0):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True, file=sys.stderr)
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
+from .progress import ProgressReporter
 
 
 def _check_output_path(output: Path, inputs: Sequence[Path]) -> None:
@@ -47,7 +41,13 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--mask", type=Path, help="brain mask (default: voxels non-zero in the inputs)")
     parser.add_argument("--reference", help="contrast whose grid the output takes (default: the first input in model order)")
     parser.add_argument("--batch-size", type=int, default=8)
+    _add_progress_option(parser)
     return parser
+
+
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", choices=("bar", "lines"), default="bar",
+                        help="a progress bar (default) or JSON lines for programs that run this command")
 
 
 def _weights_option(argv: Sequence[str]) -> Path | None:
@@ -59,7 +59,8 @@ def _weights_option(argv: Sequence[str]) -> Path | None:
 
 def cmd_impute(argv: Sequence[str]) -> int:
     from .inference import impute, select_device
-    from .model_io import bundled_weights, load_model, read_card
+    from .model_card import bundled_weights, read_card
+    from .model_io import load_model
     from .volumes import write_volume
 
     weights = _weights_option(argv)
@@ -79,16 +80,10 @@ def cmd_impute(argv: Sequence[str]) -> int:
     _check_output_path(args.output, list(inputs.values()))
     device = select_device(args.device)
     model = load_model(weights, device)
-    bar = _progress_bar(0, f"imputing {display_name(args.missing)}")
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="slice")
     result = impute(inputs, args.missing, model, mask=args.mask, reference=args.reference,
-                    batch_size=args.batch_size, progress=progress)
-    bar.close()
+                    batch_size=args.batch_size, progress=reporter.update)
+    reporter.close()
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     write_volume(result.image, args.output)
@@ -125,6 +120,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
     p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
     p.add_argument("--description", default="", help="free text for the model card")
+    _add_progress_option(p)
     return p
 
 
@@ -167,14 +163,19 @@ def cmd_train(argv: Sequence[str]) -> int:
     if args.resume:
         trainer.load()
         trainer.config.steps = args.steps
-    bar = _progress_bar(config.steps, "training", initial=trainer.step)
-
-    def progress(step: int, values: dict) -> None:
-        bar.update(step - bar.n)
-        bar.set_postfix(g=f"{values['g_total']:.3f}", l1=f"{values['cycle_l1']:.3f}", refresh=False)
-
-    trainer.run(progress)
-    bar.close()
+    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines", initial=trainer.step)
+    interrupted = threading.Event()
+    # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint.
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        trainer.run(lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"]),
+                    cancel=interrupted.is_set)
+    except Cancelled:
+        raise Cancelled(f"training stopped at step {trainer.step}; the checkpoint in '{args.out}' is whole: "
+                        "continue with --resume") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        reporter.close()
     weights = trainer.export(args.out / f"{args.name}.safetensors", {
         "description": args.description,
         "training": {
@@ -245,7 +246,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 # ----- info -----------------------------------------------------------------------------------------
 def cmd_info(argv: Sequence[str]) -> int:
-    from .model_io import bundled_weights, load_model
+    from .model_card import bundled_weights
+    from .model_io import load_model
 
     p = argparse.ArgumentParser(prog="collagan-impute info", description="Show a model card (checking the weights' sha256).")
     p.add_argument("weights", nargs="?", type=Path, default=None, help="default: the bundled model")
@@ -274,7 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ModelError) as error:
         print(f"collagan-impute: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (Cancelled, KeyboardInterrupt):
+    except Cancelled as cancelled:
+        print(f"collagan-impute: cancelled: {cancelled}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
         print("collagan-impute: cancelled; no partial output was left", file=sys.stderr)
         return EXIT_CANCELLED
 

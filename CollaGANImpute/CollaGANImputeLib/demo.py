@@ -11,7 +11,8 @@ from .evaluation import real_on_reference
 from .geometry import to_canonical_array
 from .inference import impute, select_device
 from .metrics import image_metrics
-from .model_io import BUNDLED_MODELS, load_model
+from .model_card import BUNDLED_MODELS
+from .model_io import load_model
 from .montage import write_montage
 from .volumes import write_volume
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Exit codes of the engine's commands, read back by whoever runs them in a background process.
+EXIT_BAD_INPUT = 2
+EXIT_CANCELLED = 130
+
 
 class InputError(ValueError):
     """Bad input: the message names the file or contrast and the problem."""

@@ -9,7 +9,6 @@ back either a result or the engine's own error, so callers treat them alike.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -19,13 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .contrasts import VOLUME_SUFFIXES, display_name, find_study_files
-from .errors import Cancelled, InputError, ModelError
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
+from .progress import parse_progress_line
 
 Progress = Callable[[int, int, str], None]  # (done, total, stage)
-
-# The engine's commands exit with these codes (cli.py): bad input, cancelled.
-EXIT_BAD_INPUT = 2
-EXIT_CANCELLED = 130
 
 
 @dataclass(frozen=True)
@@ -114,12 +110,10 @@ class ThreadJob(Job):
 class CommandJob(Job):
     """An engine command (`python -m CollaGANImputeLib ...`) in a background process.
 
-    Progress comes from the command's progress bar ("120/1000" in each update). Cancel interrupts the
+    Progress comes from the command's JSON progress lines (`--progress lines`). Cancel interrupts the
     process (SIGINT where there is one, so the engine's atomic writes remove their temporary files and
     the training checkpoint stays whole); it is killed if it has not stopped within `grace` seconds.
     """
-
-    _COUNT = re.compile(r"(\d+)/(\d+)\s*\[")
 
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, stage: str = "",
                  grace: float = 20.0) -> None:
@@ -156,16 +150,14 @@ class CommandJob(Job):
 
     def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        # Text mode turns the progress bar's carriage returns into line ends, so each update is a line.
         for line in self._process.stdout:
             line = line.rstrip()
             if not line:
                 continue
             self.log.append(line)
-            counts = self._COUNT.findall(line)
-            if counts:
-                done, total = counts[-1]
-                self.report(int(done), int(total))
+            record = parse_progress_line(line)
+            if record is not None:
+                self.report(int(record["done"]), int(record["total"] or 0))
         code = self._process.wait()
         self._finish(error=self._error_for(code))
 

@@ -1,13 +1,11 @@
-"""Trained generators on disk: safetensors weights plus a JSON model card that describes them.
+"""Trained generators on disk: safetensors weights plus the JSON model card (model_card.py).
 
-The card names the contrasts, the architecture, the normalisation, the training data and the metrics,
-and holds the sha256 of the weights file, so a file that was cut short or altered is refused before
-any tensor is used. Nothing here unpickles.
+The weights' sha256 is checked against the card before any tensor is used, so a file that was cut
+short or altered is refused. Nothing here unpickles.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +16,8 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, write_text_atomic
 from .errors import ModelError
+from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, read_card, sha256_of
 from .networks import Generator, GeneratorConfig
-
-CARD_FORMAT = "collagan-impute-model/1"
-BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "Resources" / "Models"
-BUNDLED_NAME = "collagan_brats"
-INTENSITY_UNIT = (
-    "brain standard deviations: the imputed volume is on the scale of a real volume of that contrast divided by "
-    "the standard deviation of its brain voxels (METHOD.md normalisation); 0 outside the brain"
-)
 
 
 @dataclass
@@ -42,22 +33,6 @@ class Model:
     @property
     def name(self) -> str:
         return self.card.get("name", self.weights_path.stem)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def card_path_for(weights: Path) -> Path:
-    return weights.with_suffix(".json")
-
-
-def bundled_weights() -> Path:
-    return BUNDLED_MODELS / f"{BUNDLED_NAME}.safetensors"
 
 
 def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict) -> Path:
@@ -87,24 +62,6 @@ def save_model(generator: Generator, contrasts: list[str], weights: str | Path, 
     }
     write_text_atomic(card_path_for(weights), json.dumps(card, indent=2) + "\n")
     return weights
-
-
-def read_card(weights: str | Path) -> dict:
-    """The model card of a weights file (or the card given directly)."""
-    weights = Path(weights)
-    card_file = weights if weights.suffix == ".json" else card_path_for(weights)
-    if not card_file.is_file():
-        raise ModelError(f"model card '{card_file}' not found; a weights file needs its JSON card beside it")
-    try:
-        card = json.loads(card_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"model card '{card_file}' is not valid JSON: {error}") from None
-    for key in ("format", "contrasts", "architecture", "sha256", "weights_file"):
-        if key not in card:
-            raise ModelError(f"model card '{card_file}' lacks the field '{key}'")
-    if card["format"] != CARD_FORMAT:
-        raise ModelError(f"model card '{card_file}' has format {card['format']!r}; expected {CARD_FORMAT!r}")
-    return card
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Model:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -15,7 +16,7 @@ from .errors import InputError
 from .geometry import describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
 from .volumes import check_volume, read_volume
 
-VolumeSource = str | Path | sitk.Image
+VolumeSource = Union[str, Path, sitk.Image]  # Union: Slicer 5.6 runs Python 3.9
 
 
 @dataclass

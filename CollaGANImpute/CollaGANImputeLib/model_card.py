@@ -1,0 +1,56 @@
+"""Model cards: the JSON beside every weights file, readable without PyTorch.
+
+The card names the contrasts, the architecture, the normalisation, the training data and the metrics,
+and holds the sha256 of the weights file. The Slicer panel reads cards (to build its input rows and
+show what a model is) before PyTorch is even installed, so nothing here imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .errors import ModelError
+
+CARD_FORMAT = "collagan-impute-model/1"
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+BUNDLED_NAME = "collagan_brats"
+INTENSITY_UNIT = (
+    "brain standard deviations: the imputed volume is on the scale of a real volume of that contrast divided by "
+    "the standard deviation of its brain voxels (METHOD.md normalisation); 0 outside the brain"
+)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path_for(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def bundled_weights() -> Path:
+    return BUNDLED_MODELS / f"{BUNDLED_NAME}.safetensors"
+
+
+def read_card(weights: str | Path) -> dict:
+    """The model card of a weights file (or the card given directly)."""
+    weights = Path(weights)
+    card_file = weights if weights.suffix == ".json" else card_path_for(weights)
+    if not card_file.is_file():
+        raise ModelError(f"model card '{card_file}' not found; a weights file needs its JSON card beside it")
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"model card '{card_file}' is not valid JSON: {error}") from None
+    for key in ("format", "contrasts", "architecture", "sha256", "weights_file"):
+        if key not in card:
+            raise ModelError(f"model card '{card_file}' lacks the field '{key}'")
+    if card["format"] != CARD_FORMAT:
+        raise ModelError(f"model card '{card_file}' has format {card['format']!r}; expected {CARD_FORMAT!r}")
+    return card
