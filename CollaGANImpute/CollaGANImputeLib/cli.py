@@ -163,7 +163,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     if args.resume:
         trainer.load()
         trainer.config.steps = args.steps
-    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines", initial=trainer.step)
+    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines")
     interrupted = threading.Event()
     # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint.
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())

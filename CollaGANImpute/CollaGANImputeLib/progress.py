@@ -13,21 +13,25 @@ LINE_PREFIX = "collagan-progress "
 
 
 class ProgressReporter:
-    """`update(done, total, **info)` as a tqdm bar on stderr, or as JSON lines on stdout."""
+    """`update(done, total, **info)` as a tqdm bar on stderr, or as JSON lines on stdout.
 
-    def __init__(self, stage: str, total: int = 0, *, lines: bool = False, initial: int = 0, unit: str = "step") -> None:
-        self.stage, self.lines = stage, lines
+    The bar appears at the first update, so a command that fails while checking its input prints
+    only its error.
+    """
+
+    def __init__(self, stage: str, total: int = 0, *, lines: bool = False, unit: str = "step") -> None:
+        self.stage, self.lines, self.total, self.unit = stage, lines, total, unit
         self._bar = None
-        if not lines:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, desc=stage, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def update(self, done: int, total: int | None = None, **info: float) -> None:
-        if self._bar is None:
-            record = {"stage": self.stage, "done": done, "total": total, **info}
+        if self.lines:
+            record = {"stage": self.stage, "done": done, "total": total if total is not None else self.total, **info}
             print(LINE_PREFIX + json.dumps(record), flush=True)
             return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total or self.total, desc=self.stage, unit=self.unit, dynamic_ncols=True, file=sys.stderr)
         if total is not None:
             self._bar.total = total
         self._bar.n = done

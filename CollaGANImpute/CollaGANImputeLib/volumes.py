@@ -27,7 +27,23 @@ def read_volume(path: str | Path, contrast: str | None = None) -> sitk.Image:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reader error"
         raise InputError(f"{label}cannot read '{path}': {first_line}") from None
     check_volume(image, f"{label}'{path}'")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_finite(path, f"{label}'{path}'")
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _check_nifti_finite(path: Path, what: str) -> None:
+    """ITK's NIfTI reader turns NaN and Inf into 0 without a word; look at the stored values instead."""
+    import nibabel
+
+    stored = nibabel.load(str(path))
+    if np.issubdtype(stored.get_data_dtype(), np.floating):
+        _require_finite(np.asanyarray(stored.dataobj), what)
+
+
+def _require_finite(values: np.ndarray, what: str) -> None:
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        raise InputError(f"{what} has {int(np.count_nonzero(~np.isfinite(values)))} NaN or infinite voxels")
 
 
 def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
@@ -50,9 +66,7 @@ def check_volume(image: sitk.Image, what: str) -> None:
     if min(image.GetSize()) < 1:
         raise InputError(f"{what} is empty (size {image.GetSize()})")
     array = sitk.GetArrayViewFromImage(image)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise InputError(f"{what} has {bad} NaN or infinite voxels")
+    _require_finite(array, what)
     if not np.any(array):
         raise InputError(f"{what} is all zero")
 

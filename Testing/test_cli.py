@@ -1,0 +1,177 @@
+"""The command line: a good run, and every bad input ending in a clear message, exit code 2, no output."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from CollaGANImputeLib.cli import main
+from conftest import REPO, subject_files
+
+
+@pytest.fixture(scope="module")
+def small_study(manifest, tmp_path_factory):
+    """A 64x64x12 crop of a real study's T1, T1Gd, T2 and FLAIR (fast, still real voxels)."""
+    folder = tmp_path_factory.mktemp("study")
+    files = subject_files(manifest, "TCGA-DU-7294")
+    paths = {}
+    for key, path in files.items():
+        image = sitk.ReadImage(str(path))[88:152, 88:152, 70:82]
+        paths[key] = folder / f"crop_{key}.nii.gz"
+        sitk.WriteImage(image, str(paths[key]))
+    return paths
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def impute_args(study, output, weights, **overrides):
+    inputs = {"t1": study["t1"], "t2": study["t2"], "flair": study["flair"], **overrides}
+    args = ["impute", "--missing", "t1gd", "-o", output, "--weights", weights, "--device", "cpu"]
+    for key, value in inputs.items():
+        for path in value if isinstance(value, list) else [value]:
+            args += [f"--{key}", path]
+    return args
+
+
+def write_like(reference_path, array, path, **geometry):
+    image = sitk.GetImageFromArray(array)
+    reference = sitk.ReadImage(str(reference_path))
+    if array.ndim == 3:
+        image.CopyInformation(reference)
+    for name, value in geometry.items():
+        getattr(image, f"Set{name}")(value)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def test_impute_writes_output_on_the_reference_grid(small_study, tiny_model_path, tmp_path, capsys):
+    before = {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in small_study.items()}
+    output = tmp_path / "out" / "t1gd.nii.gz"
+    code, err = run(impute_args(small_study, output, tiny_model_path), capsys)
+    assert code == 0, err
+    result, reference = sitk.ReadImage(str(output)), sitk.ReadImage(str(small_study["t1"]))
+    assert (result.GetSize(), result.GetOrigin(), result.GetSpacing(), result.GetDirection()) == (
+        reference.GetSize(), reference.GetOrigin(), reference.GetSpacing(), reference.GetDirection())
+    assert [p.name for p in output.parent.iterdir()] == ["t1gd.nii.gz"]  # no temporary file left
+    assert {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in small_study.items()} == before
+
+
+def test_study_folder_is_recognised_from_file_names(small_study, tiny_model_path, tmp_path, capsys):
+    output = tmp_path / "t1gd.nrrd"
+    code, err = run(["impute", "--study", small_study["t1"].parent, "--missing", "t1gd", "-o", output,
+                     "--weights", tiny_model_path, "--progress", "lines"], capsys)
+    assert code == 0, err
+    assert output.is_file()
+
+
+def bad_inputs(study, tmp):
+    """(name, overrides of the impute inputs, words the message must contain)."""
+    t1 = sitk.GetArrayFromImage(sitk.ReadImage(str(study["t1"]))).astype(np.float32)
+    garbage = tmp / "garbage.nii.gz"
+    garbage.write_bytes(b"not a volume" * 10)
+    two_d = write_like(study["t1"], t1[5], tmp / "flat.nii.gz")
+    four_d = tmp / "four.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([sitk.ReadImage(str(study["t1"]))] * 2), str(four_d))
+    zero = write_like(study["t1"], np.zeros_like(t1), tmp / "zero.nii.gz")
+    nan, inf = t1.copy(), t1.copy()
+    nan[3, 3, 3] = np.nan
+    inf[4, 4, 4] = np.inf
+    far = write_like(study["t2"], sitk.GetArrayFromImage(sitk.ReadImage(str(study["t2"]))), tmp / "far.nii.gz",
+                     Origin=(1000.0, 1000.0, 1000.0))
+    return [
+        ("missing file", {"t1": tmp / "absent.nii.gz"}, ["T1", "absent.nii.gz", "does not exist"]),
+        ("unreadable file", {"t1": garbage}, ["T1", "garbage.nii.gz", "cannot read"]),
+        ("2-D volume", {"t1": two_d}, ["T1", "flat.nii.gz", "2-D"]),
+        ("4-D volume", {"t1": four_d}, ["T1", "four.nii.gz", "4-D"]),
+        ("all zero", {"t1": zero}, ["T1", "zero.nii.gz", "all zero"]),
+        ("NaN", {"t2": write_like(study["t1"], nan, tmp / "nan.nii.gz")}, ["T2", "nan.nii.gz", "NaN"]),
+        ("Inf", {"flair": write_like(study["t1"], inf, tmp / "inf.nii.gz")}, ["FLAIR", "inf.nii.gz", "infinite"]),
+        ("two files for one contrast", {"t2": [study["t2"], study["t1"]]}, ["T2", "2 files"]),
+        ("missing also given", {"t1gd": study["t1gd"]}, ["T1Gd", "contrast to impute"]),
+        ("no overlap", {"t2": far}, ["T2", "far.nii.gz", "does not overlap"]),
+    ]
+
+
+def test_bad_inputs_fail_clearly_without_output(small_study, tiny_model_path, tmp_path, capsys):
+    for name, overrides, words in bad_inputs(small_study, tmp_path):
+        output = tmp_path / f"out_{name.replace(' ', '_')}.nii.gz"
+        code, err = run(impute_args(small_study, output, tiny_model_path, **overrides), capsys)
+        assert code == 2, f"{name}: exit code {code}; {err}"
+        assert err.startswith("collagan-impute: error: ") and err.count("\n") == 1, f"{name}: {err}"
+        for word in words:
+            assert word in err, f"{name}: {word!r} not in {err!r}"
+        assert not output.exists(), name
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+@pytest.fixture()
+def model_copy(tiny_model_path, tmp_path):
+    weights = tmp_path / "copy.safetensors"
+    weights.write_bytes(tiny_model_path.read_bytes())
+    card = json.loads(tiny_model_path.with_suffix(".json").read_text())
+    card["weights_file"] = weights.name
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    return weights
+
+
+def test_weights_whose_contrasts_do_not_match(small_study, model_copy, tmp_path, capsys):
+    card = json.loads(model_copy.with_suffix(".json").read_text())
+    card["contrasts"] = ["t1", "t1gd", "t2", "pd"]
+    model_copy.with_suffix(".json").write_text(json.dumps(card))
+    output = tmp_path / "out.nii.gz"
+    code, err = run(impute_args(small_study, output, model_copy), capsys)
+    assert code == 2 and "FLAIR" in err and "does not take this contrast" in err, err
+    assert not output.exists()
+
+
+def test_corrupt_weights(small_study, model_copy, tmp_path, capsys):
+    model_copy.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    card = json.loads(model_copy.with_suffix(".json").read_text())
+    card["sha256"] = hashlib.sha256(model_copy.read_bytes()).hexdigest()  # a consistent card for a broken file
+    model_copy.with_suffix(".json").write_text(json.dumps(card))
+    output = tmp_path / "out.nii.gz"
+    code, err = run(impute_args(small_study, output, model_copy), capsys)
+    assert code == 2 and "copy.safetensors" in err and "cannot be read as safetensors" in err, err
+    assert not output.exists()
+
+
+def test_weights_that_do_not_match_their_card(small_study, model_copy, tmp_path, capsys):
+    data = bytearray(model_copy.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in the last tensor
+    model_copy.write_bytes(bytes(data))
+    output = tmp_path / "out.nii.gz"
+    code, err = run(impute_args(small_study, output, model_copy), capsys)
+    assert code == 2 and "copy.safetensors" in err and "does not match its model card" in err, err
+    assert not output.exists()
+
+
+def test_weights_without_card(small_study, model_copy, tmp_path, capsys):
+    model_copy.with_suffix(".json").unlink()
+    code, err = run(impute_args(small_study, tmp_path / "out.nii.gz", model_copy), capsys)
+    assert code == 2 and "copy.json" in err and "not found" in err, err
+
+
+def test_output_may_not_overwrite_an_input(small_study, tiny_model_path, capsys):
+    before = small_study["t2"].read_bytes()
+    code, err = run(impute_args(small_study, small_study["t2"], tiny_model_path), capsys)
+    assert code == 2 and "is one of the inputs" in err
+    assert small_study["t2"].read_bytes() == before
+
+
+def test_info_and_module_entry_point(tiny_model_path):
+    done = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path)],
+                          capture_output=True, text=True, cwd=REPO / "CollaGANImpute", timeout=120)
+    assert done.returncode == 0, done.stderr
+    card = json.loads(done.stdout)
+    assert card["contrasts"] == ["t1", "t1gd", "t2", "flair"] and "sha256 verified" in done.stderr
+    bad = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path.parent / "none.safetensors")],
+                         capture_output=True, text=True, cwd=REPO / "CollaGANImpute", timeout=120)
+    assert bad.returncode == 2 and "none.json" in bad.stderr

@@ -1,0 +1,101 @@
+"""Whole-volume imputation on real studies: geometry of the output, masking, and untouched inputs."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from CollaGANImputeLib.errors import Cancelled, InputError
+from CollaGANImputeLib.geometry import to_canonical_array
+from CollaGANImputeLib.inference import impute
+from conftest import subject_files
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_same_geometry(image: sitk.Image, reference: sitk.Image) -> None:
+    assert image.GetSize() == reference.GetSize()
+    assert image.GetOrigin() == reference.GetOrigin()
+    assert image.GetSpacing() == reference.GetSpacing()
+    assert image.GetDirection() == reference.GetDirection()
+
+
+@pytest.mark.parametrize("subject", ["BraTS-GLI-00001-000", "AURORA-MET-example"])  # LPS and RAS on disk
+def test_output_on_reference_grid_and_zero_outside_brain(manifest, tiny_model, subject):
+    files = subject_files(manifest, subject)
+    inputs = {k: files[k] for k in ("t1", "t2", "flair")}
+    before = {k: digest(p) for k, p in inputs.items()}
+    result = impute(inputs, "t1gd", tiny_model)
+    reference = sitk.ReadImage(str(files["t1"]))
+    assert_same_geometry(result.image, reference)
+    assert result.image.GetPixelID() == sitk.sitkFloat32
+    output = sitk.GetArrayFromImage(result.image)
+    brain = np.logical_or.reduce([sitk.GetArrayFromImage(sitk.ReadImage(str(inputs[k]))) > 0 for k in inputs])
+    assert np.all(output[~brain] == 0)
+    assert np.count_nonzero(output[brain]) > 0
+    assert result.notes == []  # co-registered inputs: nothing was resampled
+    assert {k: digest(p) for k, p in inputs.items()} == before  # inputs are only read
+
+
+def test_ras_and_lps_copies_of_one_study_give_the_same_voxels(manifest, tiny_model, tmp_path):
+    """Axial slicing follows the direction cosines: the same study stored RAS gives the same image."""
+    files = subject_files(manifest, "TCGA-DU-7294")
+    flipped = {}
+    for key in ("t1", "t2", "flair"):
+        image = sitk.ReadImage(str(files[key]))
+        ras = sitk.DICOMOrient(image, "RAS")
+        flipped[key] = tmp_path / f"{key}_ras.nii.gz"
+        sitk.WriteImage(ras, str(flipped[key]))
+    lps = impute({k: files[k] for k in flipped}, "t1gd", tiny_model)
+    ras = impute(flipped, "t1gd", tiny_model)
+    assert ras.image.GetDirection() != lps.image.GetDirection()
+    np.testing.assert_allclose(to_canonical_array(ras.image), to_canonical_array(lps.image), atol=1e-5)
+
+
+@pytest.mark.parametrize("reference", ["t1", "t2"])
+def test_raw_study_on_its_own_grids(manifest, tiny_model, reference):
+    """The native study: each contrast on its own oblique grid; the output takes the chosen reference's."""
+    files = subject_files(manifest, "TCGA-FG-6692-native", group="raw")
+    inputs = {k: files[k] for k in ("t1", "t2", "flair")}
+    result = impute(inputs, "t1gd", tiny_model, reference=reference)
+    assert_same_geometry(result.image, sitk.ReadImage(str(files[reference])))
+    resampled = [note.split(" (")[0] for note in result.notes]
+    assert sorted(resampled) == sorted(k.upper() if k != "flair" else "FLAIR" for k in inputs if k != reference)
+
+
+def test_user_mask_limits_the_output(manifest, tiny_model, tmp_path):
+    files = subject_files(manifest, "TCGA-DU-7294")
+    reference = sitk.ReadImage(str(files["t1"]))
+    mask = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+    mask.CopyInformation(reference)
+    mask[60:180, 60:180, 70:90] = 1
+    mask_path = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(mask, str(mask_path))
+    result = impute({k: files[k] for k in ("t1", "t2", "flair")}, "t1gd", tiny_model, mask=mask_path)
+    output = sitk.GetArrayFromImage(result.image)
+    assert np.all(output[sitk.GetArrayFromImage(mask) == 0] == 0)
+    assert np.count_nonzero(output) > 0
+
+
+def test_cancel_stops_and_progress_counts_brain_slices(manifest, tiny_model):
+    files = subject_files(manifest, "TCGA-DU-7294")
+    inputs = {k: files[k] for k in ("t1", "t2", "flair")}
+    seen = []
+    impute(inputs, "t1gd", tiny_model, batch_size=16, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] < 155  # slices without brain are skipped
+    calls = iter(range(100))
+    with pytest.raises(Cancelled):
+        impute(inputs, "t1gd", tiny_model, cancel=lambda: next(calls) >= 2)
+
+
+def test_request_errors_name_the_contrast(manifest, tiny_model):
+    files = subject_files(manifest, "TCGA-DU-7294")
+    with pytest.raises(InputError, match="T1Gd is the contrast to impute"):
+        impute({k: files[k] for k in ("t1", "t1gd", "t2", "flair")}, "t1gd", tiny_model)
+    with pytest.raises(InputError, match="no volume was given for FLAIR"):
+        impute({k: files[k] for k in ("t1", "t2")}, "t1gd", tiny_model)
+    with pytest.raises(InputError, match="imputes only"):
+        impute({k: files[k] for k in ("t1", "t2")}, "pd", tiny_model)
