@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,45 @@ def sample_files() -> dict[str, Path]:
     from CollaGANImputeLib.demo import sample_case_files
 
     return sample_case_files(CONTRASTS)
+
+
+def _scripted_module_stand_in(slicer) -> types.ModuleType:
+    module = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModuleLogic:
+        def __init__(self, parent=None):
+            self.moduleName = type(self).__name__.removesuffix("Logic")
+
+        def getParameterNode(self):
+            node = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
+            if node is None:
+                node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+                node.UnRegister(None)
+                node.SetSingletonTag(self.moduleName)
+                node.SetAttribute("ModuleName", self.moduleName)
+                node = slicer.mrmlScene.AddNode(node)
+            return node
+
+    module.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
+        setattr(module, name, type(name, (), {}))
+    return module
+
+
+@pytest.fixture(scope="module")
+def module():
+    """CollaGANImpute.py imported against slicer-core and the two stand-ins; undone afterwards."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -c constraints.txt slicer-core)")
+    added = {}
+    if importlib.util.find_spec("qt") is None:
+        added["qt"] = types.ModuleType("qt")
+    added["slicer.ScriptedLoadableModule"] = _scripted_module_stand_in(slicer)
+    sys.modules.update(added)
+    spec = importlib.util.spec_from_file_location("CollaGANImpute", REPO / "CollaGANImpute" / "CollaGANImpute.py")
+    loaded = importlib.util.module_from_spec(spec)
+    added["CollaGANImpute"] = loaded
+    sys.modules["CollaGANImpute"] = loaded
+    spec.loader.exec_module(loaded)
+    yield loaded
+    for name in added:
+        sys.modules.pop(name, None)

@@ -32,47 +32,6 @@ from CollaGANImputeLib.inference import impute as engine_impute  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 
 
-def _scripted_module_stand_in() -> types.ModuleType:
-    module = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            self.moduleName = type(self).__name__.removesuffix("Logic")
-
-        def getParameterNode(self):
-            node = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode")
-            if node is None:
-                node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
-                node.UnRegister(None)
-                node.SetSingletonTag(self.moduleName)
-                node.SetAttribute("ModuleName", self.moduleName)
-                node = slicer.mrmlScene.AddNode(node)
-            return node
-
-    module.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
-        setattr(module, name, type(name, (), {}))
-    return module
-
-
-@pytest.fixture(scope="module")
-def module():
-    """CollaGANImpute.py imported against slicer-core and the two stand-ins; undone afterwards."""
-    added = {}
-    if importlib.util.find_spec("qt") is None:
-        added["qt"] = types.ModuleType("qt")
-    added["slicer.ScriptedLoadableModule"] = _scripted_module_stand_in()
-    sys.modules.update(added)
-    spec = importlib.util.spec_from_file_location("CollaGANImpute", REPO / "CollaGANImpute" / "CollaGANImpute.py")
-    loaded = importlib.util.module_from_spec(spec)
-    added["CollaGANImpute"] = loaded
-    sys.modules["CollaGANImpute"] = loaded
-    spec.loader.exec_module(loaded)
-    yield loaded
-    for name in added:
-        sys.modules.pop(name, None)
-
-
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory) -> Path:
     """An untrained depth-2 generator with its card: the geometry and plumbing tests need no skill."""

@@ -137,8 +137,26 @@ def test_ui_follows_slicer_conventions():
     assert {c for c in names.values() if c.startswith(("ctk", "qMRML"))} <= declared
 
 
-def test_panel_loads_and_renders_the_screenshot(panel):
-    """Fill the panel as after Auto-assign and an evaluated run, then save it for the README."""
+def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files):
+    """The panel after Auto-assign and an evaluated run, filled with a real run's figures, saved for the README.
+
+    The run is real: the bundled model imputes T1Gd of the sample case on this machine, and the texts
+    come from the module's own formatting functions.
+    """
+    import time
+
+    from CollaGANImputeLib.evaluation import score_imputation
+    from CollaGANImputeLib.inference import impute
+    from CollaGANImputeLib.model_io import load_model
+
+    model = load_model()
+    slices: list[int] = []
+    started = time.monotonic()
+    result = impute({k: sample_files[k] for k in ("t1", "t2", "flair")}, "t1gd", model,
+                    progress=lambda done, total: slices.append(total))
+    seconds = time.monotonic() - started
+    metrics = score_imputation(result, sample_files["t1gd"])
+
     QtWidgets.QApplication.setStyle("Fusion")
     find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731
     find(QtWidgets.QFrame, "dependenciesFrame").hide()
@@ -147,34 +165,33 @@ def test_panel_loads_and_renders_the_screenshot(panel):
         missing.addItem(key)
     missing.setCurrentText("T1Gd")
     rows = find(QtWidgets.QWidget, "inputsContainer").layout()
-    for key, name in (("T1", "t1n"), ("T1Gd", None), ("T2", "t2w"), ("FLAIR", "t2f")):
+    for key, path in (("T1", sample_files["t1"]), ("T1Gd", None), ("T2", sample_files["t2"]), ("FLAIR", sample_files["flair"])):
         selector = QtWidgets.QComboBox()
-        selector.addItem(f"BraTS-GLI-00001-000-{name}" if name else "None")
-        selector.setEnabled(name is not None)
+        selector.addItem(path.name.split(".")[0] if path else "None")
+        selector.setEnabled(path is not None)
         label = QtWidgets.QLabel(f"{key}:")
-        label.setEnabled(name is not None)
+        label.setEnabled(path is not None)
         rows.addRow(label, selector)
     find(QtWidgets.QComboBox, "referenceComboBox").addItem("First input in model order")
     find(QtWidgets.QLineEdit, "modelPathLineEdit").setPlaceholderText("bundled model")
-    find(QtWidgets.QLabel, "modelSummaryLabel").setText("collagan_brats: imputes any one of T1, T1Gd, T2, FLAIR from the others")
+    find(QtWidgets.QLabel, "modelSummaryLabel").setText(
+        f"{model.name}: imputes any one of {', '.join(module.display_name(k) for k in model.contrasts)} from the others")
     device = find(QtWidgets.QComboBox, "deviceComboBox")
     device.addItems(["Auto", "CPU", "CUDA GPU"])
-    find(QtWidgets.QLabel, "gpuLabel").setText("GPU: NVIDIA RTX A4000")
+    find(QtWidgets.QLabel, "gpuLabel").setText(module.CollaGANImputeLogic.deviceDescription())
     find(QtWidgets.QComboBox, "orientationComboBox").addItems(["Axial", "Coronal", "Sagittal"])
     apply = find(QtWidgets.QPushButton, "applyButton")
     apply.setEnabled(True)
-    apply.setText("Cancel")
+    apply.setText("Impute")
     progress = find(QtWidgets.QProgressBar, "progressBar")
-    progress.setRange(0, 145)
-    progress.setValue(96)
+    progress.setRange(0, slices[-1])
+    progress.setValue(slices[-1])
     progress.show()
-    find(QtWidgets.QLabel, "statusLabel").setText("Imputing T1Gd: 96 of 145 brain slices")
-    for name, text in (("outputSelector", "T1Gd (CollaGAN)"), ("realVolumeSelector", "BraTS-GLI-00001-000-t1c")):
+    find(QtWidgets.QLabel, "statusLabel").setText(f"T1Gd (CollaGAN) made from {slices[-1]} brain slices in {seconds:.1f} s")
+    for name, text in (("outputSelector", "T1Gd (CollaGAN)"), ("realVolumeSelector", sample_files["t1gd"].name.split(".")[0])):
         find(QtWidgets.QComboBox, name).setItemText(0, text)
     find(QtWidgets.QLabel, "realVolumeLabel").setText("Real T1Gd:")
-    find(QtWidgets.QLabel, "metricsLabel").setText(
-        "<b>SSIM</b> (brain) 0.872 &nbsp; <b>PSNR</b> (brain) 24.31 dB &nbsp; <b>NMSE</b> (brain) 0.041"
-        "<br><small>each volume clipped to the 0.5-99.5 percentiles of its brain voxels and scaled to [0, 1] (BraSyn)</small>")
+    find(QtWidgets.QLabel, "metricsLabel").setText(module.describeMetrics(metrics))
     find(QtWidgets.QPushButton, "evaluateButton").setEnabled(True)
     panel.setAttribute(Qt.WA_DontShowOnScreen)
     panel.resize(440, 10)

@@ -19,12 +19,19 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     handle, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial" + suffix, dir=destination.parent)
     os.close(handle)
     temp = Path(temp_name)
+    os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
     try:
         yield temp
         os.replace(temp, destination)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_text_atomic(destination: str | Path, text: str) -> None:

@@ -96,7 +96,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="collagan-impute train", description="Train CollaGAN on a manifest or a folder of subject folders.")
     p.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint, logs, exported model")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where its checkpoint stopped")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where its checkpoint stopped (its saved settings apply; only --steps may change)")
     p.add_argument("--steps", type=int, default=1000, help="train until this step")
     p.add_argument("--contrasts", default="t1,t1gd,t2,flair", help="comma-separated contrast keys, in model order")
     p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
@@ -134,24 +135,30 @@ def cmd_train(argv: Sequence[str]) -> int:
     from .training import CHECKPOINT_NAME, TrainConfig, Trainer
 
     args = _train_parser().parse_args(argv)
-    contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
-    n = len(contrasts)
-    config = TrainConfig(
-        contrasts=contrasts,
-        generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
-        discriminator=DiscriminatorConfig(n),
-        weights=LossWeights(direct_l1=args.direct_l1),
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
-        weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, seed=args.seed,
-        bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
-    )
     checkpoint = args.out / CHECKPOINT_NAME
-    if args.resume and not checkpoint.exists():
-        raise InputError(f"--resume: no checkpoint in '{args.out}'")
-    if not args.resume and checkpoint.exists():
-        raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
+    if args.resume:
+        if not checkpoint.exists():
+            raise InputError(f"--resume: no checkpoint in '{args.out}'")
+        # The run continues exactly as it was configured; only the number of steps may grow.
+        config = Trainer.saved_config(args.out)
+        config.steps = args.steps
+    else:
+        if checkpoint.exists():
+            raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
+        contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+        n = len(contrasts)
+        config = TrainConfig(
+            contrasts=contrasts, validation_subjects=args.validation,
+            generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
+            discriminator=DiscriminatorConfig(n),
+            weights=LossWeights(direct_l1=args.direct_l1),
+            steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
+            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, seed=args.seed,
+            bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+        )
+    contrasts = config.contrasts
     subjects = discover_subjects(args.data, contrasts)
-    train_subjects, validation_subjects = split_subjects(subjects, args.validation)
+    train_subjects, validation_subjects = split_subjects(subjects, config.validation_subjects)
     print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
           f"{', '.join(s.name for s in validation_subjects) or 'none'}", file=sys.stderr)
     studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
@@ -162,7 +169,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     trainer = Trainer(config, train_set, args.out, device=select_device(args.device), validation_set=validation_set)
     if args.resume:
         trainer.load()
-        trainer.config.steps = args.steps
+    trainer.commands.append("collagan-impute train " + " ".join(shlex.quote(a) for a in argv))
     reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines")
     interrupted = threading.Event()
     # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint.
@@ -179,7 +186,6 @@ def cmd_train(argv: Sequence[str]) -> int:
     weights = trainer.export(args.out / f"{args.name}.safetensors", {
         "description": args.description,
         "training": {
-            "command": "collagan-impute train " + " ".join(shlex.quote(a) for a in argv),
             "data": str(args.data),
             "train_subjects": [s.name for s in train_subjects],
             "validation_subjects": [s.name for s in validation_subjects],

@@ -45,5 +45,5 @@ def run_demo(missing: str, out_dir: str | Path, weights: str | Path | None = Non
     panels += [(f"{display_name(missing)} imputed", fake), (f"{display_name(missing)} real", real),
                ("|imputed - real|", abs(fake - real))]
     montage_path = write_montage(out_dir / f"{stem}_montage.png", panels, result.study.mask,
-                                 shared_window=(len(panels) - 3, len(panels) - 2))
+                                 shared_window=(len(panels) - 2, len(panels) - 3))
     return {"volume": volume_path, "metrics": metrics_path, "montage": montage_path}

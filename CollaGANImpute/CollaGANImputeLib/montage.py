@@ -20,7 +20,7 @@ def write_montage(path: str | Path, panels: Sequence[tuple[str, np.ndarray]], ma
     """Panels are (title, canonical volume); the slice shown is the one with most brain.
 
     Each panel is windowed to the 0.5-99.5 percentiles of its brain voxels; panels whose indices are in
-    `shared_window` (imputed and real, say) share the window of the first of them so they compare fairly.
+    `shared_window` (real, then imputed, say) share the window of the first of them so they compare fairly.
     """
     index = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
     windows = [tuple(np.percentile(volume[mask], [0.5, 99.5])) for _, volume in panels]

@@ -37,6 +37,7 @@ class TrainConfig:
     """Defaults are METHOD.md's; every field is recorded with the checkpoint and in the model card."""
 
     contrasts: list[str] = field(default_factory=lambda: ["t1", "t1gd", "t2", "flair"])
+    validation_subjects: list[str] = field(default_factory=list)  # the split is by subject, and part of the run
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     weights: LossWeights = field(default_factory=LossWeights)
@@ -107,6 +108,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
+        self.commands: list[str] = []  # every command line that trained this run, first to last
 
     # ----- one step -----------------------------------------------------------------------------
     def _autocast(self):
@@ -227,6 +229,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "step": self.step,
             "elapsed_s": self.elapsed,
+            "commands": self.commands,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -243,8 +246,9 @@ class Trainer:
     def load(self, path: str | Path | None = None) -> None:
         state = load_checkpoint(path or self.out_dir / CHECKPOINT_NAME)
         saved = TrainConfig.from_dict(state["config"])
-        if (saved.contrasts, saved.generator, saved.discriminator) != (self.config.contrasts, self.config.generator, self.config.discriminator):
-            raise InputError("the checkpoint was made for other contrasts or another architecture than this run asks for")
+        saved.steps = self.config.steps
+        if saved != self.config:
+            raise InputError("the checkpoint was made with another configuration than this run asks for")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -256,6 +260,12 @@ class Trainer:
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.commands = list(state["commands"])
+
+    @staticmethod
+    def saved_config(out_dir: str | Path) -> "TrainConfig":
+        """The configuration of the run whose checkpoint is in `out_dir` (what --resume continues)."""
+        return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)["config"])
 
     def _append_csv(self, name: str, rows: list[dict]) -> None:
         """Append rows; on resume, rows past the checkpoint's step are dropped first so none repeat."""
@@ -277,7 +287,8 @@ class Trainer:
         """The generator as safetensors plus its card, with the last validation's means per contrast."""
         card_fields = dict(card_fields)
         card_fields.setdefault("training", {}).update(
-            {"config": self.config.to_dict(), "steps": self.step, "time_s": round(self.elapsed, 1), "device": str(self.device)}
+            {"commands": self.commands, "config": self.config.to_dict(), "steps": self.step,
+             "time_s": round(self.elapsed, 1), "device": str(self.device)}
         )
         summary = self.validation_summary()
         if summary:
