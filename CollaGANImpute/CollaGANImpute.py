@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ INPUT_REFERENCE = "Input_"  # parameter-node reference role prefix, one per cont
 COMPARISON_VIEW = "CollaGANView"
 COMPARISON_LAYOUT_BASE = 40400
 SAMPLE_NAME = "BraTS-GLI-00001-000"
+READING_NODE_NAME = "Reading item"  # the same for every item, real or synthetic
+READING_CONFIDENCE = ("-", "1 guess", "2", "3", "4", "5 certain")
 
 
 #
@@ -471,6 +474,101 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             layoutManager.sliceWidget(f"{COMPARISON_VIEW}{index}").sliceLogic().GetSliceCompositeNode().SetLinkedControl(True)
 
 
+class ReadingSessionLogic:
+    """Shows the items of a blinded reading session one at a time, with nothing that tells their class.
+
+    Order, answers, undo and progress live in CollaGANImputeLib.reading_session (Qt-free, tested);
+    this class only puts the current item in the scene under a neutral name with the session's window,
+    and (in the application) switches to one bare slice view: no view controllers, corner annotations
+    or data probe, which would show node names and voxel values.
+    """
+
+    def __init__(self, scene=None) -> None:
+        self.scene = scene
+        self.node = None
+        self._savedView = None
+
+    def open(self, folder: str, rater: str):
+        """A Reader for `rater` in the session at `folder` (InputError when either is unusable)."""
+        from CollaGANImputeLib.reading_session import Session
+
+        if not rater.strip():
+            raise InputError("enter the rater's name first")
+        return Session(folder).reader(rater)
+
+    def showItem(self, session, item):
+        """Replace the shown item by `item`: a volume node named READING_NODE_NAME, windowed by the session."""
+        from CollaGANImputeLib.volumes import read_volume
+
+        self.clearItem()
+        scene = self.scene or slicer.mrmlScene
+        self.node = mrml.add_volume_node(read_volume(session.item_path(item)), READING_NODE_NAME, scene)
+        self.node.SetName(READING_NODE_NAME)  # the scene would number it ("Reading item_7"): the same name for all
+        self.node.SetAttribute(ROLE_ATTRIBUTE, "reading-item")
+        display = self.node.GetDisplayNode()
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(*item.window)
+        if getattr(slicer, "app", None) is not None:
+            sliceLogic = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
+            sliceLogic.GetSliceCompositeNode().SetBackgroundVolumeID(self.node.GetID())
+            sliceLogic.GetSliceCompositeNode().SetForegroundVolumeID(None)
+            sliceLogic.GetSliceNode().SetOrientation("Axial")
+            sliceLogic.FitSliceToAll()
+        return self.node
+
+    def clearItem(self) -> None:
+        scene = self.scene or slicer.mrmlScene
+        if self.node is not None and scene.IsNodePresent(self.node):
+            scene.RemoveNode(self.node)
+        self.node = None
+
+    def enterReadingView(self) -> None:
+        """One slice view without controllers, annotations or data probe; remembers what to restore."""
+        if getattr(slicer, "app", None) is None or self._savedView is not None:
+            return
+        layoutManager = slicer.app.layoutManager()
+        annotations = self._sliceAnnotations()
+        self._savedView = (layoutManager.layout, annotations.sliceViewAnnotationsEnabled if annotations else None)
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
+        self._setViewDecorations(False)
+
+    def leaveReadingView(self) -> None:
+        self.clearItem()
+        if getattr(slicer, "app", None) is None or self._savedView is None:
+            return
+        layout, annotationsEnabled = self._savedView
+        self._savedView = None
+        self._setViewDecorations(True, annotationsEnabled)
+        slicer.app.layoutManager().setLayout(layout)
+
+    def _setViewDecorations(self, visible: bool, annotationsEnabled=None) -> None:
+        slicer.util.setViewControllersVisible(visible)
+        slicer.util.setDataProbeVisible(visible)
+        annotations = self._sliceAnnotations()
+        if annotations is not None:
+            annotations.sliceViewAnnotationsEnabled = visible and annotationsEnabled is not False
+            annotations.updateSliceViewFromGUI()
+
+    @staticmethod
+    def _sliceAnnotations():
+        """The DataProbe module's corner-annotation settings, or None without that module."""
+        probe = getattr(slicer.modules, "DataProbeInstance", None)
+        return getattr(getattr(probe, "infoWidget", None), "sliceAnnotations", None)
+
+    @staticmethod
+    def scoreSession(folder: str, exportTo: str | None = None):
+        """Results of every rater of the session (reading_report.score_session); with `exportTo`, also
+        writes results.csv and report.md (+ report.png) there."""
+        from CollaGANImputeLib.reading_report import score_session, write_csv, write_report
+        from CollaGANImputeLib.reading_session import Session
+
+        results = score_session(Session(folder))
+        if exportTo:
+            write_csv(results, Path(exportTo) / "results.csv")
+            write_report(results, Path(exportTo) / "report.md")
+        return results
+
+
 def describeCard(card: dict) -> str:
     """The model card as HTML for the panel: contrasts, training data, validation metrics."""
     def escape(value) -> str:
@@ -507,6 +605,18 @@ def describeMetrics(metrics: dict) -> str:
     return (f"<b>SSIM</b> (brain) {metrics['ssim_brain']:.3f} &nbsp; <b>PSNR</b> (brain) {metrics['psnr_brain']:.2f} dB"
             f" &nbsp; <b>NMSE</b> (brain) {metrics['nmse_brain']:.3f} &nbsp; SSIM (volume) {metrics['ssim_volume']:.3f}"
             f"<br><small>{html.escape(metrics.get('normalisation', ''))}</small>")
+
+
+def fillTable(table, rows: list[list[str]]) -> None:
+    """A QTableWidget filled with rows of text, the first row as its header."""
+    table.clear()
+    table.setColumnCount(len(rows[0]))
+    table.setRowCount(len(rows) - 1)
+    table.setHorizontalHeaderLabels(rows[0])
+    for r, row in enumerate(rows[1:]):
+        for c, text in enumerate(row):
+            table.setItem(r, c, qt.QTableWidgetItem(text))
+    table.resizeColumnsToContents()
 
 
 #
@@ -569,10 +679,15 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._refreshDependencies()
         self.initializeParameterNode()
+        self._setupReading()
 
     def cleanup(self) -> None:
         if self._job is not None:
             self._job.cancel()
+        if self._createJob is not None:
+            self._createJob.cancel()
+        self._createTimer.stop()
+        self.readingLogic.leaveReadingView()
         self._timer.stop()
         self.removeObservers()
 
@@ -851,6 +966,149 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             metrics = self.logic.evaluate(self.ui.realVolumeSelector.currentNode())
             self.ui.metricsLabel.text = describeMetrics(metrics)
             self.onShowComparison()
+
+    # ----- reading session (visual Turing test) -------------------------------------------------
+    def _setupReading(self) -> None:
+        """Wire the Reading session section; its decisions are the engine's Reader, this only displays."""
+        import ctk
+
+        self.readingLogic = ReadingSessionLogic()
+        self._reader = None
+        self._readingItem = None
+        self._readingShownAt = 0.0
+        self._readingPaused = False
+        self._createJob = None
+        self.ui.readingFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.readingStudiesLineEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
+        for text in READING_CONFIDENCE:
+            self.ui.confidenceComboBox.addItem(text)
+        for key in self._contrasts() or ["t1gd"]:
+            self.ui.readingContrastComboBox.addItem(display_name(key), key)
+        self.ui.startReadingButton.connect("clicked()", self.onStartReading)
+        self.ui.realButton.connect("clicked()", lambda: self.onAnswer("real"))
+        self.ui.syntheticButton.connect("clicked()", lambda: self.onAnswer("synthetic"))
+        self.ui.undoAnswerButton.connect("clicked()", self.onUndoAnswer)
+        self.ui.pauseReadingButton.connect("clicked()", self.onPauseReading)
+        self.ui.createSessionButton.connect("clicked()", self.onCreateSession)
+        self.ui.scoreSessionButton.connect("clicked()", self.onScoreSession)
+        self.ui.exportResultsButton.connect("clicked()", lambda: self.onScoreSession(export=True))
+        keys = [("R", lambda: self.onAnswer("real")), ("S", lambda: self.onAnswer("synthetic")), ("Ctrl+Z", self.onUndoAnswer)]
+        keys += [(str(n), lambda n=n: setattr(self.ui.confidenceComboBox, "currentIndex", n)) for n in range(1, 6)]
+        self._readingShortcuts = []
+        for key, slot in keys:
+            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
+            shortcut.connect("activated()", slot)
+            self._readingShortcuts.append(shortcut)
+        self._createTimer = qt.QTimer()
+        self._createTimer.setInterval(300)
+        self._createTimer.connect("timeout()", self._pollCreateJob)
+        self._updateReading()
+
+    def _updateReading(self, status: str | None = None) -> None:
+        reading = self._reader is not None
+        answering = reading and not self._readingPaused and self._readingItem is not None
+        self.ui.startReadingButton.text = "Stop reading" if reading else "Start or continue reading"
+        for widget in (self.ui.realButton, self.ui.syntheticButton, self.ui.confidenceComboBox):
+            widget.enabled = answering
+        for shortcut in self._readingShortcuts:
+            shortcut.enabled = answering
+        self.ui.undoAnswerButton.enabled = reading and not self._readingPaused and self._reader.answered > 0
+        self.ui.pauseReadingButton.enabled = reading and self._reader.current() is not None
+        self.ui.pauseReadingButton.text = "Resume" if self._readingPaused else "Pause"
+        self.ui.readingFolderLineEdit.enabled = self.ui.raterLineEdit.enabled = not reading
+        self.ui.readingProgressLabel.text = self._reader.progress_text() if reading else ""
+        self.ui.readingItemLabel.text = (
+            f"Is this {display_name(self._readingItem.contrast)} image real or synthetic?" if answering else "")
+        if status is not None:
+            self.ui.readingStatusLabel.text = status
+
+    def onStartReading(self) -> None:
+        if self._reader is not None:
+            self.readingLogic.leaveReadingView()
+            self._reader = self._readingItem = None
+            self._updateReading("Stopped; every answer is saved. Start again to continue at the next item.")
+            return
+        try:
+            self._reader = self.readingLogic.open(self.ui.readingFolderLineEdit.currentPath, self.ui.raterLineEdit.text)
+        except InputError as error:
+            slicer.util.errorDisplay(f"Cannot open the reading session: {error}")
+            return
+        self.readingLogic.enterReadingView()
+        self._readingPaused = False
+        self._showCurrentItem()
+
+    def _showCurrentItem(self) -> None:
+        self._readingItem = self._reader.current()
+        self.ui.confidenceComboBox.currentIndex = 0
+        if self._readingItem is None:
+            self.readingLogic.clearItem()
+            self._updateReading(f"All {self._reader.total} items answered; thank you. Answers: {self._reader.path}")
+            return
+        self.readingLogic.showItem(self._reader.session, self._readingItem)
+        self._readingShownAt = time.monotonic()
+        self._updateReading("R: real, S: synthetic, 1-5: confidence, Ctrl+Z: undo")
+
+    def onAnswer(self, call: str) -> None:
+        if self._reader is None or self._readingPaused or self._readingItem is None:
+            return
+        confidence = self.ui.confidenceComboBox.currentIndex or None
+        try:
+            self._reader.answer(call, confidence, item_id=self._readingItem.id, seconds=time.monotonic() - self._readingShownAt)
+        except InputError as error:
+            slicer.util.errorDisplay(f"The answer was not recorded: {error}")
+        self._showCurrentItem()
+
+    def onUndoAnswer(self) -> None:
+        if self._reader is not None and not self._readingPaused and self._reader.undo() is not None:
+            self._showCurrentItem()
+
+    def onPauseReading(self) -> None:
+        self._readingPaused = not self._readingPaused
+        if self._readingPaused:
+            self.readingLogic.clearItem()
+            self._updateReading("Paused: the image is hidden and every answer is saved.")
+        else:
+            self._showCurrentItem()
+
+    def onCreateSession(self) -> None:
+        if self._createJob is not None:
+            self._createJob.cancel()
+            return
+        command = ["reading-session", "create", "--studies", self.ui.readingStudiesLineEdit.currentPath,
+                   "--contrast", self.ui.readingContrastComboBox.currentData or "t1gd",
+                   "--per-class", str(self.ui.perClassSpinBox.value), "--out", self.ui.readingFolderLineEdit.currentPath,
+                   "--progress", "lines"]
+        if self._parameterNode is not None and self._parameterNode.GetParameter("ModelPath"):
+            command += ["--weights", self._parameterNode.GetParameter("ModelPath")]
+        self._createJob = self.logic.commandJob(command, stage="Building the reading session").start()
+        self.ui.createSessionButton.text = "Cancel"
+        self._createTimer.start()
+
+    def _pollCreateJob(self) -> None:
+        state = self._createJob.state()
+        self.ui.readingStatusLabel.text = f"{state.stage} ({state.done} / {state.total})" if state.total else state.stage
+        if not state.finished:
+            return
+        self._createTimer.stop()
+        job, self._createJob = self._createJob, None
+        self.ui.createSessionButton.text = "Create session"
+        try:
+            job.result()
+        except Cancelled:
+            self.ui.readingStatusLabel.text = "Cancelled: no session was written."
+        except (InputError, RuntimeError) as error:
+            self.ui.readingStatusLabel.text = "Failed."
+            slicer.util.errorDisplay(f"Cannot create the reading session: {error}")
+        else:
+            self.ui.readingStatusLabel.text = "Session created: enter the rater's name and start reading."
+
+    def onScoreSession(self, export: bool = False) -> None:
+        folder = self.ui.readingFolderLineEdit.currentPath
+        with slicer.util.tryWithErrorDisplay("Cannot score the reading session.", waitCursor=True):
+            results = self.readingLogic.scoreSession(folder, folder if export else None)
+            fillTable(self.ui.readingResultsTable, results.table())
+            agreement = [f"{method} ({contrast}): {kappa:.3f} over {items} items" for contrast, method, kappa, items in results.agreements if method]
+            self.ui.readingStatusLabel.text = "\n".join(agreement + ([f"Wrote results.csv and report.md to {folder}"] if export else []))
 
 
 #

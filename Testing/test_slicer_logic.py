@@ -9,11 +9,9 @@ each imputation takes about a second on two CPU cores; training through the logi
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np

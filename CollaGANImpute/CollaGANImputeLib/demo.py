@@ -13,7 +13,7 @@ from .inference import impute, select_device
 from .metrics import image_metrics
 from .model_card import BUNDLED_MODELS
 from .model_io import load_model
-from .montage import write_montage
+from .montage import montage_image, write_png
 from .volumes import write_volume
 
 SAMPLE_CASE = BUNDLED_MODELS.parent / "SampleData" / "BraTS-GLI-00001-000"
@@ -44,6 +44,6 @@ def run_demo(missing: str, out_dir: str | Path, weights: str | Path | None = Non
     panels = [(f"{display_name(k)} (input)", result.study.images[k]) for k in model.contrasts if k in inputs]
     panels += [(f"{display_name(missing)} imputed", fake), (f"{display_name(missing)} real", real),
                ("|imputed - real|", abs(fake - real))]
-    montage_path = write_montage(out_dir / f"{stem}_montage.png", panels, result.study.mask,
-                                 shared_window=(len(panels) - 2, len(panels) - 3))
+    montage = montage_image(panels, result.study.mask, shared_window=(len(panels) - 2, len(panels) - 3))
+    montage_path = write_png(montage, out_dir / f"{stem}_montage.png")
     return {"volume": volume_path, "metrics": metrics_path, "montage": montage_path}

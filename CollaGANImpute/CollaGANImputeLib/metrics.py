@@ -18,25 +18,29 @@ def brasyn_normalise(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, scaled, 0.0).astype(np.float32)
 
 
-def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slices_2d: bool = False) -> dict:
+def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slices_2d: bool = False,
+                  region: np.ndarray | None = None) -> dict:
     """NMSE, PSNR (dB) and SSIM inside `mask`, plus SSIM over the whole array (the figure papers report).
 
-    Inputs are arrays on one grid; both are normalised here. With `slices_2d`, axis 0 indexes unrelated
-    2-D slices and SSIM is computed per slice; otherwise SSIM is 3-D (7-voxel window).
+    Inputs are arrays on one grid; both are normalised here over `mask`. With `region` (a part of the
+    brain, such as the enhancing tumour) the brain figures are computed over the region instead. With
+    `slices_2d`, axis 0 indexes unrelated 2-D slices and SSIM is computed per slice; otherwise SSIM is
+    3-D (7-voxel window).
     """
     mask = mask.astype(bool)
-    if not mask.any():
-        raise ValueError("the mask is empty")
+    region = mask if region is None else region.astype(bool) & mask
+    if not region.any():
+        raise ValueError("the mask (or the region within it) holds no voxel")
     real_n, fake_n = brasyn_normalise(real, mask), brasyn_normalise(fake, mask)
-    error = (real_n - fake_n)[mask]
+    error = (real_n - fake_n)[region]
     mse = float(np.mean(error**2))
-    nmse = mse / max(float(np.mean(real_n[mask] ** 2)), 1e-12)
+    nmse = mse / max(float(np.mean(real_n[region] ** 2)), 1e-12)
     psnr = float(10 * np.log10(1.0 / max(mse, 1e-12)))
     _, ssim_full = structural_similarity(
         real_n, fake_n, data_range=1.0, full=True, channel_axis=0 if slices_2d else None
     )
     return {
-        "ssim_brain": float(ssim_full[mask].mean()),
+        "ssim_brain": float(ssim_full[region].mean()),
         "ssim_volume": float(ssim_full.mean()),
         "psnr_brain": psnr,
         "nmse_brain": float(nmse),

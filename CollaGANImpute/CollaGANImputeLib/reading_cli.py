@@ -1,0 +1,74 @@
+"""`collagan-impute reading-session create|report`: prepare blinded sessions in batch, score them without the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .contrasts import display_name
+from .errors import EXIT_BAD_INPUT
+from .progress import ProgressReporter
+
+
+def _create(argv: Sequence[str]) -> int:
+    from .inference import select_device
+    from .model_io import load_model
+    from .reading_build import SessionSettings, create_session, find_studies
+
+    p = argparse.ArgumentParser(prog="collagan-impute reading-session create",
+                                description="Sample, blind and write a visual-Turing-test reading session.")
+    p.add_argument("--studies", required=True, type=Path, help="manifest.json (or a folder holding one), a folder of study folders, or one study folder")
+    p.add_argument("--contrast", action="append", required=True, help="contrast to test (repeatable), e.g. t1gd")
+    p.add_argument("--per-class", type=int, required=True, help="images per contrast per class (real, synthetic)")
+    p.add_argument("--out", required=True, type=Path, help="new session folder")
+    p.add_argument("--seed", type=int, default=0, help="sampling and shuffling seed (default 0); recorded in key.json")
+    p.add_argument("--volumes", action="store_true", help="whole volumes (one per study) instead of axial slices")
+    p.add_argument("--min-gap", type=int, default=5, help="slices of one study at least this far apart (default 5)")
+    p.add_argument("--min-brain", type=float, default=0.5, help="a slice's brain area, relative to the study's largest (default 0.5)")
+    p.add_argument("--synthetic", type=Path, help="folder of imputations named <study>_<contrast>_collagan.nii.gz; others are imputed now")
+    p.add_argument("--weights", type=Path, help="model for imputing on the fly (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--progress", choices=("bar", "lines"), default="bar")
+    args = p.parse_args(argv)
+    studies = find_studies(args.studies, args.synthetic)
+    needs_model = any(c not in s.synthetic for s in studies for c in args.contrast)
+    model = load_model(args.weights, select_device(args.device)) if needs_model else None
+    settings = SessionSettings(tuple(args.contrast), args.per_class, args.seed, args.volumes, args.min_gap, args.min_brain)
+    reporter = ProgressReporter("building the reading session", lines=args.progress == "lines", unit="volume")
+    session = create_session(studies, settings, args.out, model, progress=lambda done, total, what: reporter.update(done, total))
+    reporter.close()
+    print(f"wrote session {session.session_id} to {args.out}: {len(session.items)} items "
+          f"({', '.join(display_name(c) for c in session.contrasts)}); keep key.json from the raters")
+    return 0
+
+
+def _report(argv: Sequence[str]) -> int:
+    from .reading_report import score_session, write_csv, write_report
+    from .reading_session import Session
+
+    p = argparse.ArgumentParser(prog="collagan-impute reading-session report", description="Score a reading session's answers.")
+    p.add_argument("session", type=Path, help="session folder (with key.json and answers/)")
+    p.add_argument("--rater", action="append", default=[], help="only these raters (repeatable; default: every answers file)")
+    p.add_argument("--csv", type=Path, help="write the table as CSV")
+    p.add_argument("--report", type=Path, help="write a Markdown report (and its plot, same name with .png)")
+    args = p.parse_args(argv)
+    results = score_session(Session(args.session), args.rater or None)
+    for row in results.table():
+        print("  ".join(f"{cell:<22}" if i < 2 else f"{cell:>14}" for i, cell in enumerate(row)))
+    for contrast, method, kappa, items in results.agreements:
+        if method:
+            print(f"{method} ({contrast}): {kappa:.3f} over {items} items")
+    for kind, path, write in (("CSV", args.csv, write_csv), ("report", args.report, write_report)):
+        if path is not None:
+            print(f"wrote {kind}: {write(results, path)}", file=sys.stderr)
+    return 0
+
+
+def cmd_reading_session(argv: Sequence[str]) -> int:
+    commands = {"create": _create, "report": _report}
+    if not argv or argv[0] not in commands:
+        print("usage: collagan-impute reading-session {create,report} ... (-h for each)", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
+    return commands[argv[0]](argv[1:])

@@ -1,0 +1,94 @@
+"""The Reading session section of the .ui file, and the README screenshot of a rater mid-session.
+
+The screenshot is real: the bundled model imputes T1Gd of the bundled sample case (16 axial slices), a
+session is built from it, a rater answers two items through the engine's Reader, and the picture shows
+the next item (windowed as the module windows it) beside the panel in the state the module sets.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from conftest import REPO
+from test_slicer_ui import UI_FILE, QtWidgets, StandInLoader, ui_names
+
+SCREENSHOT = REPO / "Resources" / "Screenshots" / "reading_session.png"
+READING_WIDGETS = {
+    "readingCollapsibleButton": "ctkCollapsibleButton", "readingFolderLineEdit": "ctkPathLineEdit", "raterLineEdit": "QLineEdit",
+    "startReadingButton": "QPushButton", "realButton": "QPushButton", "syntheticButton": "QPushButton",
+    "confidenceComboBox": "QComboBox", "undoAnswerButton": "QPushButton", "pauseReadingButton": "QPushButton",
+    "readingProgressLabel": "QLabel", "readingItemLabel": "QLabel", "createSessionGroupBox": "ctkCollapsibleGroupBox",
+    "readingStudiesLineEdit": "ctkPathLineEdit", "readingContrastComboBox": "QComboBox", "perClassSpinBox": "QSpinBox",
+    "createSessionButton": "QPushButton", "scoreSessionButton": "QPushButton", "exportResultsButton": "QPushButton",
+    "readingResultsTable": "QTableWidget", "readingStatusLabel": "QLabel",
+}
+
+
+def test_reading_section_has_its_widgets_and_shortcut_hints():
+    names = ui_names()
+    assert {n: names.get(n) for n in READING_WIDGETS} == READING_WIDGETS
+    root = ElementTree.parse(UI_FILE).getroot()
+    texts = {w.get("name"): w.findtext("property[@name='text']/string") for w in root.iter("widget")}
+    assert texts["realButton"] == "Real (R)" and texts["syntheticButton"] == "Synthetic (S)"
+    assert texts["readingCollapsibleButton"] == "Reading session"
+
+
+def test_reading_panel_screenshot(module, sample_files, tmp_path):
+    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.reading_build import SessionSettings, create_session, find_studies
+
+    study = tmp_path / "studies" / "BraTS-GLI-00001-000"
+    study.mkdir(parents=True)
+    for path in sample_files.values():
+        sitk.WriteImage(sitk.ReadImage(str(path))[:, :, 64:80], str(study / path.name))
+    session = create_session(find_studies(study), SessionSettings(("t1gd",), per_class=2, seed=1, min_gap=3),
+                             tmp_path / "session", load_model())
+    reader = session.reader("Reader 1")
+    reader.answer("real", 4, seconds=6.0)
+    reader.answer("synthetic", 2, seconds=9.5)
+    item = reader.current()
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    QtWidgets.QApplication.setStyle("Fusion")
+    from PySide6.QtCore import QFile, Qt
+
+    handle = QFile(str(UI_FILE))
+    assert handle.open(QFile.ReadOnly)
+    panel = StandInLoader().load(handle)
+    handle.close()
+    find = panel.findChild
+    for name in ("dependenciesFrame", "inputsCollapsibleButton", "modelCollapsibleButton", "applyButton", "outputCollapsibleButton",
+                 "evaluationCollapsibleButton", "progressBar", "statusLabel"):
+        find(QtWidgets.QWidget, name).hide()
+    find(QtWidgets.QLineEdit, "readingFolderLineEdit").setText(str(session.folder.name))
+    find(QtWidgets.QLineEdit, "raterLineEdit").setText(reader.rater)
+    find(QtWidgets.QPushButton, "startReadingButton").setText("Stop reading")
+    find(QtWidgets.QLabel, "readingItemLabel").setText(f"Is this {module.display_name(item.contrast)} image real or synthetic?")
+    find(QtWidgets.QLabel, "readingProgressLabel").setText(reader.progress_text())
+    confidence = find(QtWidgets.QComboBox, "confidenceComboBox")
+    confidence.addItems(list(module.READING_CONFIDENCE))
+    find(QtWidgets.QComboBox, "readingContrastComboBox").addItem("T1Gd")
+    find(QtWidgets.QLabel, "readingStatusLabel").setText("R: real, S: synthetic, 1-5: confidence, Ctrl+Z: undo")
+    panel.setAttribute(Qt.WA_DontShowOnScreen)
+    panel.resize(440, 10)
+    panel.show()
+    panel.resize(440, panel.sizeHint().height())
+    app.processEvents()
+    grabbed = tmp_path / "panel.png"
+    assert panel.grab().save(str(grabbed), "PNG")
+
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(session.item_path(item))))[0]
+    low, high = item.window
+    grey = (np.clip((array - low) / (high - low), 0, 1) * 255).astype(np.uint8)
+    with Image.open(grabbed) as shot:
+        view = Image.fromarray(grey).resize((shot.height, shot.height), Image.BILINEAR)
+        canvas = Image.new("RGB", (view.width + shot.width, shot.height), "black")
+        canvas.paste(view, (0, 0))
+        canvas.paste(shot.convert("RGB"), (view.width, 0))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(SCREENSHOT, "PNG")
+    assert SCREENSHOT.stat().st_size > 10_000 and reader.progress_text() == "3 / 4"

@@ -1,0 +1,191 @@
+"""Imputation quality of a model against simple baselines on subjects it never saw (issue 3's protocol).
+
+For each held-out subject and each contrast in turn: impute it with the model, with the mean of the
+other contrasts, and with per-voxel linear and quadratic regressions fitted on the training subjects'
+brain voxels. Scores (metrics.py: BraSyn normalisation) over the brain, over the whole volume, and in the
+enhancement proxy (no tumour labels are available: voxels whose z-scored T1Gd exceeds z-scored T1 by
+more than ENHANCEMENT_MARGIN inside the brain; this includes vessels and choroid plexus besides enhancing
+tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
+as a ratio to the real volume's.
+
+Writes JSON, a Markdown table and a PNG figure (per contrast: inputs' slice, imputed, real, |difference|).
+
+    python benchmarks/quality.py --data ../shared/data/manifest.json --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
+
+from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
+from CollaGANImputeLib.contrasts import display_name  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.inference import synthesise  # noqa: E402
+from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
+from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
+
+ENHANCEMENT_MARGIN = 2.5  # z-score units: z(T1Gd) - z(T1) inside the brain
+REGRESSION_VOXELS = 400_000  # brain voxels sampled per training subject to fit the regressions
+METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
+
+
+def zscore(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    return (volume - volume[brain].mean()) / volume[brain].std()
+
+
+def enhancement_proxy(study) -> np.ndarray:
+    brain = study.mask
+    return brain & (zscore(study.images["t1gd"], brain) - zscore(study.images["t1"], brain) > ENHANCEMENT_MARGIN)
+
+
+def features(inputs: list[np.ndarray], quadratic: bool) -> np.ndarray:
+    """Columns: 1, each input, and with `quadratic` every product of two inputs (squares included)."""
+    columns = [np.ones_like(inputs[0]), *inputs]
+    if quadratic:
+        columns += [a * b for a, b in itertools.combinations_with_replacement(inputs, 2)]
+    return np.stack(columns, axis=1)
+
+
+class RegressionBaseline:
+    """Per-voxel least squares from the available contrasts to the missing one (a REPLICA-like baseline)."""
+
+    def __init__(self, studies: list, contrasts: list[str], target: str, quadratic: bool, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.inputs = [k for k in contrasts if k != target]
+        self.quadratic = quadratic
+        rows, values = [], []
+        for study in studies:
+            voxels = np.flatnonzero(study.mask)
+            chosen = rng.choice(voxels, size=min(REGRESSION_VOXELS, voxels.size), replace=False)
+            rows.append(features([study.images[k].ravel()[chosen] for k in self.inputs], quadratic))
+            values.append(study.images[target].ravel()[chosen])
+        self.weights, *_ = np.linalg.lstsq(np.concatenate(rows), np.concatenate(values), rcond=None)
+
+    def predict(self, study) -> np.ndarray:
+        brain = study.mask
+        out = np.zeros(brain.shape, dtype=np.float32)
+        out[brain] = features([study.images[k][brain] for k in self.inputs], self.quadratic) @ self.weights
+        return np.clip(out, 0, None)
+
+
+def slice_roughness(volume: np.ndarray, brain: np.ndarray) -> float:
+    """Mean |v[k+1] - v[k]| over voxels in the brain in both slices, after BraSyn normalisation."""
+    scaled = brasyn_normalise(volume, brain)
+    both = brain[1:] & brain[:-1]
+    return float(np.abs(scaled[1:] - scaled[:-1])[both].mean())
+
+
+def evaluate_subject(study, name: str, methods: dict, contrasts: list[str]) -> tuple[list[dict], dict]:
+    rows, fakes = [], {}
+    proxy = enhancement_proxy(study)
+    for key in contrasts:
+        real = study.images[key]
+        real_roughness = slice_roughness(real, study.mask)
+        for method, impute in methods.items():
+            started = time.monotonic()
+            fake = impute(study, key)
+            seconds = time.monotonic() - started
+            brain = image_metrics(real, fake, study.mask)
+            enhancing = image_metrics(real, fake, study.mask, region=proxy) if proxy.any() else None
+            rows.append({
+                "subject": name, "contrast": key, "method": method, "seconds": round(seconds, 2),
+                **{m: brain[m] for m in METRICS},
+                "enhancing": {m: enhancing[m] for m in ("ssim_brain", "psnr_brain", "nmse_brain")} if enhancing else None,
+                "enhancing_voxels": int(proxy.sum()),
+                "slice_roughness_ratio": slice_roughness(fake, study.mask) / real_roughness,
+            })
+            fakes[(key, method)] = fake
+    return rows, fakes
+
+
+def markdown_table(rows: list[dict], contrasts: list[str], methods: list[str]) -> str:
+    lines = ["| contrast | method | SSIM brain | PSNR brain (dB) | NMSE brain | SSIM volume | SSIM enh. | PSNR enh. (dB) | slice diff. ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for key in contrasts:
+        for method in methods:
+            chosen = [r for r in rows if r["contrast"] == key and r["method"] == method]
+            mean = lambda f: np.mean([f(r) for r in chosen])  # noqa: E731
+            enh = [r for r in chosen if r["enhancing"]]
+            lines.append(
+                f"| {display_name(key)} | {method} | {mean(lambda r: r['ssim_brain']):.3f} | {mean(lambda r: r['psnr_brain']):.2f} | "
+                f"{mean(lambda r: r['nmse_brain']):.3f} | {mean(lambda r: r['ssim_volume']):.3f} | "
+                + (f"{np.mean([r['enhancing']['ssim_brain'] for r in enh]):.3f} | {np.mean([r['enhancing']['psnr_brain'] for r in enh]):.2f} | "
+                   if enh else "- | - | ")
+                + f"{mean(lambda r: r['slice_roughness_ratio']):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, help="default: the bundled model")
+    parser.add_argument("--held-out", action="append", default=[], help="default: the model card's validation subjects")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+
+    model = load_model(args.weights)
+    contrasts = model.contrasts
+    held_out = args.held_out or model.card["training"]["validation_subjects"]
+    subjects = {s.name: s for s in discover_subjects(args.data, contrasts)}
+    trained_on = [n for n in subjects if n not in held_out]
+    print(f"held out: {', '.join(held_out)}; baselines fitted on {', '.join(trained_on)}", file=sys.stderr)
+    studies = {n: prepare_subject(subjects[n], contrasts) for n in subjects}
+    regressions = {
+        (key, quadratic): RegressionBaseline([studies[n] for n in trained_on], contrasts, key, quadratic)
+        for key in contrasts for quadratic in (False, True)
+    }
+    methods = {
+        "CollaGAN": lambda study, key: synthesise(
+            model.generator, np.stack([study.images[k] for k in contrasts]), contrasts.index(key), study.mask),
+        "mean of inputs": lambda study, key: np.mean([study.images[k] for k in contrasts if k != key], axis=0),
+        "linear regression": lambda study, key: regressions[(key, False)].predict(study),
+        "quadratic regression": lambda study, key: regressions[(key, True)].predict(study),
+    }
+    rows, figure_rows = [], []
+    for name in held_out:
+        study = studies[name]
+        subject_rows, fakes = evaluate_subject(study, name, methods, contrasts)
+        rows += subject_rows
+        index = int(np.argmax(enhancement_proxy(study).reshape(study.mask.shape[0], -1).sum(axis=1)))
+        for key in contrasts:
+            fake = fakes[(key, "CollaGAN")]
+            panels = [(f"{display_name(k)} (input)", study.images[k]) for k in contrasts if k != key]
+            panels += [(f"{display_name(key)} CollaGAN", fake), (f"{display_name(key)} real", study.images[key]),
+                       ("|CollaGAN - real|", np.abs(fake - study.images[key]))]
+            figure_rows.append(montage_image(panels, study.mask, shared_window=(len(panels) - 2, len(panels) - 3), index=index))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": model.name, "weights_sha256": model.card["sha256"], "held_out": held_out, "baselines_fitted_on": trained_on,
+        "normalisation": NORMALISATION,
+        "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
+        "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (z over each volume's brain)",
+        "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
+        "results": rows,
+    }
+    write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
+    table = markdown_table(rows, contrasts, list(methods))
+    write_text_atomic(args.out / "quality.md", f"Held-out subject(s): {', '.join(held_out)}. {NORMALISATION}.\n\n" + table)
+    from PIL import Image
+
+    figure = Image.new("L", (max(r.width for r in figure_rows), sum(r.height for r in figure_rows)))
+    for i, row in enumerate(figure_rows):
+        figure.paste(row, (0, sum(r.height for r in figure_rows[:i])))
+    write_png(figure, args.out / "quality.png")
+    print(table)
+    print(f"wrote {args.out / 'quality.json'}, quality.md, quality.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
