@@ -379,7 +379,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
                      device: str = "auto", progress=None, cancel=None) -> dict:
         """Impute `missing` for each study folder under `studiesFolder` (file names say the contrast);
         writes OUTPUT/<study>_<missing>_collagan.nii.gz. Returns study -> file written or reason skipped."""
-        from CollaGANImputeLib.jobs import impute_folder
+        from CollaGANImputeLib.batch import impute_folder
 
         return impute_folder(self.model(weights, device), studiesFolder, outputFolder, missing,
                              progress=progress, cancel=cancel)

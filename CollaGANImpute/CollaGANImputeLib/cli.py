@@ -19,6 +19,7 @@ from pathlib import Path
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .progress import ProgressReporter
+from .reading_cli import cmd_reading_session
 
 
 def _check_output_path(output: Path, inputs: Sequence[Path]) -> None:
@@ -129,12 +130,18 @@ def cmd_train(argv: Sequence[str]) -> int:
     import torch
 
     from .data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
+    from .distributed import start, stop, world_from_env
     from .inference import select_device
     from .losses import LossWeights
     from .networks import DiscriminatorConfig, GeneratorConfig
     from .training import CHECKPOINT_NAME, TrainConfig, Trainer
 
     args = _train_parser().parse_args(argv)
+    # Under torchrun every process runs this command; rank 0 alone prints, writes and exports.
+    world = world_from_env()
+    device = select_device(args.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     checkpoint = args.out / CHECKPOINT_NAME
     if args.resume:
         if not checkpoint.exists():
@@ -159,30 +166,41 @@ def cmd_train(argv: Sequence[str]) -> int:
     contrasts = config.contrasts
     subjects = discover_subjects(args.data, contrasts)
     train_subjects, validation_subjects = split_subjects(subjects, config.validation_subjects)
-    print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
-          f"{', '.join(s.name for s in validation_subjects) or 'none'}", file=sys.stderr)
+    if world.is_main:
+        print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
+              f"{', '.join(s.name for s in validation_subjects) or 'none'}"
+              + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
     studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
     canvas = canvas_for(studies, config.generator.size_multiple)
     train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
     validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,
                                       max_slices_per_subject=args.val_slices) if validation_subjects else None)
-    trainer = Trainer(config, train_set, args.out, device=select_device(args.device), validation_set=validation_set)
-    if args.resume:
-        trainer.load()
-    trainer.commands.append("collagan-impute train " + " ".join(shlex.quote(a) for a in argv))
-    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines")
+    start(world, device)
     interrupted = threading.Event()
-    # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint.
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint;
+    # under torchrun so does SIGTERM (what torchrun and SLURM send before they kill).
+    stop_signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
+    previous = {number: signal.signal(number, lambda *_: interrupted.set()) for number in stop_signals}
+    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines")
     try:
-        trainer.run(lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"]),
-                    cancel=interrupted.is_set)
+        trainer = Trainer(config, train_set, args.out, device=device, validation_set=validation_set, world=world)
+        if args.resume:
+            trainer.load()
+        trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
+                                + " ".join(shlex.quote(a) for a in argv))
+        show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"])) \
+            if world.is_main else None
+        trainer.run(show, cancel=interrupted.is_set)
     except Cancelled:
         raise Cancelled(f"training stopped at step {trainer.step}; the checkpoint in '{args.out}' is whole: "
                         "continue with --resume") from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         reporter.close()
+        stop()
+    if not world.is_main:
+        return 0
     weights = trainer.export(args.out / f"{args.name}.safetensors", {
         "description": args.description,
         "training": {
@@ -191,6 +209,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             "validation_subjects": [s.name for s in validation_subjects],
             "train_slices": len(train_set),
             "canvas": list(canvas),
+            "processes": world.size,
             "torch": torch.__version__,
         },
     })
@@ -250,6 +269,45 @@ def cmd_demo(argv: Sequence[str]) -> int:
     return 0
 
 
+# ----- batch ----------------------------------------------------------------------------------------
+def cmd_batch(argv: Sequence[str]) -> int:
+    import torch
+
+    from .batch import MANIFEST_NAME, impute_folder
+    from .inference import select_device
+    from .model_io import load_model
+
+    p = argparse.ArgumentParser(prog="collagan-impute batch",
+                                description="Impute a missing contrast for every study folder in a folder; a rerun skips finished studies.")
+    p.add_argument("--studies", required=True, type=Path, help="a folder of study folders whose file names say the contrast")
+    p.add_argument("--out", required=True, type=Path, help=f"output folder: <study>_<missing>_collagan.nii.gz and {MANIFEST_NAME}")
+    p.add_argument("--missing", required=True, help="the contrast to impute")
+    p.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per GPU, else 1)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")
+    _add_progress_option(p)
+    args = p.parse_args(argv)
+    if args.workers < 0:
+        raise InputError(f"--workers {args.workers}: give a positive number of worker processes")
+    device = select_device(args.device)
+    workers = args.workers or (torch.cuda.device_count() if device.type == "cuda" else 1)
+    model = load_model(args.weights, device)
+    reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="study")
+    try:
+        report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=args.bf16,
+                               workers=workers, progress=lambda done, total, stage: reporter.update(done, total))
+    finally:
+        reporter.close()
+    skipped = {name: outcome for name, outcome in report.items() if isinstance(outcome, str)}
+    for name, reason in skipped.items():
+        print(f"{name}: {reason}", file=sys.stderr)
+    print(f"{len(report) - len(skipped)} of {len(report)} studies imputed in '{args.out}' "
+          f"(finished cases are listed in {MANIFEST_NAME}; a rerun skips them)")
+    return 0
+
+
 # ----- info -----------------------------------------------------------------------------------------
 def cmd_info(argv: Sequence[str]) -> int:
     from .model_card import bundled_weights
@@ -264,7 +322,9 @@ def cmd_info(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info}
+COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info,
+            "batch": cmd_batch,
+            "reading-session": cmd_reading_session}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  train     train a model on a manifest or a folder of subject folders\n"
               "  evaluate  impute each contrast of held-out subjects and score it\n"
               "  demo      impute a contrast of the bundled sample case\n"
-              "  info      show a model card", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+              "  info      show a model card\n"
+              "  batch     impute a missing contrast for every study in a folder (several processes or GPUs)\n"
+              "  reading-session  create or score a blinded real-vs-synthetic reading session", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
     try:
         return COMMANDS[argv[0]](argv[1:])

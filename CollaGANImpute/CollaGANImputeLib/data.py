@@ -43,15 +43,23 @@ def discover_subjects(data: str | Path, contrasts: Sequence[str]) -> list[Subjec
     return subjects
 
 
-def _from_manifest(manifest: Path, contrasts: Sequence[str]) -> list[Subject]:
+def manifest_studies(manifest: Path, contrasts: Sequence[str]) -> dict[str, dict[str, Path]]:
+    """Each subject's files by contrast as a manifest lists them (paths relative to the manifest)."""
     try:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["subjects"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as error:
+        if not isinstance(entries, dict):
+            raise KeyError("subjects")
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise InputError(f"manifest '{manifest}' is not a JSON object with a 'subjects' mapping ({error})") from None
+    return {
+        name: {key: manifest.parent / entry.get("dir", name) / entry[key] for key in contrasts if key in entry}
+        for name, entry in entries.items()
+    }
+
+
+def _from_manifest(manifest: Path, contrasts: Sequence[str]) -> list[Subject]:
     subjects = []
-    for name, entry in entries.items():
-        folder = manifest.parent / entry.get("dir", name)
-        files = {key: folder / entry[key] for key in contrasts if key in entry}
+    for name, files in manifest_studies(manifest, contrasts).items():
         _require_all(name, files, contrasts, manifest)
         subjects.append(Subject(name, files))
     return subjects

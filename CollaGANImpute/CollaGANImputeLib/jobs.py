@@ -1,5 +1,5 @@
-"""Long work run without blocking a GUI: a function in a worker thread, an engine command in a
-background process, and batch imputation over a folder of studies.
+"""Long work run without blocking a GUI: a function in a worker thread, or an engine command in a
+background process (batch imputation over a folder of studies is in batch.py).
 
 Qt-free on purpose: the Slicer module polls `Job.state()` from a timer on its main thread, a console
 caller calls `wait()`. Both kinds of job report (done, total, stage), cancel cooperatively and hand
@@ -15,10 +15,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from .contrasts import VOLUME_SUFFIXES, display_name, find_study_files
-from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
+from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError
 from .progress import parse_progress_line
 
 Progress = Callable[[int, int, str], None]  # (done, total, stage)
@@ -171,59 +169,3 @@ class CommandJob(Job):
             return InputError(errors[-1])
         tail = "\n".join(list(self.log)[-20:])
         return RuntimeError(f"'{' '.join(self.args[:4])} ...' failed with exit code {code}:\n{tail}")
-
-
-# ----- batch imputation -------------------------------------------------------------------------------
-def study_folders(folder: str | Path) -> list[Path]:
-    """The studies under `folder`: its sub-folders, or the folder itself when it holds volume files."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"'{folder}' is not a folder")
-    if any(p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES) for p in folder.iterdir()):
-        return [folder]
-    studies = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not studies:
-        raise InputError(f"'{folder}' holds neither volume files nor study folders")
-    return studies
-
-
-def impute_folder(
-    model,
-    studies: str | Path,
-    output: str | Path,
-    missing: str,
-    *,
-    batch_size: int = 8,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> dict[str, Path | str]:
-    """Impute `missing` for every study under `studies`; write OUTPUT/<study>_<missing>_collagan.nii.gz.
-
-    Returns, per study, the written file or the reason it was skipped (a study with bad input does not
-    stop the others). Each file is written atomically; cancelling stops before the next slice batch
-    and leaves no partial file.
-    """
-    from .inference import impute
-    from .volumes import write_volume
-
-    if missing not in model.contrasts:
-        raise ModelError(f"model '{model.name}' cannot impute {display_name(missing)}; it imputes {', '.join(model.contrasts)}")
-    folders = study_folders(studies)
-    inputs_wanted = [k for k in model.contrasts if k != missing]
-    report: dict[str, Path | str] = {}
-    for index, folder in enumerate(folders):
-        def slice_progress(done: int, total: int, index: int = index, name: str = folder.name) -> None:
-            if progress is not None:
-                progress(index, len(folders), f"{name}: slice batch {done}/{total}")
-
-        slice_progress(0, 0)
-        try:
-            files = find_study_files(folder, inputs_wanted)
-            result = impute(files, missing, model, batch_size=batch_size, progress=slice_progress, cancel=cancel)
-            report[folder.name] = write_volume(result.image, Path(output) / f"{folder.name}_{missing}_collagan.nii.gz")
-        except InputError as error:
-            report[folder.name] = f"skipped: {error}"
-    if progress is not None:
-        progress(len(folders), len(folders), "done")
-    return report
-

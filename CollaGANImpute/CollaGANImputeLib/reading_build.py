@@ -27,9 +27,10 @@ import SimpleITK as sitk
 from .contrasts import KNOWN_CONTRASTS, display_name, find_study_files
 from .errors import InputError
 from .geometry import CANONICAL, resample_onto, same_grid, to_canonical_array
-from .jobs import study_folders
+from .batch import study_folders
+from .data import manifest_studies
 from .model_card import sha256_of
-from .reading_session import ITEMS_DIR, KEY_FILE, SESSION_FILE, SESSION_FORMAT, Session, read_json, write_json
+from .reading_session import ITEMS_DIR, KEY_FILE, SESSION_FILE, SESSION_FORMAT, Session, write_json
 from .study import brain_slices, load_volume, normalise_in_brain, prepare_study
 from .volumes import write_volume
 
@@ -62,11 +63,7 @@ def find_studies(source: str | Path, synthetic: str | Path | None = None) -> lis
     source = Path(source)
     manifest = source / "manifest.json" if source.is_dir() else source
     if manifest.is_file():
-        entries = read_json(manifest, "manifest").get("subjects")
-        if not isinstance(entries, dict):
-            raise InputError(f"manifest '{manifest}' has no 'subjects' mapping")
-        found = [(name, {k: manifest.parent / entry.get("dir", name) / entry[k] for k in KNOWN_CONTRASTS if k in entry})
-                 for name, entry in entries.items()]
+        found = list(manifest_studies(manifest, list(KNOWN_CONTRASTS)).items())
     else:
         found = [(folder.name, find_study_files(folder, list(KNOWN_CONTRASTS))) for folder in study_folders(source)]
     studies = []

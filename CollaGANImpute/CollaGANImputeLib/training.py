@@ -5,6 +5,10 @@ every other contrast from a set in which the fake replaces the real (multiple cy
 update G; update D every second step. Every random draw comes from one seeded generator whose state,
 like the global RNG used by dropout, is saved in the checkpoint, so a resumed run repeats the steps an
 uninterrupted run would have taken.
+
+Under torchrun each process (rank) trains on its own disjoint shard of the slices with its own
+generator, DistributedDataParallel averages the gradients, rank 0 alone validates and writes, and the
+checkpoint holds every rank's RNG states so that a resume with the same number of processes is exact.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import SliceSet, augment
+from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .errors import Cancelled, InputError
 from .inference import one_hot
 from .losses import LossWeights, classification, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim
@@ -88,17 +93,22 @@ def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor) -
 
 class Trainer:
     def __init__(self, config: TrainConfig, train_set: SliceSet, out_dir: str | Path, *, device: torch.device | str = "cpu",
-                 validation_set: SliceSet | None = None) -> None:
+                 validation_set: SliceSet | None = None, world: World = World()) -> None:
         n = len(config.contrasts)
         if config.generator.num_contrasts != n or config.discriminator.num_contrasts != n:
             raise InputError(f"the networks must be built for {n} contrasts ({', '.join(config.contrasts)})")
         self.config, self.train_set, self.validation_set = config, train_set, validation_set
-        self.out_dir, self.device = Path(out_dir), torch.device(device)
+        self.out_dir, self.device, self.world = Path(out_dir), torch.device(device), world
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(config.seed)
-        self.rng = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.rng = torch.Generator().manual_seed(rank_seed(config.seed, world))
+        self.sampler = ShardSampler(len(train_set), world)
         self.generator = Generator(config.generator).to(self.device)
         self.discriminator = Discriminator(config.discriminator).to(self.device)
+        if world.distributed:
+            torch.manual_seed(rank_seed(config.seed, world))  # dropout masks differ between ranks
+        # What the steps call: the networks themselves, or their DDP wrappers that average gradients.
+        self.generator_step, self.discriminator_step = self._parallel(self.generator), self._parallel(self.discriminator)
         betas = (config.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=betas)
@@ -110,13 +120,19 @@ class Trainer:
         self.history: list[dict] = []
         self.commands: list[str] = []  # every command line that trained this run, first to last
 
+    def _parallel(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.world.distributed:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
     # ----- one step -----------------------------------------------------------------------------
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda")
 
     def train_step(self) -> dict[str, float]:
         cfg, n = self.config, len(self.config.contrasts)
-        index = torch.randint(len(self.train_set), (cfg.batch_size,), generator=self.rng)
+        index = self.sampler.draw(cfg.batch_size, self.rng)
         real = self.train_set.images[index]
         if cfg.augment:
             real = augment(real, self.rng)
@@ -130,10 +146,10 @@ class Trainer:
         self.discriminator.train()
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            fake = self.generator(real * (1 - planes), t_hot)
+            fake = self.generator_step(real * (1 - planes), t_hot)
             cycle_in, others, cycle_real = cycle_inputs(real, fake, target)
             o_hot = torch.nn.functional.one_hot(others, n).float()
-            cycles = self.generator(cycle_in, o_hot)
+            cycles = self.generator_step(cycle_in, o_hot)
             target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
 
             realness, logits = self.discriminator(torch.cat([fake, cycles]))
@@ -159,8 +175,8 @@ class Trainer:
             all_real = real.reshape(batch * n, 1, *real.shape[-2:])
             labels = torch.arange(n, device=self.device).repeat(batch)
             with self._autocast():
-                real_realness, real_logits = self.discriminator(all_real)
-                fake_realness_d, _ = self.discriminator(torch.cat([fake, cycles]).detach())
+                real_realness, real_logits = self.discriminator_step(all_real)
+                fake_realness_d, _ = self.discriminator_step(torch.cat([fake, cycles]).detach())
             losses["d_adversarial"] = lsgan_real(real_realness.float()) + lsgan_fake(fake_realness_d.float())
             # The classifier learns from real images only.
             losses["d_classification"] = classification(real_logits.float(), labels)
@@ -201,18 +217,21 @@ class Trainer:
 
     # ----- running, saving, resuming ------------------------------------------------------------
     def run(self, progress: Callable[[int, dict], None] | None = None, cancel: Callable[[], bool] | None = None) -> None:
-        """Train until `config.steps`, checkpointing regularly and at the end (and on cancel)."""
+        """Train until `config.steps`, checkpointing regularly and at the end (and on cancel).
+
+        With several ranks every rank calls this; a cancel on any rank stops all at the same step.
+        """
         cfg = self.config
         started = time.monotonic()
         elapsed_before = self.elapsed
         try:
             while self.step < cfg.steps:
-                if cancel is not None and cancel():
+                if any_rank(cancel is not None and cancel(), self.world, self.device):
                     raise Cancelled(f"training cancelled at step {self.step}")
                 values = self.train_step()
                 self.elapsed = elapsed_before + time.monotonic() - started
                 self.history.append({"step": self.step, **values})
-                if self.step % cfg.validate_every == 0 or self.step == cfg.steps:
+                if self.world.is_main and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
                     self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save()
@@ -222,7 +241,24 @@ class Trainer:
             self.save()
             raise
 
+    def _rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def _set_rng_states(self, states: dict[str, torch.Tensor]) -> None:
+        self.rng.set_state(states["rng"])
+        torch.set_rng_state(states["torch_rng"])
+        if "cuda_rng" in states and self.device.type == "cuda":
+            torch.cuda.set_rng_state(states["cuda_rng"], self.device)
+
     def save(self) -> None:
+        """Every rank calls this (it gathers their RNG states); rank 0 writes."""
+        rank_states = gather_to_all(self._rng_states(), self.world)
+        if not self.world.is_main:
+            self.history = []
+            return
         self._append_csv("train_log.csv", self.history)
         self.history = []
         state = {
@@ -236,11 +272,10 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "sched_g": self.sched_g.state_dict(),
             "sched_d": self.sched_d.state_dict(),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **rank_states[0],
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.world.distributed:
+            state.update(world_size=self.world.size, rank_rng=rank_states)
         save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)
 
     def load(self, path: str | Path | None = None) -> None:
@@ -249,16 +284,17 @@ class Trainer:
         saved.steps = self.config.steps
         if saved != self.config:
             raise InputError("the checkpoint was made with another configuration than this run asks for")
+        processes = int(state.get("world_size", 1))
+        if processes != self.world.size:
+            raise InputError(f"the checkpoint was made by {processes} training process(es); resume it with as many "
+                             f"(this run has {self.world.size}), so that every process continues its own random draws")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self._set_rng_states(state["rank_rng"][self.world.rank] if self.world.distributed else state)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.commands = list(state["commands"])
 

@@ -1,0 +1,62 @@
+"""Batch imputation: a run cancelled after its first study, rerun (with two worker processes), imputes
+only the studies left, records each in the manifest, and writes outputs on each study's own grid."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import SimpleITK as sitk
+
+from CollaGANImputeLib.batch import MANIFEST_NAME, impute_folder, output_path
+from CollaGANImputeLib.errors import Cancelled
+from conftest import REPO, subject_files
+
+SUBJECTS = ("AURORA-MET-example", "BraTS-GLI-00001-000", "TCGA-DU-7294")  # in the order they run; AURORA is RAS, the others LPS
+
+
+@pytest.fixture(scope="module")
+def studies(manifest, tmp_path_factory):
+    """Three real studies without T1Gd, cropped to 112x128x8 voxels of brain (cropping keeps the physical grid)."""
+    root = tmp_path_factory.mktemp("studies")
+    for name in SUBJECTS:
+        (root / name).mkdir()
+        for key, path in subject_files(manifest, name).items():
+            if key != "t1gd":
+                sitk.WriteImage(sitk.ReadImage(str(path))[64:176, 56:184, 72:80], str(root / name / f"{key}.nii.gz"))
+    return root
+
+
+def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_model, tiny_model_path, tmp_path):
+    out = tmp_path / "out"
+    first_done = threading.Event()
+    with pytest.raises(Cancelled):
+        impute_folder(tiny_model, studies, out, "t1gd", progress=lambda done, total, stage: done and first_done.set(),
+                      cancel=first_done.is_set)
+    first = output_path(out, SUBJECTS[0], "t1gd")
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, MANIFEST_NAME])  # no partial file either
+    assert list(json.loads((out / MANIFEST_NAME).read_text())["cases"]) == [SUBJECTS[0]]
+    first_written = first.stat().st_mtime_ns
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "CollaGANImpute")}
+    rerun = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "batch", "--studies", str(studies), "--out", str(out),
+                            "--missing", "t1gd", "--weights", str(tiny_model_path), "--device", "cpu", "--workers", "2",
+                            "--progress", "lines"], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    done_counts = [json.loads(line.split(" ", 1)[1])["done"] for line in rerun.stdout.splitlines() if line.startswith("collagan-progress")]
+    assert done_counts[0] == 1 and done_counts[-1] == 3
+    assert first.stat().st_mtime_ns == first_written  # the finished study was not imputed again
+    cases = json.loads((out / MANIFEST_NAME).read_text())["cases"]
+    assert set(cases) == set(SUBJECTS) and all(case["status"] == "done" for case in cases.values())
+
+    for name in SUBJECTS:
+        reference, result = sitk.ReadImage(str(studies / name / "t1.nii.gz")), sitk.ReadImage(str(output_path(out, name, "t1gd")))
+        assert result.GetSize() == reference.GetSize() and result.GetOrigin() == pytest.approx(reference.GetOrigin())
+        assert result.GetSpacing() == pytest.approx(reference.GetSpacing())
+        assert result.GetDirection() == pytest.approx(reference.GetDirection())
+
+    written = {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS}
+    assert impute_folder(tiny_model, studies, out, "t1gd") == {name: output_path(out, name, "t1gd") for name in SUBJECTS}
+    assert {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS} == written  # nothing left to do

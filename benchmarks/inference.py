@@ -1,0 +1,182 @@
+"""Inference speed: one BraTS-sized study (240x240x155, three inputs) through the bundled model, the
+engine's fast path beside the naive one (every full-size slice, one at a time, fp32), on the CPU and,
+when there is one, on a GPU.
+
+Every path runs in a fresh process, so that its peak memory is its own. Reported per path: wall time
+per study (reading, preparing, synthesising, back onto the reference grid; not loading the model),
+synthesis time, slices per second, peak memory, the speed-up over the naive path and the largest
+voxel difference to the naive output inside the brain (in brain standard deviations, the unit of the
+output).
+
+    python benchmarks/inference.py --json benchmarks/results/inference_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "CollaGANImpute"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _measure import machine, peak_gpu_memory_mb, peak_host_memory_mb  # noqa: E402
+
+# name -> keyword arguments of inference.synthesise (None: the naive path); which run on which device
+PATHS = {
+    "naive": None,
+    "fast": {},
+    "fast, channels-last": {"channels_last": True},
+    "fast, no crop": {"crop": False},
+    "fast, bf16": {"bf16": True},
+    "fast, compiled": {"compiled": True},
+}
+DEVICE_PATHS = {"cpu": ["naive", "fast", "fast, channels-last", "fast, no crop", "fast, bf16"],
+                "cuda": ["naive", "fast", "fast, no crop", "fast, bf16", "fast, compiled"]}
+TARGETS = {"cpu_fast_study_s": 20.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_over_naive": 3.0}
+
+
+def run_path(args: argparse.Namespace) -> None:
+    """In the worker process: one study through one path; writes the output array and prints JSON."""
+    import torch
+
+    from CollaGANImputeLib.data import discover_subjects
+    from CollaGANImputeLib.inference import network_stack, synthesise, synthesise_naive
+    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.study import brain_slices, prepare_study
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = load_model(args.weights, device)
+    subject = next(s for s in discover_subjects(args.data, model.contrasts) if s.name == args.subject)
+    inputs = {k: v for k, v in subject.files.items() if k != args.missing}
+    options = PATHS[args.worker]
+    times = []
+    for _ in range(args.repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        study = prepare_study(inputs, model.contrasts)
+        stack, target = network_stack(study, model.contrasts), model.contrasts.index(args.missing)
+        synth_started = time.perf_counter()
+        if options is None:
+            volume = synthesise_naive(model.generator, stack, target, study.mask)
+        else:
+            volume = synthesise(model.generator, stack, target, study.mask, batch_size=args.batch_size, **options)
+        synth_s = time.perf_counter() - synth_started
+        study.to_reference_image(volume)
+        times.append((time.perf_counter() - started, synth_s))
+    np.save(args.array, volume)
+    np.save(args.array.with_suffix(".mask.npy"), study.mask)
+    study_s, synth_s = times[-1]  # the last repeat: warm on a GPU (cuDNN autotuning and compiling are done)
+    slices = study.mask.shape[0] if options is None else len(brain_slices(study.mask))
+    print(json.dumps({
+        "path": args.worker, "device": args.device, "threads": args.threads, "batch_size": None if options is None else args.batch_size,
+        "study_s": round(study_s, 2), "synthesis_s": round(synth_s, 2), "first_study_s": round(times[0][0], 2),
+        "slices_through_network": slices, "slices_per_s": round(slices / synth_s, 2),
+        "study_slices_per_s": round(study.mask.shape[0] / study_s, 2),
+        "peak_host_mb": round(peak_host_memory_mb()), "peak_gpu_mb": peak_gpu_memory_mb(device),
+    }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "manifest.json")
+    parser.add_argument("--subject", default="BraTS-GLI-00001-000")
+    parser.add_argument("--missing", default="t1gd")
+    parser.add_argument("--weights", type=Path, help="default: the bundled model")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--devices", default="cpu,cuda", help="devices to measure, where present")
+    parser.add_argument("--repeats", type=int, default=0, help="studies per path; the last is reported (default: 1 on CPU, 2 on GPU)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--worker", choices=list(PATHS), help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--array", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return run_path(args)
+
+    import torch
+
+    devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
+    results, scratch = [], Path(tempfile.mkdtemp(prefix="collagan-bench-"))
+    for device in devices:
+        for name in DEVICE_PATHS[device]:
+            array = scratch / f"{device}-{len(results)}.npy"
+            command = [sys.executable, __file__, "--worker", name, "--device", device, "--array", str(array),
+                       "--data", str(args.data), "--subject", args.subject, "--missing", args.missing,
+                       "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+                       "--repeats", str(args.repeats or (2 if device == "cuda" else 1))]
+            if args.weights:
+                command += ["--weights", str(args.weights)]
+            print(f"{device}: {name} ...", file=sys.stderr, flush=True)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                results.append({"path": name, "device": device, "error": done.stderr.strip().splitlines()[-1]})
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            result["array"] = array
+            results.append(result)
+        compare(results, device)
+    report = {"benchmark": "inference", "subject": args.subject, "missing": args.missing,
+              "machine": machine(), "targets": TARGETS, "results": [{k: v for k, v in r.items() if k != "array"} for r in results]}
+    report["targets_met"] = targets_met(results)
+    print_table(report)
+    if args.json:
+        from CollaGANImputeLib.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def compare(results: list[dict], device: str) -> None:
+    """Speed-up over, and largest voxel difference inside the brain to, the same device's naive output."""
+    here = [r for r in results if r["device"] == device and "error" not in r]
+    naive = next((r for r in here if r["path"] == "naive"), None)
+    if naive is None:
+        return
+    reference, mask = np.load(naive["array"]), np.load(naive["array"].with_suffix(".mask.npy"))
+    for result in here:
+        difference = np.abs(np.load(result["array"]) - reference)[mask]
+        result["speedup_over_naive"] = round(naive["study_s"] / result["study_s"], 2)
+        result["max_abs_diff_vs_naive"] = float(difference.max())
+        result["mean_abs_diff_vs_naive"] = float(difference.mean())
+        result["naive_brain_mean"] = float(np.abs(reference[mask]).mean())
+
+
+def targets_met(results: list[dict]) -> dict:
+    fast = next((r for r in results if r["device"] == "cpu" and r["path"] == "fast" and "error" not in r), None)
+    if fast is None:
+        return {}
+    return {"cpu_fast_study_s": fast["study_s"] <= TARGETS["cpu_fast_study_s"],
+            "cpu_fast_peak_mb": fast["peak_host_mb"] <= TARGETS["cpu_fast_peak_mb"],
+            "cpu_speedup_over_naive": fast.get("speedup_over_naive", 0) >= TARGETS["cpu_speedup_over_naive"]}
+
+
+def print_table(report: dict) -> None:
+    print(f"\n{report['subject']}, {report['missing']} missing; {report['machine']}")
+    print(f"{'device':6} {'path':22} {'study s':>8} {'synth s':>8} {'slices/s':>9} {'peak MB':>8} {'GPU MB':>7} "
+          f"{'x naive':>8} {'max|diff|':>10} {'mean|diff|':>10}")
+    for r in report["results"]:
+        if "error" in r:
+            print(f"{r['device']:6} {r['path']:22} failed: {r['error']}")
+            continue
+        gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
+        print(f"{r['device']:6} {r['path']:22} {r['study_s']:8.2f} {r['synthesis_s']:8.2f} {r['slices_per_s']:9.2f} "
+              f"{r['peak_host_mb']:8.0f} {gpu:>7} {r.get('speedup_over_naive', 0):8.2f} "
+              f"{r.get('max_abs_diff_vs_naive', float('nan')):10.4f} {r.get('mean_abs_diff_vs_naive', float('nan')):10.4f}")
+    print(f"targets met: {report['targets_met']}  (differences in brain standard deviations; naive brain mean "
+          f"{next((r['naive_brain_mean'] for r in report['results'] if 'naive_brain_mean' in r), float('nan')):.3f})")
+
+
+if __name__ == "__main__":
+    main()
