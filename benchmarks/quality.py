@@ -85,6 +85,14 @@ def slice_roughness(volume: np.ndarray, brain: np.ndarray) -> float:
     return float(np.abs(scaled[1:] - scaled[:-1])[both].mean())
 
 
+def figure_slice(study) -> int:
+    """The slice with most enhancement among those with at least 80 % of the largest brain area (low slices
+    full of enhancing venous sinuses would win otherwise)."""
+    area = study.mask.reshape(study.mask.shape[0], -1).sum(axis=1)
+    enhancing = enhancement_proxy(study).reshape(study.mask.shape[0], -1).sum(axis=1)
+    return int(np.argmax(np.where(area >= 0.8 * area.max(), enhancing, -1)))
+
+
 def evaluate_subject(study, name: str, methods: dict, contrasts: list[str]) -> tuple[list[dict], dict]:
     rows, fakes = [], {}
     proxy = enhancement_proxy(study)
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         study = studies[name]
         subject_rows, fakes = evaluate_subject(study, name, methods, contrasts)
         rows += subject_rows
-        index = int(np.argmax(enhancement_proxy(study).reshape(study.mask.shape[0], -1).sum(axis=1)))
+        index = figure_slice(study)
         for key in contrasts:
             fake = fakes[(key, "CollaGAN")]
             panels = [(f"{display_name(k)} (input)", study.images[k]) for k in contrasts if k != key]
