@@ -27,7 +27,7 @@ from conftest import REPO, subject_files
 from CollaGANImputeLib.cli import main
 from CollaGANImputeLib.errors import InputError
 from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.jobs import impute_folder
+from CollaGANImputeLib.batch import impute_folder
 from CollaGANImputeLib.reading_build import SessionSettings, create_session, display_window, find_studies
 from CollaGANImputeLib.reading_report import POOLED, score_session, write_csv, write_report
 from CollaGANImputeLib.reading_session import Session
