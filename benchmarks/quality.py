@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import synthesise  # noqa: E402
+from CollaGANImputeLib.inference import network_stack, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     methods = {
         "CollaGAN": lambda study, key: synthesise(
-            model.generator, np.stack([study.images[k] for k in contrasts]), contrasts.index(key), study.mask),
+            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask),
         "mean of inputs": lambda study, key: np.mean([study.images[k] for k in contrasts if k != key], axis=0),
         "linear regression": lambda study, key: regressions[(key, False)].predict(study),
         "quadratic regression": lambda study, key: regressions[(key, True)].predict(study),

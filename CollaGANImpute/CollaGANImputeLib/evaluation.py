@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import Subject, prepare_subject
 from .geometry import resample_onto, same_grid, to_canonical_array
-from .inference import Imputation, synthesise
+from .inference import Imputation, network_stack, synthesise
 from .metrics import NORMALISATION, image_metrics
 from .model_io import Model
 from .study import VolumeSource, load_volume, normalise_in_brain
@@ -48,7 +48,7 @@ def evaluate_subjects(
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
-        stack = np.stack([study.images[k] for k in contrasts])
+        stack = network_stack(study, contrasts)
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")

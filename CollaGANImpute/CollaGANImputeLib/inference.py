@@ -77,7 +77,7 @@ def synthesise(
     `crop` cuts each slice to the brain's bounding box (padded to the network's multiple): this is most
     of the speed-up, but NOT exact, because instance normalisation and CCAM average over the whole
     slice, so the amount of background changes the result (the box is closer to the training canvas;
-    benchmarks/README_section.md gives the measured difference to full 240x240 slices).
+    README, "Speed and scale", gives the measured difference to full 240x240 slices).
     `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
     (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
     trade speed for float rounding. Returns (S, H, W), zero outside the mask.
