@@ -134,6 +134,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     from .inference import select_device
     from .losses import LossWeights
     from .networks import DiscriminatorConfig, GeneratorConfig
+    from .checkpoint import load_checkpoint
     from .training import CHECKPOINT_NAME, TrainConfig, Trainer
 
     args = _train_parser().parse_args(argv)
@@ -147,7 +148,8 @@ def cmd_train(argv: Sequence[str]) -> int:
         if not checkpoint.exists():
             raise InputError(f"--resume: no checkpoint in '{args.out}'")
         # The run continues exactly as it was configured; only the number of steps may grow.
-        config = Trainer.saved_config(args.out)
+        saved = load_checkpoint(checkpoint)
+        config = TrainConfig.from_dict(saved["config"])
         config.steps = args.steps
     else:
         if checkpoint.exists():
@@ -185,7 +187,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     try:
         trainer = Trainer(config, train_set, args.out, device=device, validation_set=validation_set, world=world)
         if args.resume:
-            trainer.load()
+            trainer.load(saved)
         trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
                                 + " ".join(shlex.quote(a) for a in argv))
         show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"])) \

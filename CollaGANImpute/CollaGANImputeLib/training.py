@@ -278,8 +278,10 @@ class Trainer:
             state.update(world_size=self.world.size, rank_rng=rank_states)
         save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)
 
-    def load(self, path: str | Path | None = None) -> None:
-        state = load_checkpoint(path or self.out_dir / CHECKPOINT_NAME)
+    def load(self, state: dict | None = None) -> None:
+        """Continue from a checkpoint: `state` as load_checkpoint read it, or the one in the run folder."""
+        if state is None:
+            state = load_checkpoint(self.out_dir / CHECKPOINT_NAME)
         saved = TrainConfig.from_dict(state["config"])
         saved.steps = self.config.steps
         if saved != self.config:
@@ -297,11 +299,6 @@ class Trainer:
         self._set_rng_states(state["rank_rng"][self.world.rank] if self.world.distributed else state)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.commands = list(state["commands"])
-
-    @staticmethod
-    def saved_config(out_dir: str | Path) -> "TrainConfig":
-        """The configuration of the run whose checkpoint is in `out_dir` (what --resume continues)."""
-        return TrainConfig.from_dict(load_checkpoint(Path(out_dir) / CHECKPOINT_NAME)["config"])
 
     def _append_csv(self, name: str, rows: list[dict]) -> None:
         """Append rows; on resume, rows past the checkpoint's step are dropped first so none repeat."""
