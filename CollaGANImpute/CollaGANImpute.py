@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import io
 import importlib.util
 import logging
 import os
@@ -16,7 +17,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,9 @@ DEPENDENCIES = {"torch": "torch>=2.1", "safetensors": "safetensors>=0.4", "skima
 TORCH_VERSION_REQUIREMENT = ">=2.1"
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"))
 ORIENTATIONS = ("Axial", "Coronal", "Sagittal")
-ROLE_ATTRIBUTE = "CollaGANImpute.Role"  # "imputed" or "difference" on nodes this module made
+ROLE_ATTRIBUTE = "CollaGANImpute.Role"  # "imputed", "difference" or "uncertainty" on nodes this module made
+UNCERTAINTY_COLORS = "vtkMRMLPETProceduralColorNodePET-Heat"  # the reliability overlay's colour map
+UNCERTAINTY_OPACITY = 0.5
 INPUT_REFERENCE = "Input_"  # parameter-node reference role prefix, one per contrast key
 COMPARISON_VIEW = "CollaGANView"
 COMPARISON_LAYOUT_BASE = 40400
@@ -111,12 +114,30 @@ class ImputationRequest:
     """What a worker needs, copied out of the scene on the main thread (workers never touch MRML)."""
 
     images: dict
-    missing: str
+    missing: str  # the contrast compared with the real volume and shown first
+    alsoMissing: list = field(default_factory=list)  # other absent contrasts, imputed too
     weights: str | None = None
     device: str = "auto"
     mask: object = None
     reference: str | None = None
     real: object = None
+    uncertainty: bool = False
+
+    @property
+    def targets(self) -> list:
+        return [self.missing, *self.alsoMissing]
+
+
+@dataclass
+class ImportanceRequest:
+    """The contrast-importance analysis of one loaded study, copied out of the scene on the main thread."""
+
+    images: dict  # every contrast of the model
+    name: str
+    labels: object = None
+    segmenter: str = ""
+    weights: str | None = None
+    device: str = "auto"
 
 
 @dataclass
@@ -127,11 +148,13 @@ class Comparison:
 
 @dataclass
 class ImputationOutcome:
-    outputNode: object
+    outputNode: object  # the first contrast's; outputNodes has every imputed contrast's
     imputation: object
     modelName: str
     comparison: Comparison | None = None
     differenceNode: object = None
+    outputNodes: dict = field(default_factory=dict)
+    uncertaintyNodes: dict = field(default_factory=dict)
 
 
 class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
@@ -154,7 +177,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     # ----- parameters and dependencies ----------------------------------------------------------
     def setDefaultParameters(self, parameterNode) -> None:
-        defaults = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": ""}
+        defaults = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": "", "Uncertainty": "false"}
         for name, value in defaults.items():
             if not parameterNode.GetParameter(name):
                 parameterNode.SetParameter(name, value)
@@ -237,15 +260,23 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return {key: nodes[0] for key, nodes in found.items() if len(nodes) == 1}
 
     @staticmethod
-    def inputProblems(contrasts: list[str], missing: str, inputs: dict) -> list[str]:
-        """What keeps the inputs from being imputed, in words for the Impute button's tooltip."""
+    def inputProblems(contrasts: list[str], missing: str, inputs: dict, mostMissing: int = 1) -> list[str]:
+        """What keeps the inputs from being imputed, in words for the Impute button's tooltip.
+
+        Rows left empty are absent and imputed as well, as far as the model was trained for absent
+        inputs (`mostMissing`, the card's missing_inputs max).
+        """
         if missing not in contrasts:
             return [f"Choose the missing contrast (the model imputes {', '.join(display_name(k) for k in contrasts)})"]
         needed = [k for k in contrasts if k != missing]
         problems = []
-        absent = [display_name(k) for k in needed if inputs.get(k) is None]
-        if absent:
-            problems.append(f"Select a volume for {', '.join(absent)}")
+        absent = [k for k in needed if inputs.get(k) is None]
+        if len(absent) == len(needed):
+            problems.append(f"Select at least one input volume ({', '.join(display_name(k) for k in needed)})")
+        elif len(absent) + 1 > mostMissing and absent:
+            problems.append(f"Select a volume for {', '.join(display_name(k) for k in absent)} (this model was trained with "
+                            f"{mostMissing} missing contrast{'s' if mostMissing > 1 else ''}; a model trained for any subset "
+                            "imputes the empty rows too)")
         seen: dict = {}
         for key in needed:
             node = inputs.get(key)
@@ -258,13 +289,20 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             seen.setdefault(node.GetID(), key)
         return problems
 
+    @staticmethod
+    def mostMissing(card: dict) -> int:
+        """How many absent inputs the model behind `card` was trained for (1 for CollaGAN)."""
+        return int(card.get("missing_inputs", {}).get("max", 1))
+
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-                          weights: str | None = None, device: str = "auto") -> ImputationRequest:
-        """Copy the input nodes into images (main thread). Inputs are only read."""
-        contrasts = self.modelCard(weights)["contrasts"]
+                          weights: str | None = None, device: str = "auto", uncertainty: bool = False) -> ImputationRequest:
+        """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
+        model without an input is imputed too (`missing` first)."""
+        card = self.modelCard(weights)
+        contrasts = card["contrasts"]
         given = {k: v for k, v in inputs.items() if v is not None}
-        problems = self.inputProblems(contrasts, missing, given)
+        problems = self.inputProblems(contrasts, missing, given, self.mostMissing(card))
         if problems:
             raise InputError("; ".join(problems))
         extra = [k for k in given if k not in contrasts or k == missing]
@@ -278,32 +316,34 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             except InputError as error:
                 raise InputError(f"{display_name(key)}: {error}") from None
         return ImputationRequest(
-            images=images, missing=missing, weights=weights or None, device=device,
+            images=images, missing=missing, alsoMissing=[k for k in contrasts if k != missing and k not in given],
+            weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
-            real=mrml.image_from_node(real) if real is not None else None,
+            real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
-        """The engine's work, safe in a worker thread: (imputation, model name, comparison or None)."""
-        from CollaGANImputeLib.inference import impute
+        """The engine's work, safe in a worker thread: (imputations by contrast, model name, comparison or None)."""
+        from CollaGANImputeLib.inference import impute_all
 
         report = progress or (lambda done, total, stage: None)
-        name = display_name(request.missing)
+        names = ", ".join(display_name(k) for k in request.targets)
         report(0, 0, "Loading the model")
         model = self.model(request.weights, request.device)
         report(0, 0, "Preparing the study (resampling, brain mask, normalisation)")
-        imputation = impute(
-            request.images, request.missing, model, mask=request.mask, reference=request.reference,
-            progress=lambda done, total: report(done, total, f"Imputing {name}: {done} of {total} brain slices"),
+        imputations = impute_all(
+            request.images, request.targets, model, mask=request.mask, reference=request.reference,
+            uncertainty=request.uncertainty,
+            progress=lambda done, total: report(done, total, f"Imputing {names}: {done} of {total} slice passes"),
             cancel=cancel,
         )
         comparison = None
         if request.real is not None:
             if cancel is not None and cancel():
                 raise Cancelled("imputation cancelled")
-            report(0, 0, f"Scoring against the real {name}")
-            comparison = self.compare(imputation, request.real)
-        return imputation, model.name, comparison
+            report(0, 0, f"Scoring against the real {display_name(request.missing)}")
+            comparison = self.compare(imputations[request.missing], request.real)
+        return imputations, model.name, comparison
 
     @staticmethod
     def compare(imputation, real) -> Comparison:
@@ -322,19 +362,26 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     def finishImputation(self, request: ImputationRequest, computed: tuple) -> ImputationOutcome:
         """Turn a finished computation into new nodes (main thread); on failure none is left behind."""
-        imputation, modelName, comparison = computed
-        name = display_name(request.missing)
+        imputations, modelName, comparison = computed
         created = []
         try:
-            output = mrml.add_volume_node(imputation.image, f"{name} (CollaGAN)")
-            created.append(output)
-            output.SetAttribute(ROLE_ATTRIBUTE, "imputed")
-            output.SetAttribute("CollaGANImpute.Model", modelName)
-            output.SetAttribute("CollaGANImpute.Units", "brain standard deviations")
-            mrml.set_window_to_brain(output)
-            outcome = ImputationOutcome(output, imputation, modelName, comparison)
+            outputs, uncertainties = {}, {}
+            for key in request.targets:
+                name = display_name(key)
+                output = mrml.add_volume_node(imputations[key].image, f"{name} (CollaGAN)")
+                created.append(output)
+                output.SetAttribute(ROLE_ATTRIBUTE, "imputed")
+                output.SetAttribute("CollaGANImpute.Model", modelName)
+                output.SetAttribute("CollaGANImpute.Units", "brain standard deviations")
+                mrml.set_window_to_brain(output)
+                outputs[key] = output
+                if imputations[key].uncertainty is not None:
+                    uncertainties[key] = self._addUncertaintyNode(imputations[key].uncertainty, name)
+                    created.append(uncertainties[key])
+            outcome = ImputationOutcome(outputs[request.missing], imputations[request.missing], modelName, comparison,
+                                        outputNodes=outputs, uncertaintyNodes=uncertainties)
             if comparison is not None:
-                outcome.differenceNode = self._addDifferenceNode(comparison, name)
+                outcome.differenceNode = self._addDifferenceNode(comparison, display_name(request.missing))
                 created.append(outcome.differenceNode)
         except Exception:
             for node in created:
@@ -344,6 +391,18 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return outcome
 
     @staticmethod
+    def _addUncertaintyNode(image, name: str):
+        """The reliability map: the spread of the model's predictions, as a colour overlay."""
+        node = mrml.add_volume_node(image, f"{name} (CollaGAN) uncertainty")
+        node.SetAttribute(ROLE_ATTRIBUTE, "uncertainty")
+        node.SetAttribute("CollaGANImpute.Units", "brain standard deviations")
+        mrml.set_window_to_brain(node, 0.0, 99.0)
+        display = node.GetDisplayNode()
+        if display is not None:
+            display.SetAndObserveColorNodeID(UNCERTAINTY_COLORS)
+        return node
+
+    @staticmethod
     def _addDifferenceNode(comparison: Comparison, name: str):
         node = mrml.add_volume_node(comparison.difference, f"{name} |difference|")
         node.SetAttribute(ROLE_ATTRIBUTE, "difference")
@@ -351,15 +410,17 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return node
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-               weights: str | None = None, device: str = "auto", progress=None, cancel=None):
+               weights: str | None = None, device: str = "auto", uncertainty: bool = False, progress=None, cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 
-        Blocking (console use). With `real` (the real volume of `missing`), `lastOutcome.comparison`
-        holds the metrics and `lastOutcome.differenceNode` the |difference| volume. Raises the engine's
-        InputError/ModelError, or Cancelled; the scene then holds no new node.
+        Blocking (console use). Contrasts of the model with no input are imputed too, when the model
+        was trained for that (`lastOutcome.outputNodes` holds them all). With `real` (the real volume of
+        `missing`), `lastOutcome.comparison` holds the metrics and `lastOutcome.differenceNode` the
+        |difference| volume; with `uncertainty`, `lastOutcome.uncertaintyNodes` the reliability maps.
+        Raises the engine's InputError/ModelError, or Cancelled; the scene then holds no new node.
         """
         request = self.prepareImputation(inputs, missing, mask=mask, reference=reference, real=real,
-                                         weights=weights, device=device)
+                                         weights=weights, device=device, uncertainty=uncertainty)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def evaluate(self, realNode) -> dict:
@@ -373,6 +434,57 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         outcome.comparison = comparison
         outcome.differenceNode = self._addDifferenceNode(comparison, display_name(outcome.imputation.missing))
         return comparison.metrics
+
+    # ----- contrast-importance analysis ---------------------------------------------------------
+    def prepareImportance(self, volumes: dict, *, labels=None, segmenter: str = "", weights: str | None = None,
+                          device: str = "auto") -> ImportanceRequest:
+        """Copy the study's nodes (every contrast of the model) and the optional label map (main thread)."""
+        contrasts = self.modelCard(weights)["contrasts"]
+        absent = [display_name(k) for k in contrasts if volumes.get(k) is None]
+        if absent:
+            raise InputError(f"the analysis imputes every contrast from the others; select a volume for {', '.join(absent)} "
+                             "(the missing contrast's volume goes in 'Real')")
+        images = {}
+        for key in contrasts:
+            try:
+                images[key] = mrml.image_from_node(volumes[key])
+            except InputError as error:
+                raise InputError(f"{display_name(key)}: {error}") from None
+        name = volumes[contrasts[0]].GetName()
+        return ImportanceRequest(images, name, mrml.image_from_node(labels) if labels is not None else None,
+                                 segmenter.strip(), weights or None, device)
+
+    def computeImportance(self, request: ImportanceRequest, progress=None, cancel=None):
+        """The engine's importance.analyse_study, safe in a worker thread; returns its ImportanceReport."""
+        from CollaGANImputeLib.importance import analyse_study
+        from CollaGANImputeLib.segmenters import load_segmenter
+
+        report = progress or (lambda done, total, stage: None)
+        report(0, 0, "Loading the model")
+        model = self.model(request.weights, request.device)
+        segmenter = load_segmenter(request.segmenter) if request.segmenter else None
+        return analyse_study(request.images, model, name=request.name, labels=request.labels, segmenter=segmenter,
+                             progress=report, cancel=cancel)
+
+    def analyseImportance(self, volumes: dict, *, labels=None, segmenter: str = "", weights: str | None = None,
+                          device: str = "auto", reportFolder: str | None = None, progress=None, cancel=None):
+        """Rank the contrasts of a loaded study from redundant to indispensable (blocking, console use).
+
+        volumes: {"t1": node, ...} for every contrast; labels: an optional BraTS label-map node; segmenter:
+        "threshold", "package.module:function", "file.py:function" or a command line with {output}.
+        With `reportFolder`, writes importance.json/.csv/.md/.png there. Returns the ImportanceReport.
+        """
+        request = self.prepareImportance(volumes, labels=labels, segmenter=segmenter, weights=weights, device=device)
+        result = self.computeImportance(request, progress, cancel)
+        if reportFolder:
+            self.writeImportance(result, reportFolder)
+        return result
+
+    @staticmethod
+    def writeImportance(report, folder: str) -> dict:
+        from CollaGANImputeLib.importance import write_report
+
+        return write_report(report, folder)
 
     # ----- batch and training (files in, files out) --------------------------------------------
     def imputeFolder(self, studiesFolder: str, outputFolder: str, missing: str, *, weights: str | None = None,
@@ -436,13 +548,16 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
         return f'<layout type="vertical">{row(topLabels, 0)}{row(bottomLabels, len(topLabels))}</layout>'
 
-    def showComparison(self, inputNodes: dict, outputNode, realNode=None, differenceNode=None, orientation: str = "Axial") -> None:
-        """Switch to linked views: one per input (model order), one for the output, and real and
-        |difference| when given; same slice, zoom and pan. Does nothing without the application."""
+    def showComparison(self, inputNodes: dict, outputNode, realNode=None, differenceNode=None, orientation: str = "Axial",
+                       uncertaintyNode=None, otherOutputs: dict | None = None) -> None:
+        """Switch to linked views: one per input (model order), one for the output (with the reliability
+        map as a colour overlay when given), real and |difference| when given, then the other imputed
+        contrasts; same slice, zoom and pan. Does nothing without the application."""
         if getattr(slicer, "app", None) is None or outputNode is None:
             return
         views = [(display_name(k), n) for k, n in inputNodes.items() if n is not None]
         bottom = [("Imputed", outputNode)] + [(label, n) for label, n in (("Real", realNode), ("|Difference|", differenceNode)) if n is not None]
+        bottom += [(f"{display_name(k)} imputed", n) for k, n in (otherOutputs or {}).items()]
         layoutManager = slicer.app.layoutManager()
         layoutNode = layoutManager.layoutLogic().GetLayoutNode()
         layoutId = COMPARISON_LAYOUT_BASE + 10 * len(views) + len(bottom)
@@ -458,7 +573,9 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             composite = sliceLogic.GetSliceCompositeNode()
             composite.SetLinkedControl(False)  # set each view's volume without broadcasting it
             composite.SetBackgroundVolumeID(node.GetID())
-            composite.SetForegroundVolumeID(None)
+            overlay = uncertaintyNode if node is outputNode else None
+            composite.SetForegroundVolumeID(overlay.GetID() if overlay is not None else None)
+            composite.SetForegroundOpacity(UNCERTAINTY_OPACITY if overlay is not None else 0.0)
             composite.SetLabelVolumeID(None)
             sliceLogic.GetSliceNode().SetOrientation(orientation)
             sliceLogic.FitSliceToAll()
@@ -670,12 +787,20 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for selector in (self.ui.maskSelector, self.ui.realVolumeSelector, self.ui.outputSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.uncertaintyCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.bundledModelButton.connect("clicked()", lambda: setattr(self.ui.modelPathLineEdit, "currentPath", ""))
         self.ui.autoAssignButton.connect("clicked()", self.onAutoAssign)
         self.ui.applyButton.connect("clicked()", self.onApplyButton)
         self.ui.showComparisonButton.connect("clicked()", self.onShowComparison)
         self.ui.evaluateButton.connect("clicked()", self.onEvaluate)
         self.ui.installDependenciesButton.connect("clicked()", self.onInstallDependencies)
+        self.ui.analyseButton.connect("clicked()", self.onAnalyse)
+        self.ui.analysisProgressBar.hide()
+        self._analysisJob = None
+        self._analysisRequest = None
+        self._analysisTimer = qt.QTimer()
+        self._analysisTimer.setInterval(200)
+        self._analysisTimer.connect("timeout()", self._pollAnalysis)
 
         self._refreshDependencies()
         self.initializeParameterNode()
@@ -684,6 +809,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         if self._job is not None:
             self._job.cancel()
+        if self._analysisJob is not None:
+            self._analysisJob.cancel()
+        self._analysisTimer.stop()
         if self._createJob is not None:
             self._createJob.cancel()
         self._createTimer.stop()
@@ -728,7 +856,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self._parameterNode.GetParameter("Missing") if self._parameterNode else ""
 
     def _inputs(self) -> dict:
-        """Contrast -> chosen node for every input of the model but the missing contrast."""
+        """Contrast -> chosen node (None for an empty row) for every input of the model but the missing contrast."""
         missing = self._missing()
         return {k: self._parameterNode.GetNodeReference(INPUT_REFERENCE + k) for k in self._contrasts() if k != missing}
 
@@ -754,6 +882,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.realVolumeSelector.setCurrentNode(node.GetNodeReference("Real"))
             self.ui.outputSelector.setCurrentNode(node.GetNodeReference("Output"))
             self.ui.realVolumeLabel.text = f"Real {display_name(missing)}:" if missing else "Real volume:"
+            self.ui.uncertaintyCheckBox.checked = node.GetParameter("Uncertainty") == "true"
             self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(node.GetParameter("Device"))))
             self.ui.orientationComboBox.setCurrentIndex(max(0, self.ui.orientationComboBox.findText(node.GetParameter("Orientation"))))
         finally:
@@ -768,6 +897,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node.SetParameter("ModelPath", self.ui.modelPathLineEdit.currentPath)
         node.SetParameter("Device", self.ui.deviceComboBox.currentData or "auto")
         node.SetParameter("Orientation", self.ui.orientationComboBox.currentText)
+        node.SetParameter("Uncertainty", "true" if self.ui.uncertaintyCheckBox.checked else "false")
         for key, (_, selector) in self._inputRows.items():
             node.SetNodeReferenceID(INPUT_REFERENCE + key, selector.currentNodeID or None)
         node.SetNodeReferenceID("Mask", self.ui.maskSelector.currentNodeID or None)
@@ -804,8 +934,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except (InputError, ModelError, OSError) as error:
             self._cardError = f"Model not usable: {error}"
         contrasts = self._contrasts()
+        anySubset = self._card is not None and self.logic.mostMissing(self._card) >= len(contrasts) - 1
         self.ui.modelSummaryLabel.text = (
-            f"{self._card.get('name', 'model')}: imputes any one of {', '.join(display_name(k) for k in contrasts)} from the others"
+            f"{self._card.get('name', 'model')}: imputes {', '.join(display_name(k) for k in contrasts)}, "
+            + ("any missing ones from any others (leave rows empty)" if anySubset else "any one from the others")
             if self._card else self._cardError)
         self.ui.modelCardTextBrowser.setHtml(describeCard(self._card) if self._card else html.escape(self._cardError))
         self.ui.missingContrastComboBox.clear()
@@ -861,15 +993,20 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if running:
             self.ui.applyButton.enabled, self.ui.applyButton.toolTip = True, "Stop the imputation; nothing is added to the scene"
         else:
-            problems = [self._cardError] if self._card is None else self.logic.inputProblems(self._contrasts(), self._missing(), self._inputs())
+            problems = [self._cardError] if self._card is None else self.logic.inputProblems(
+                self._contrasts(), self._missing(), self._inputs(), self.logic.mostMissing(self._card))
+            empty = [display_name(k) for k, n in self._inputs().items() if n is None]
             self.ui.applyButton.enabled = not problems
-            self.ui.applyButton.toolTip = "\n".join(problems) if problems else f"Impute {display_name(self._missing())}"
+            self.ui.applyButton.toolTip = "\n".join(problems) if problems else (
+                f"Impute {display_name(self._missing())}" + (f" (and {', '.join(empty)}, left empty)" if empty else ""))
         hasOutput = self.ui.outputSelector.currentNode() is not None
         self.ui.showComparisonButton.enabled = hasOutput and not running
         self.ui.evaluateButton.enabled = (not running and self.logic.lastOutcome is not None
                                           and self.ui.realVolumeSelector.currentNode() is not None)
         for widget in (self.ui.inputsCollapsibleButton, self.ui.modelCollapsibleButton):
-            widget.enabled = not running
+            widget.enabled = not running and self._analysisJob is None
+        self.ui.analyseButton.enabled = self._analysisJob is not None or (not running and self._card is not None)
+        self.ui.analyseButton.text = "Cancel" if self._analysisJob is not None else "Analyse"
 
     def onAutoAssign(self) -> None:
         contrasts = self._contrasts()
@@ -899,7 +1036,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._request = self.logic.prepareImputation(
                 self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
                 reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"),
-                weights=node.GetParameter("ModelPath") or None, device=node.GetParameter("Device"))
+                weights=node.GetParameter("ModelPath") or None, device=node.GetParameter("Device"),
+                uncertainty=node.GetParameter("Uncertainty") == "true")
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
             return
@@ -944,7 +1082,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node.SetNodeReferenceID("Output", outcome.outputNode.GetID())
         node.EndModify(wasModified)
         notes = outcome.imputation.notes
-        self.ui.statusLabel.text = (f"Created '{outcome.outputNode.GetName()}' with {outcome.modelName} "
+        created = [n.GetName() for n in [*outcome.outputNodes.values(), *outcome.uncertaintyNodes.values()]]
+        self.ui.statusLabel.text = (f"Created {', '.join(repr(n) for n in created)} with {outcome.modelName} "
                                     "(intensities in brain standard deviations)." + "".join(f"\nNote: {n}" for n in notes))
         if outcome.comparison is not None:
             self.ui.metricsLabel.text = describeMetrics(outcome.comparison.metrics)
@@ -955,17 +1094,92 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         output = self.ui.outputSelector.currentNode()
         sameRun = outcome is not None and output is not None and outcome.outputNode.GetID() == output.GetID()
         difference = outcome.differenceNode if sameRun else None
+        missing = self._missing()
         with slicer.util.tryWithErrorDisplay("Could not set up the comparison views."):
             self.logic.showComparison(
                 self._inputs(), output,
                 realNode=self.ui.realVolumeSelector.currentNode(), differenceNode=difference,
-                orientation=self.ui.orientationComboBox.currentText)
+                orientation=self.ui.orientationComboBox.currentText,
+                uncertaintyNode=outcome.uncertaintyNodes.get(missing) if sameRun else None,
+                otherOutputs={k: n for k, n in outcome.outputNodes.items() if k != missing} if sameRun else None)
 
     def onEvaluate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Scoring failed.", waitCursor=True):
             metrics = self.logic.evaluate(self.ui.realVolumeSelector.currentNode())
             self.ui.metricsLabel.text = describeMetrics(metrics)
             self.onShowComparison()
+
+    # ----- contrast-importance analysis ---------------------------------------------------------
+    def _studyVolumes(self) -> dict:
+        """Every contrast's volume: the inputs, and the real volume for the missing contrast."""
+        return {**self._inputs(), self._missing(): self.ui.realVolumeSelector.currentNode()}
+
+    def onAnalyse(self) -> None:
+        if self._analysisJob is not None:
+            self._analysisJob.cancel()
+            self.ui.analysisStatusLabel.text = "Cancelling..."
+            return
+        if not self.logic.installDependencies(askConfirmation=True):
+            self._refreshDependencies()
+            return
+        node = self._parameterNode
+        try:
+            self._analysisRequest = self.logic.prepareImportance(
+                self._studyVolumes(), labels=self.ui.labelMapSelector.currentNode(), segmenter=self.ui.segmenterLineEdit.text,
+                weights=node.GetParameter("ModelPath") or None, device=node.GetParameter("Device"))
+        except (InputError, ModelError) as error:
+            slicer.util.errorDisplay(f"Cannot analyse: {error}")
+            return
+        request = self._analysisRequest
+        self._analysisJob = ThreadJob(lambda job: self.logic.computeImportance(request, job.report, lambda: job.cancelled),
+                                      stage="Starting").start()
+        self.ui.analysisProgressBar.show()
+        self._analysisTimer.start()
+        self._updateButtons()
+
+    def _pollAnalysis(self) -> None:
+        state = self._analysisJob.state()
+        self.ui.analysisProgressBar.maximum = state.total
+        self.ui.analysisProgressBar.value = state.done
+        self.ui.analysisStatusLabel.text = state.stage
+        if not state.finished:
+            return
+        self._analysisTimer.stop()
+        job, self._analysisJob = self._analysisJob, None
+        self.ui.analysisProgressBar.hide()
+        try:
+            report = job.result()
+            folder = self.ui.analysisFolderLineEdit.currentPath
+            written = self.logic.writeImportance(report, folder) if folder else {}
+        except Cancelled:
+            self.ui.analysisStatusLabel.text = "Cancelled."
+        except (InputError, ModelError) as error:
+            self.ui.analysisStatusLabel.text = "Failed."
+            slicer.util.errorDisplay(f"Cannot analyse: {error}")
+        except Exception as error:
+            self.ui.analysisStatusLabel.text = "Failed."
+            logging.error(traceback.format_exc())
+            slicer.util.errorDisplay(f"The analysis failed: {error}", detailedText=traceback.format_exc())
+        else:
+            self._showImportance(report, written)
+        finally:
+            self._analysisRequest = None
+            self._updateButtons()
+
+    def _showImportance(self, report, written: dict) -> None:
+        from CollaGANImputeLib.importance import figure
+
+        fillTable(self.ui.analysisTable, report.table())
+        buffer = io.BytesIO()
+        figure(report).save(buffer, format="PNG")
+        pixmap = qt.QPixmap()
+        pixmap.loadFromData(qt.QByteArray(buffer.getvalue()))
+        self.ui.analysisFigureLabel.setPixmap(pixmap.scaledToWidth(min(pixmap.width(), 420)))
+        self.ui.analysisStatusLabel.text = (
+            "From redundant to indispensable: " + " < ".join(display_name(k) for k in report.ranking) + "."
+            + (f" {report.place('t1gd')}." if "t1gd" in report.ranking else ""))
+        if written:
+            self.ui.analysisStatusLabel.text += f" Report written to {Path(next(iter(written.values()))).parent}."
 
     # ----- reading session (visual Turing test) -------------------------------------------------
     def _setupReading(self) -> None:

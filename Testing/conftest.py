@@ -45,6 +45,16 @@ def tiny_model_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_any_model_path(tiny_model_path, tmp_path_factory) -> Path:
+    """The same tiny generator with a card saying it was trained for any subset of absent inputs."""
+    from CollaGANImputeLib.model_io import load_model, save_model
+
+    path = tmp_path_factory.mktemp("models") / "tiny_any.safetensors"
+    return save_model(load_model(tiny_model_path).generator, CONTRASTS, path,
+                      {"description": "untrained test model", "missing_inputs": {"min": 1, "max": 3}})
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
     from CollaGANImputeLib.model_io import load_model
 

@@ -20,6 +20,8 @@ def test_bundled_model_card_is_honest():
     assert "BraTS-GLI-00001-000" not in card["training"]["train_subjects"]  # the sample case is held out
     assert card["training"]["device"] == "cpu" and "CPU" in card["description"]
     assert bundled_weights().stat().st_size <= 40e6
+    assert card["missing_inputs"] == {"min": 1, "max": 3}  # any subset of the four contrasts may be missing
+    assert card["training"]["initialised_from"]["steps"] > 0 and card["training"]["commands"]
 
 
 @pytest.mark.parametrize("missing", ["flair"])
@@ -34,7 +36,8 @@ def test_demo_writes_volume_metrics_and_montage(tmp_path, sample_files, missing,
     assert np.isfinite(values).all() and values.min() >= 0 and values.max() > 0
     metrics = json.loads((tmp_path / f"{stem}_metrics.json").read_text())
     assert metrics["missing"] == missing and "BraSyn" in metrics["normalisation"]
-    assert 0 < metrics["ssim_brain"] <= 1 and metrics["psnr_brain"] > 10 and 0 < metrics["nmse_brain"] < 1
+    # Trained, not random: the mean of the inputs scores brain SSIM 0.10 here (benchmarks/results/quality.md).
+    assert 0.2 < metrics["ssim_brain"] <= 1 and metrics["psnr_brain"] > 8 and 0 < metrics["nmse_brain"] < 1
     montage = Image.open(tmp_path / f"{stem}_montage.png")
     assert montage.size[0] == 6 * reference.GetSize()[0]  # 3 inputs, imputed, real, difference
     assert "SSIM(brain)" in capsys.readouterr().out

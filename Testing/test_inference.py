@@ -93,7 +93,7 @@ def test_cancel_stops_and_progress_counts_brain_slices(manifest, tiny_model):
 
 def test_request_errors_name_the_contrast(manifest, tiny_model):
     files = subject_files(manifest, "TCGA-DU-7294")
-    with pytest.raises(InputError, match="T1Gd is the contrast to impute"):
+    with pytest.raises(InputError, match="T1Gd is a contrast to impute"):
         impute({k: files[k] for k in ("t1", "t1gd", "t2", "flair")}, "t1gd", tiny_model)
     with pytest.raises(InputError, match="no volume was given for FLAIR"):
         impute({k: files[k] for k in ("t1", "t2")}, "t1gd", tiny_model)

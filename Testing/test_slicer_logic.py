@@ -193,6 +193,32 @@ def test_cancel_leaves_no_node_and_threaded_run_finishes(module, scene, tiny_mod
     assert outcome.outputNode.GetAttribute(module.ROLE_ATTRIBUTE) == "imputed"
 
 
+def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped, tiny_model_path, tmp_path):
+    """A model trained for any subset: T1 alone gives T1Gd, T2 and FLAIR, each with its uncertainty overlay."""
+    from CollaGANImputeLib.model_io import save_model
+
+    weights = save_model(load_model(tiny_model_path).generator, CONTRASTS, tmp_path / "any.safetensors",
+                         {"description": "untrained test model", "missing_inputs": {"min": 1, "max": 3}})
+    files = cropped["BraTS-GLI-00001-000"]
+    nodes = {key: load_node(scene, path, f"case-{key}") for key, path in files.items()}
+    logic = module.CollaGANImputeLogic()
+    count = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    output = logic.impute({"t1": nodes["t1"], "t2": None, "flair": None}, "t1gd", weights=str(weights),
+                          real=nodes["t1gd"], uncertainty=True)
+    outcome = logic.lastOutcome
+    assert output is outcome.outputNodes["t1gd"] and sorted(outcome.outputNodes) == ["flair", "t1gd", "t2"]
+    assert sorted(outcome.uncertaintyNodes) == ["flair", "t1gd", "t2"]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count + 3 + 3 + 1  # outputs, reliability maps, |difference|
+    expected = engine_impute({"t1": files["t1"]}, "t2", load_model(weights)).image
+    assert np.allclose(slicer.util.arrayFromVolume(outcome.outputNodes["t2"]), sitk.GetArrayFromImage(expected), atol=1e-5)
+    for node in outcome.uncertaintyNodes.values():
+        assert node.GetAttribute(module.ROLE_ATTRIBUTE) == "uncertainty"
+        assert np.array_equal(mrml.ijk_to_ras(node), mrml.ijk_to_ras(nodes["t1"]))
+        assert node.GetDisplayNode().GetColorNodeID() == module.UNCERTAINTY_COLORS
+        values = slicer.util.arrayFromVolume(node)
+        assert np.all(values >= 0) and np.isfinite(values).all()
+
+
 def test_input_problems_and_auto_assign(module, scene):
     logic = module.CollaGANImputeLogic()
     names = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2w", "TCGA_fla_bet"]
@@ -204,8 +230,13 @@ def test_input_problems_and_auto_assign(module, scene):
     assert "flair" not in logic.assignVolumes(CONTRASTS)  # two candidates: left for the user
 
     problems = logic.inputProblems(CONTRASTS, "t1gd", {"t1": nodes[0], "t2": nodes[0]})
-    assert problems == ["Select a volume for FLAIR", "T1 and T2 are the same volume 'BraTS-GLI-00001-000-t1n'"]
+    assert len(problems) == 2 and problems[0].startswith("Select a volume for FLAIR (this model was trained with 1 missing contrast")
+    assert problems[1] == "T1 and T2 are the same volume 'BraTS-GLI-00001-000-t1n'"
     assert logic.inputProblems(CONTRASTS, "t1gd", {"t1": nodes[0], "t2": nodes[2], "flair": nodes[3]}) == []
+    # A model trained for any subset takes empty rows: they are imputed too; one input is enough.
+    assert logic.inputProblems(CONTRASTS, "t1gd", {"t1": nodes[0], "t2": None, "flair": None}, mostMissing=3) == []
+    assert logic.inputProblems(CONTRASTS, "t1gd", {"t1": None, "t2": None, "flair": None}, mostMissing=3) == [
+        "Select at least one input volume (T1, T2, FLAIR)"]
     parameters = logic.getParameterNode()
     logic.setDefaultParameters(parameters)
     assert parameters.GetParameter("Missing") == "t1gd" and parameters.GetParameter("Device") == "auto"
@@ -284,3 +315,16 @@ def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_p
     assert {(v.GetOrientation(), v.GetViewGroup()) for v in views} == {("Coronal", 7)}
     text = module.describeCard(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
     assert "T1, T1Gd, T2, FLAIR" in text and "untrained test model" in text
+
+
+def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_model_path, tmp_path):
+    files = cropped["BraTS-GLI-00001-000"]
+    nodes = {key: load_node(scene, path, f"case-{key}") for key, path in files.items()}
+    logic = module.CollaGANImputeLogic()
+    count = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="select a volume for FLAIR"):
+        logic.analyseImportance({**nodes, "flair": None}, weights=str(tiny_model_path))
+    report = logic.analyseImportance(nodes, segmenter="threshold", weights=str(tiny_model_path), reportFolder=str(tmp_path / "report"))
+    assert sorted(report.ranking) == sorted(CONTRASTS) and len(report.table()) == 1 + len(CONTRASTS)
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["importance.csv", "importance.json", "importance.md", "importance.png"]
+    assert scene.GetNumberOfNodes() == count  # the analysis adds nothing to the scene

@@ -132,7 +132,7 @@ def test_ui_follows_slicer_conventions():
     selectors = {n for n, c in names.items() if c == "qMRMLNodeComboBox"}
     connected = {c.findtext("receiver") for c in root.iter("connection")
                  if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)" and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
-    assert selectors == connected == {"maskSelector", "outputSelector", "realVolumeSelector"}
+    assert selectors == connected == {"maskSelector", "outputSelector", "realVolumeSelector", "labelMapSelector"}
     declared = {c.findtext("class") for c in root.iter("customwidget")}
     assert {c for c in names.values() if c.startswith(("ctk", "qMRML"))} <= declared
 
@@ -175,7 +175,7 @@ def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files):
     find(QtWidgets.QComboBox, "referenceComboBox").addItem("First input in model order")
     find(QtWidgets.QLineEdit, "modelPathLineEdit").setPlaceholderText("bundled model")
     find(QtWidgets.QLabel, "modelSummaryLabel").setText(
-        f"{model.name}: imputes any one of {', '.join(module.display_name(k) for k in model.contrasts)} from the others")
+        f"{model.name}: imputes {', '.join(module.display_name(k) for k in model.contrasts)}, any missing ones from any others (leave rows empty)")
     device = find(QtWidgets.QComboBox, "deviceComboBox")
     device.addItems(["Auto", "CPU", "CUDA GPU"])
     find(QtWidgets.QLabel, "gpuLabel").setText(module.CollaGANImputeLogic.deviceDescription())

@@ -125,3 +125,58 @@ def test_folder_of_subject_folders_is_discovered(manifest):
     assert set(by_name) == set(manifest["subjects"])
     assert by_name["TCGA-FG-6692"].files["flair"].name == "OtherEXampleFromTCIA_fla_bet.nii.gz"
     assert by_name["BraTS-GLI-00001-000"].files["t1gd"].name.endswith("-t1c.nii.gz")
+
+
+def test_any_subset_patterns_follow_the_curriculum(slices, tmp_path):
+    """MM-GAN training: 1 absent contrast early on, then up to N-1; the target is always among the absent."""
+    trainer = Trainer(small_config(missing_max=3, curriculum_steps=300, batch_size=1), slices, tmp_path)
+    seen: dict[int, set[int]] = {}
+    for step in (0, 99, 100, 199, 200, 500):
+        trainer.step = step
+        for _ in range(60):
+            target, absent = trainer.draw_missing(4)
+            assert torch.all(absent[torch.arange(4), target] == 1)
+            seen.setdefault(step, set()).update(absent.sum(dim=1).int().tolist())
+    assert seen[0] == seen[99] == {1}
+    assert seen[100] == seen[199] == {1, 2}
+    assert seen[200] == seen[500] == {1, 2, 3}
+    single = Trainer(small_config(missing_min=3, missing_max=3), slices, tmp_path / "single")
+    assert set(single.draw_missing(64)[1].sum(dim=1).int().tolist()) == {3}  # a single-input model
+
+
+def test_cycle_inputs_keep_other_absent_contrasts_zero(slices):
+    from CollaGANImputeLib.training import cycle_inputs
+
+    real = slices.images[:2]
+    fake = torch.full((2, 1, 96, 96), 7.0)
+    target = torch.tensor([1, 3])
+    absent = torch.tensor([[0, 1, 0, 1], [1, 0, 0, 1]], dtype=torch.float32)
+    inputs, others, truth = cycle_inputs(real, fake, target, absent)
+    for row, (sample, j) in enumerate(zip([0, 1] * 3, others.tolist())):
+        planes = inputs[row]
+        assert torch.all(planes[target[sample]] == 7.0)  # the fake stands in for the target
+        assert not planes[j].any()  # the contrast this cycle reconstructs is zero-filled
+        for k in range(4):
+            if absent[sample, k] and k != target[sample]:
+                assert not planes[k].any()  # the sample's other absent contrasts stay absent
+        torch.testing.assert_close(truth[row, 0], real[sample, j])
+
+
+def test_any_subset_training_runs_from_an_initial_checkpoint(slices, tmp_path):
+    from CollaGANImputeLib.checkpoint import load_checkpoint
+
+    first = Trainer(small_config(steps=2), slices, tmp_path / "one")
+    first.run()
+    second = Trainer(small_config(steps=3, missing_max=3), slices, tmp_path / "any")
+    second.initialise_from(load_checkpoint(tmp_path / "one" / "checkpoint.safetensors"))
+    for name, tensor in first.generator.state_dict().items():
+        torch.testing.assert_close(second.generator.state_dict()[name], tensor)
+    second.run()
+    assert second.step == 3
+    assert second.initialised_from["steps"] == 2  # the card keeps the history of the starting run
+    resumed = Trainer(small_config(steps=3, missing_max=3), slices, tmp_path / "any")
+    resumed.load()
+    assert resumed.initialised_from == second.initialised_from
+    other = Trainer(small_config(generator=GeneratorConfig(num_contrasts=4, branch_width=2, decoder_width=8, depth=4)), slices, tmp_path / "x")
+    with pytest.raises(InputError, match="does not fit"):
+        other.initialise_from(load_checkpoint(tmp_path / "one" / "checkpoint.safetensors"))

@@ -2,7 +2,9 @@
 
 For each held-out subject and each contrast in turn: impute it with the model, with the mean of the
 other contrasts, and with per-voxel linear and quadratic regressions fitted on the training subjects'
-brain voxels. Scores (metrics.py: BraSyn normalisation) over the brain, over the whole volume, and in the
+brain voxels, and (with --single-input-weights) the same generator trained with a single input contrast
+(StarGAN-like: every input but one zero-filled), given each other contrast alone; its best input per
+subject and contrast is kept, chosen on the held-out subject itself, which favours that baseline. Scores (metrics.py: BraSyn normalisation) over the brain, over the whole volume, and in the
 enhancement proxy (no tumour labels are available: voxels whose z-scored T1Gd exceeds z-scored T1 by
 more than ENHANCEMENT_MARGIN inside the brain; this includes vessels and choroid plexus besides enhancing
 tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
@@ -33,19 +35,10 @@ from CollaGANImputeLib.inference import network_stack, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
+from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
 
-ENHANCEMENT_MARGIN = 2.5  # z-score units: z(T1Gd) - z(T1) inside the brain
 REGRESSION_VOXELS = 400_000  # brain voxels sampled per training subject to fit the regressions
 METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
-
-
-def zscore(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    return (volume - volume[brain].mean()) / volume[brain].std()
-
-
-def enhancement_proxy(study) -> np.ndarray:
-    brain = study.mask
-    return brain & (zscore(study.images["t1gd"], brain) - zscore(study.images["t1"], brain) > ENHANCEMENT_MARGIN)
 
 
 def features(inputs: list[np.ndarray], quadratic: bool) -> np.ndarray:
@@ -89,13 +82,34 @@ def figure_slice(study) -> int:
     """The slice with most enhancement among those with at least 80 % of the largest brain area (low slices
     full of enhancing venous sinuses would win otherwise)."""
     area = study.mask.reshape(study.mask.shape[0], -1).sum(axis=1)
-    enhancing = enhancement_proxy(study).reshape(study.mask.shape[0], -1).sum(axis=1)
+    enhancing = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask).reshape(study.mask.shape[0], -1).sum(axis=1)
     return int(np.argmax(np.where(area >= 0.8 * area.max(), enhancing, -1)))
+
+
+class SingleInputBaseline:
+    """A generator trained with one input contrast (card missing_inputs min = max = N-1), given each other
+    contrast alone; the prediction with the best brain SSIM is kept and its input remembered."""
+
+    def __init__(self, model, contrasts: list[str]) -> None:
+        self.model, self.contrasts = model, contrasts
+        self.chosen: dict[tuple[int, str], str] = {}
+
+    def __call__(self, study, key: str) -> np.ndarray:
+        best = None
+        for source in (k for k in self.contrasts if k != key):
+            stack = network_stack(study, self.contrasts)
+            stack[[i for i, k in enumerate(self.contrasts) if k not in (source, key)]] = 0.0
+            fake = synthesise(self.model.generator, stack, self.contrasts.index(key), study.mask)
+            ssim = image_metrics(study.images[key], fake, study.mask)["ssim_brain"]
+            if best is None or ssim > best[0]:
+                best = (ssim, fake, source)
+        self.chosen[(id(study), key)] = best[2]
+        return best[1]
 
 
 def evaluate_subject(study, name: str, methods: dict, contrasts: list[str]) -> tuple[list[dict], dict]:
     rows, fakes = [], {}
-    proxy = enhancement_proxy(study)
+    proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)
     for key in contrasts:
         real = study.images[key]
         real_roughness = slice_roughness(real, study.mask)
@@ -138,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
     parser.add_argument("--held-out", action="append", default=[], help="default: the model card's validation subjects")
+    parser.add_argument("--single-input-weights", type=Path, help="the generator trained with a single input contrast (baseline)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
 
@@ -159,10 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         "linear regression": lambda study, key: regressions[(key, False)].predict(study),
         "quadratic regression": lambda study, key: regressions[(key, True)].predict(study),
     }
+    single = None
+    if args.single_input_weights is not None:
+        single = SingleInputBaseline(load_model(args.single_input_weights), contrasts)
+        methods["single-input CollaGAN"] = single
     rows, figure_rows = [], []
     for name in held_out:
         study = studies[name]
         subject_rows, fakes = evaluate_subject(study, name, methods, contrasts)
+        for row in subject_rows:
+            if single is not None and row["method"] == "single-input CollaGAN":
+                row["single_input"] = single.chosen[(id(study), row["contrast"])]
         rows += subject_rows
         index = figure_slice(study)
         for key in contrasts:
@@ -179,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
         "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (z over each volume's brain)",
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
+        "single_input_model": None if single is None else {
+            "name": single.model.name, "sha256": single.model.card["sha256"],
+            "choice": "per held-out subject and contrast, the single input with the best brain SSIM (favours this baseline)"},
         "results": rows,
     }
     write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .progress import ProgressReporter
+from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
 
 
@@ -35,12 +36,19 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     for key in contrasts:
         parser.add_argument(f"--{key}", action="append", metavar="PATH", help=f"{display_name(key)} volume (file or DICOM folder)")
     parser.add_argument("--study", type=Path, help="a folder whose file names say the contrasts (instead of --KEY options)")
-    parser.add_argument("--missing", required=True, help="the contrast to impute")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output volume (.nii.gz, .nrrd, .mha, ...)")
+    parser.add_argument("--missing", required=True, action="append",
+                        help="a contrast to impute (repeatable: any set of the contrasts not given)")
+    parser.add_argument("-o", "--output", required=True, type=Path,
+                        help="output volume (.nii.gz, .nrrd, .mha, ...); with several --missing put {contrast} in it")
+    parser.add_argument("--strategy", default="auto", choices=("auto", "joint", "chain"),
+                        help="several absent contrasts: each from the inputs alone (joint, needs a model trained for any "
+                             "subset) or one after another (chain); auto picks joint where the model allows")
     parser.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--mask", type=Path, help="brain mask (default: voxels non-zero in the inputs)")
     parser.add_argument("--reference", help="contrast whose grid the output takes (default: the first input in model order)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write a reliability map beside each output (NAME_uncertainty.EXT): where not to trust it")
     parser.add_argument("--batch-size", type=int, default=8)
     _add_progress_option(parser)
     return parser
@@ -59,7 +67,7 @@ def _weights_option(argv: Sequence[str]) -> Path | None:
 
 
 def cmd_impute(argv: Sequence[str]) -> int:
-    from .inference import impute, select_device
+    from .inference import impute_all, select_device
     from .model_card import bundled_weights, read_card
     from .model_io import load_model
     from .volumes import write_volume
@@ -76,20 +84,44 @@ def cmd_impute(argv: Sequence[str]) -> int:
         if given:
             inputs[key] = Path(given[0])
     if args.study is not None:
-        for key, path in find_study_files(args.study, [k for k in contrasts if k != args.missing]).items():
+        for key, path in find_study_files(args.study, [k for k in contrasts if k not in args.missing]).items():
             inputs.setdefault(key, path)
-    _check_output_path(args.output, list(inputs.values()))
+    outputs = _output_paths(args.output, args.missing)
+    for output in outputs.values():
+        _check_output_path(output, list(inputs.values()))
+        if args.uncertainty:
+            _check_output_path(_beside(output, "uncertainty"), list(inputs.values()))
     device = select_device(args.device)
     model = load_model(weights, device)
-    reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="slice")
-    result = impute(inputs, args.missing, model, mask=args.mask, reference=args.reference,
-                    batch_size=args.batch_size, progress=reporter.update)
+    names = ", ".join(display_name(k) for k in args.missing)
+    reporter = ProgressReporter(f"imputing {names}", lines=args.progress == "lines", unit="slice")
+    results = impute_all(inputs, args.missing, model, strategy=args.strategy, mask=args.mask, reference=args.reference,
+                         batch_size=args.batch_size, uncertainty=args.uncertainty, progress=reporter.update)
     reporter.close()
-    for note in result.notes:
+    for note in next(iter(results.values())).notes:
         print(f"note: {note}", file=sys.stderr)
-    write_volume(result.image, args.output)
-    print(f"wrote {args.output} ({display_name(args.missing)} imputed by {model.name}; intensities in brain standard deviations)")
+    for key, result in results.items():
+        write_volume(result.image, outputs[key])
+        print(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name}; intensities in brain standard deviations)")
+        if result.uncertainty is not None:
+            write_volume(result.uncertainty, _beside(outputs[key], "uncertainty"))
+            print(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map, in the same units)")
     return 0
+
+
+def _beside(path: Path, tag: str) -> Path:
+    """NAME_tag.EXT next to NAME.EXT, keeping double suffixes such as .nii.gz."""
+    suffix = next(s for s in sorted(VOLUME_SUFFIXES, key=len, reverse=True) if path.name.lower().endswith(s))
+    return path.with_name(f"{path.name[: -len(suffix)]}_{tag}{path.name[-len(suffix):]}")
+
+
+def _output_paths(pattern: Path, missing: Sequence[str]) -> dict[str, Path]:
+    """One output per missing contrast: the path itself for one, its {contrast} placeholder filled for several."""
+    if "{contrast}" not in str(pattern):
+        if len(missing) > 1:
+            raise InputError(f"output '{pattern}': with several contrasts to impute, put {{contrast}} in the output path")
+        return {missing[0]: pattern}
+    return {key: Path(str(pattern).replace("{contrast}", key)) for key in missing}
 
 
 # ----- train ----------------------------------------------------------------------------------------
@@ -114,6 +146,13 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--decay-every", type=int, default=400)
     p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--missing-min", type=int, default=1, help="fewest contrasts absent per sample (default 1)")
+    p.add_argument("--missing-max", type=int, default=1,
+                   help="most contrasts absent per sample: 1 is CollaGAN, N-1 any subset (MM-GAN), with --missing-min N-1 a single-input model")
+    p.add_argument("--curriculum-steps", type=int, default=0,
+                   help="grow the most absent contrasts from --missing-min to --missing-max over this many steps")
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                   help="start from the networks of another run's checkpoint.safetensors (fine-tuning; optimisers start afresh)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
@@ -156,13 +195,17 @@ def cmd_train(argv: Sequence[str]) -> int:
             raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
         contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
         n = len(contrasts)
+        if not 1 <= args.missing_min <= args.missing_max <= n - 1:
+            raise InputError(f"--missing-min {args.missing_min} and --missing-max {args.missing_max}: need "
+                             f"1 <= min <= max <= {n - 1} for {n} contrasts")
         config = TrainConfig(
             contrasts=contrasts, validation_subjects=args.validation,
             generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(direct_l1=args.direct_l1),
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
-            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, seed=args.seed,
+            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment,
+            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
             bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
     contrasts = config.contrasts
@@ -188,6 +231,10 @@ def cmd_train(argv: Sequence[str]) -> int:
         trainer = Trainer(config, train_set, args.out, device=device, validation_set=validation_set, world=world)
         if args.resume:
             trainer.load(saved)
+        elif args.init is not None:
+            if not args.init.is_file():
+                raise InputError(f"--init '{args.init}': no such checkpoint file")
+            trainer.initialise_from(load_checkpoint(args.init))
         trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
                                 + " ".join(shlex.quote(a) for a in argv))
         show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"])) \
@@ -325,7 +372,7 @@ def cmd_info(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info,
-            "batch": cmd_batch,
+            "batch": cmd_batch, "importance": cmd_importance,
             "reading-session": cmd_reading_session}
 
 
@@ -339,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  demo      impute a contrast of the bundled sample case\n"
               "  info      show a model card\n"
               "  batch     impute a missing contrast for every study in a folder (several processes or GPUs)\n"
+              "  importance  rank the contrasts from redundant to indispensable (tumour-region quality, segmentation Dice)\n"
               "  reading-session  create or score a blinded real-vs-synthetic reading session", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,11 +21,13 @@ CancelCheck = Callable[[], bool]
 
 @dataclass
 class Imputation:
-    """The imputed volume on the reference grid, the prepared study it came from, and notes for the user."""
+    """The imputed volume on the reference grid, the prepared study it came from, notes for the user,
+    and optionally the reliability map (reliability.py) on the same grid."""
 
     image: sitk.Image
     missing: str
     study: PreparedStudy
+    uncertainty: sitk.Image | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -137,49 +139,138 @@ def network_stack(study: PreparedStudy, contrasts: list[str]) -> np.ndarray:
     return np.stack([study.images.get(k, np.zeros_like(study.mask, dtype=np.float32)) for k in contrasts])
 
 
-def check_request(model: Model, inputs: Mapping[str, object], missing: str) -> None:
-    """The model must know every contrast involved, and get every one but the missing."""
+STRATEGIES = ("auto", "joint", "chain")
+
+
+def plan_request(model: Model, inputs: Mapping[str, object], missing: Sequence[str], strategy: str = "auto") -> str:
+    """Check a request and choose how to serve it; returns "joint" or "chain".
+
+    Every contrast of the model that is not an input is absent (zero-filled). "joint" imputes each
+    missing contrast from the inputs alone, which needs a model trained with that many absent inputs
+    (MM-GAN style, card field missing_inputs); "chain" imputes the absent contrasts one after another
+    in model order, each from the inputs and the ones imputed before it; "auto" is "joint" where the
+    model allows it.
+    """
     contrasts = model.contrasts
-    if missing not in contrasts:
-        raise InputError(f"missing contrast {display_name(missing)}: model '{model.name}' imputes only {', '.join(contrasts)}")
-    if missing in inputs:
-        raise InputError(f"{display_name(missing)} is the contrast to impute, so it cannot also be an input")
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if not missing:
+        raise InputError("no contrast to impute was given")
+    for key in missing:
+        if key not in contrasts:
+            raise InputError(f"missing contrast {display_name(key)}: model '{model.name}' imputes only {', '.join(contrasts)}")
+        if key in inputs:
+            raise InputError(f"{display_name(key)} is a contrast to impute, so it cannot also be an input")
+    if len(set(missing)) != len(missing):
+        raise InputError(f"a contrast to impute was named twice: {', '.join(display_name(k) for k in missing)}")
     unknown = [k for k in inputs if k not in contrasts]
     if unknown:
         raise InputError(
             f"{', '.join(display_name(k) for k in unknown)}: model '{model.name}' does not take this contrast (it takes {', '.join(contrasts)})"
         )
-    absent = [k for k in contrasts if k != missing and k not in inputs]
-    if absent:
-        raise InputError(
-            f"model '{model.name}' needs {', '.join(display_name(k) for k in contrasts if k != missing)} to impute "
-            f"{display_name(missing)}; no volume was given for {', '.join(display_name(k) for k in absent)}"
-        )
+    if not inputs:
+        raise InputError(f"no input volume was given; model '{model.name}' needs at least one of {', '.join(contrasts)}")
+    absent = [k for k in contrasts if k not in inputs]
+    if strategy == "chain":
+        return "chain"
+    if len(absent) <= model.most_missing:
+        return "joint"
+    if strategy == "joint":
+        raise InputError(f"model '{model.name}' was trained with at most {model.most_missing} absent contrast(s); "
+                         f"{len(absent)} are absent here ({', '.join(display_name(k) for k in absent)})")
+    lacking = [k for k in absent if k not in missing]
+    raise InputError(
+        f"model '{model.name}' was trained with {model.most_missing} absent contrast(s) and needs "
+        f"{', '.join(display_name(k) for k in contrasts if k not in missing)} to impute {', '.join(display_name(k) for k in missing)}"
+        + (f"; no volume was given for {', '.join(display_name(k) for k in lacking)}" if lacking else "")
+        + ". Give them, use a model trained for any subset, or chain one-missing imputations (strategy 'chain')"
+    )
 
 
-def impute(
+def synthesise_missing(
+    generator: Generator,
+    stack: np.ndarray,
+    targets: Sequence[int],
+    mask: np.ndarray,
+    *,
+    strategy: str = "joint",
+    absent: Sequence[int] = (),
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+    **options,
+) -> dict[int, np.ndarray]:
+    """Synthesise several contrasts of a canonical study; `stack` as for `synthesise`, absent channels zero.
+
+    "joint": each target from the present inputs alone. "chain": the absent channels (`absent`, in
+    that order, defaulting to `targets`) one after another, each written into the stack before the
+    next is imputed. Other keyword options go to `synthesise`. Returns target index -> (S, H, W).
+    """
+    order = list(targets) if strategy == "joint" else list(dict.fromkeys([*absent, *targets]))
+    stack = stack.copy() if strategy == "chain" else stack
+    results: dict[int, np.ndarray] = {}
+    for number, index in enumerate(order):
+        step = None if progress is None else (lambda done, total, n=number: progress(n * total + done, len(order) * total))
+        results[index] = synthesise(generator, stack, index, mask, progress=step, cancel=cancel, **options)
+        if strategy == "chain":
+            stack[index] = results[index]
+    return {index: results[index] for index in targets}
+
+
+def impute_all(
     inputs: Mapping[str, VolumeSource],
-    missing: str,
+    missing: Sequence[str],
     model: Model,
     *,
+    strategy: str = "auto",
     mask: VolumeSource | None = None,
     reference: str | None = None,
     batch_size: int = 8,
     bf16: bool = False,
+    uncertainty: bool = False,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
-) -> Imputation:
-    """Impute `missing` from `inputs` (contrast key -> file path or SimpleITK image).
+) -> dict[str, Imputation]:
+    """Impute every contrast in `missing` from `inputs` (contrast key -> file path or SimpleITK image).
 
-    The result lies on the reference grid (the first input in the model's order unless `reference`
-    says otherwise) with its origin, spacing and direction exactly; intensities are in brain standard
-    deviations (see the model card's output_intensity) and zero outside the brain mask. Inputs are
-    only read. `bf16` autocast is faster, within the tolerance README documents.
+    Any non-empty subset of the model's contrasts may be given; the others are absent. See
+    `plan_request` for the strategies. Each result lies on the reference grid (the first input in the
+    model's order unless `reference` says otherwise) with its origin, spacing and direction exactly;
+    intensities are in brain standard deviations (see the model card's output_intensity) and zero
+    outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
+    README documents. With `uncertainty`, each result also carries its reliability map
+    (reliability.uncertainty_map, in the same units): the spread over input subsets for a model trained for
+    any subset, else over flipped and shifted canvases; it costs a few (subsets) to twelve (flips) passes.
     """
-    check_request(model, inputs, missing)
-    study = prepare_study(inputs, model.contrasts, reference=reference, mask=mask)
-    volume = synthesise(
-        model.generator, network_stack(study, model.contrasts), model.contrasts.index(missing), study.mask,
-        batch_size=batch_size, bf16=bf16, progress=progress, cancel=cancel,
+    chosen = plan_request(model, inputs, missing, strategy)
+    contrasts = model.contrasts
+    study = prepare_study(inputs, contrasts, reference=reference, mask=mask)
+    absent = [k for k in contrasts if k not in inputs]
+    if chosen == "chain" and len(absent) > 1:
+        study.notes.append(f"chained imputations: {' -> '.join(display_name(k) for k in absent)}, each from the inputs and the "
+                           "ones imputed before it")
+    if len(absent) > model.most_missing:
+        study.notes.append(f"model '{model.name}' was trained with {model.most_missing} absent contrast(s) and {len(absent)} are "
+                           "absent here: expect lower quality than with the missing contrast alone absent")
+    stack = network_stack(study, contrasts)
+    volumes = synthesise_missing(
+        model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
+        strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
+        batch_size=batch_size, bf16=bf16,
     )
-    return Imputation(study.to_reference_image(volume), missing, study)
+    results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
+    if uncertainty:
+        from .reliability import available_methods, uncertainty_map
+
+        # The spread over input subsets where the model allows it: it ranks the error better on T1Gd and
+        # costs a few passes instead of twelve (benchmarks/results/reliability*.md).
+        method = "subsets" if "subsets" in available_methods(model.card, len(inputs)) else "flips"
+        for key in missing:  # the progress count starts again for each map
+            _, spread = uncertainty_map(model.generator, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
+                                        present=[contrasts.index(k) for k in inputs], progress=progress, cancel=cancel)
+            results[key].uncertainty = study.to_reference_image(spread)
+    return results
+
+
+def impute(inputs: Mapping[str, VolumeSource], missing: str, model: Model, **options) -> Imputation:
+    """Impute one contrast: `impute_all` with a single missing contrast (same options)."""
+    return impute_all(inputs, [missing], model, **options)[missing]

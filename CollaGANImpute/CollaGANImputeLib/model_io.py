@@ -34,6 +34,11 @@ class Model:
     def name(self) -> str:
         return self.card.get("name", self.weights_path.stem)
 
+    @property
+    def most_missing(self) -> int:
+        """How many absent inputs the model was trained for: 1 for CollaGAN, N-1 for any subset."""
+        return int(self.card.get("missing_inputs", {}).get("max", 1))
+
 
 def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict) -> Path:
     """Write the weights and their card (both atomically); returns the weights path."""

@@ -6,6 +6,10 @@ update G; update D every second step. Every random draw comes from one seeded ge
 like the global RNG used by dropout, is saved in the checkpoint, so a resumed run repeats the steps an
 uninterrupted run would have taken.
 
+With `missing_max` > 1 the same generator learns every pattern of absent inputs (MM-GAN, METHOD.md):
+each sample zero-fills a random set of 1..missing_max contrasts, one of which is the target, and a
+curriculum widens the set from `missing_min` to `missing_max` over `curriculum_steps`.
+
 Under torchrun each process (rank) trains on its own disjoint shard of the slices with its own
 generator, DistributedDataParallel averages the gradients, rank 0 alone validates and writes, and the
 checkpoint holds every rank's RNG states so that a resume with the same number of processes is exact.
@@ -56,6 +60,9 @@ class TrainConfig:
     decay_every: int = 400
     discriminator_every: int = 2
     augment: bool = True
+    missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
+    missing_max: int = 1
+    curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max
     seed: int = 0
     bf16: bool = False
     validate_every: int = 200
@@ -73,16 +80,21 @@ class TrainConfig:
         return cls(**values)
 
 
-def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
+                 absent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The multiple-cycle batch: for every sample and every contrast j != k, the real set with the
-    fake replacing contrast k and contrast j zero-filled.
+    fake replacing contrast k and contrast j zero-filled (and the sample's other absent contrasts too).
 
-    real: (B, N, H, W); fake: (B, 1, H, W); target: (B,) indices k. Returns inputs ((N-1)*B, N, H, W),
-    their targets j ((N-1)*B,) and the real x_j ((N-1)*B, 1, H, W), grouped by j offset then sample.
+    real: (B, N, H, W); fake: (B, 1, H, W); target: (B,) indices k; absent: (B, N) 1 where a contrast
+    was zero-filled in the generator's input (default: the target alone). Returns inputs
+    ((N-1)*B, N, H, W), their targets j ((N-1)*B,) and the real x_j ((N-1)*B, 1, H, W), grouped by j
+    offset then sample.
     """
     batch, n = real.shape[:2]
-    planes = torch.nn.functional.one_hot(target, n).to(real.dtype)[:, :, None, None]
-    with_fake = real * (1 - planes) + fake * planes
+    hot = torch.nn.functional.one_hot(target, n).to(real.dtype)
+    planes = hot[:, :, None, None]
+    kept = 1 - (hot if absent is None else absent.to(real.dtype)) + hot  # the fake counts as present
+    with_fake = (real * (1 - planes) + fake * planes) * kept[:, :, None, None]
     others = torch.stack([(target + offset) % n for offset in range(1, n)])  # (N-1, B)
     zero_j = 1 - torch.nn.functional.one_hot(others, n).to(real.dtype)[..., None, None]  # (N-1, B, N, 1, 1)
     inputs = (with_fake.unsqueeze(0) * zero_j).flatten(0, 1)
@@ -119,6 +131,7 @@ class Trainer:
         self.elapsed = 0.0
         self.history: list[dict] = []
         self.commands: list[str] = []  # every command line that trained this run, first to last
+        self.initialised_from: dict = {}  # the run whose networks this one started from (commands, steps, time)
 
     def _parallel(self, module: torch.nn.Module) -> torch.nn.Module:
         if not self.world.distributed:
@@ -136,18 +149,17 @@ class Trainer:
         real = self.train_set.images[index]
         if cfg.augment:
             real = augment(real, self.rng)
-        target = torch.randint(n, (cfg.batch_size,), generator=self.rng)
-        real, target = real.to(self.device), target.to(self.device)
+        target, absent = self.draw_missing(cfg.batch_size)
+        real, target, absent = real.to(self.device), target.to(self.device), absent.to(self.device)
         batch = real.shape[0]
         t_hot = torch.nn.functional.one_hot(target, n).float()
-        planes = t_hot[:, :, None, None]
 
         self.generator.train()
         self.discriminator.train()
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            fake = self.generator_step(real * (1 - planes), t_hot)
-            cycle_in, others, cycle_real = cycle_inputs(real, fake, target)
+            fake = self.generator_step(real * (1 - absent[:, :, None, None]), t_hot)
+            cycle_in, others, cycle_real = cycle_inputs(real, fake, target, absent)
             o_hot = torch.nn.functional.one_hot(others, n).float()
             cycles = self.generator_step(cycle_in, o_hot)
             target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
@@ -189,6 +201,30 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in losses.items()}
         values["g_total"] = float(g_loss.detach())
         return values
+
+    def largest_missing(self) -> int:
+        """The curriculum: the most contrasts a sample may lack at the current step."""
+        cfg = self.config
+        if cfg.curriculum_steps <= 0:
+            return cfg.missing_max
+        grown = (cfg.missing_max - cfg.missing_min + 1) * self.step // cfg.curriculum_steps
+        return min(cfg.missing_max, cfg.missing_min + grown)
+
+    def draw_missing(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample the target contrast and the (B, N) mask of zero-filled inputs, target included.
+
+        The count of absent contrasts is uniform over the allowed range, the target uniform, and the
+        others uniform among the rest, so every count gets the same share of steps.
+        """
+        cfg, n = self.config, len(self.config.contrasts)
+        target = torch.randint(n, (batch,), generator=self.rng)
+        absent = torch.nn.functional.one_hot(target, n).float()
+        if cfg.missing_max > 1:
+            counts = torch.randint(cfg.missing_min, self.largest_missing() + 1, (batch,), generator=self.rng)
+            for sample in range(batch):
+                others = [j for j in torch.randperm(n, generator=self.rng).tolist() if j != int(target[sample])]
+                absent[sample, others[: int(counts[sample]) - 1]] = 1.0
+        return target, absent
 
     # ----- validation ---------------------------------------------------------------------------
     def validate(self) -> list[dict]:
@@ -266,6 +302,7 @@ class Trainer:
             "step": self.step,
             "elapsed_s": self.elapsed,
             "commands": self.commands,
+            "initialised_from": self.initialised_from,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -277,6 +314,18 @@ class Trainer:
         if self.world.distributed:
             state.update(world_size=self.world.size, rank_rng=rank_states)
         save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)
+
+    def initialise_from(self, state: dict) -> None:
+        """Start from another run's networks (fine-tuning, e.g. a one-missing model learning any subset);
+        the optimisers, schedules and step start afresh. The model card keeps that run's history."""
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+        except (KeyError, RuntimeError) as error:
+            raise InputError(f"the initial checkpoint does not fit this run's networks: {str(error).splitlines()[0]}") from None
+        self.initialised_from = {"commands": list(state.get("commands", [])), "steps": int(state["step"]),
+                                 "time_s": round(float(state["elapsed_s"]), 1), "config": state["config"],
+                                 "initialised_from": state.get("initialised_from", {})}
 
     def load(self, state: dict | None = None) -> None:
         """Continue from a checkpoint: `state` as load_checkpoint read it, or the one in the run folder."""
@@ -298,7 +347,8 @@ class Trainer:
         self.sched_d.load_state_dict(state["sched_d"])
         self._set_rng_states(state["rank_rng"][self.world.rank] if self.world.distributed else state)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
-        self.commands = list(state["commands"])
+        self.commands = list(state.get("commands", []))
+        self.initialised_from = dict(state.get("initialised_from", {}))
 
     def _append_csv(self, name: str, rows: list[dict]) -> None:
         """Append rows; on resume, rows past the checkpoint's step are dropped first so none repeat."""
@@ -319,8 +369,9 @@ class Trainer:
     def export(self, weights: str | Path, card_fields: dict) -> Path:
         """The generator as safetensors plus its card, with the last validation's means per contrast."""
         card_fields = dict(card_fields)
+        card_fields["missing_inputs"] = {"min": self.config.missing_min, "max": self.config.missing_max}
         card_fields.setdefault("training", {}).update(
-            {"commands": self.commands, "config": self.config.to_dict(), "steps": self.step,
+            {"commands": self.commands, "initialised_from": self.initialised_from, "config": self.config.to_dict(), "steps": self.step,
              "time_s": round(self.elapsed, 1), "device": str(self.device)}
         )
         summary = self.validation_summary()

@@ -1,0 +1,162 @@
+"""How well the uncertainty map ranks the imputation's actual error, on a subject the model never saw.
+
+For each contrast missing in turn: the plain imputation, its |error| against the real contrast (both
+BraSyn-normalised, metrics.py), the uncertainty (reliability.py), and the Spearman rank correlation
+between uncertainty and |error| over all brain voxels and inside the enhancement proxy (regions.py).
+Also the run time of the uncertainty map over that of a plain imputation.
+
+On a CPU the "flips" map of a whole volume takes many minutes per contrast; `--every K` keeps every K-th
+axial slice (the figure's among them), a fixed subsample of the brain's voxels. Slices are imputed
+independently, but the brain's box (the canvas) then comes from the kept slices, so the imputation
+differs slightly from the whole volume's.
+
+Writes JSON, a Markdown table and a PNG figure (T1Gd missing: real, imputed, |error|, uncertainty per
+method, on the slice with most enhancement).
+
+    python benchmarks/reliability.py [--method flips] [--method subsets --weights any_subset.safetensors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
+
+from _measure import machine  # noqa: E402
+from quality import figure_slice  # noqa: E402
+
+from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
+from CollaGANImputeLib.contrasts import display_name  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.inference import network_stack, synthesise  # noqa: E402
+from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
+from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
+from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
+from CollaGANImputeLib.reliability import CANVASES, METHODS, available_methods, uncertainty_map  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 0.3  # the issue's figure: Spearman(uncertainty, |error|) over brain voxels, per contrast
+
+
+def spearman(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
+    return float(spearmanr(a[region], b[region])[0]) if region.sum() > 2 else None
+
+
+def colour_panel(title: str, plane: np.ndarray, brain: np.ndarray, height: int) -> Image.Image:
+    """One uncertainty slice in a colour map (0 to its brain's 99.5th percentile), titled like montage tiles."""
+    from matplotlib import colormaps  # the "bench" extra
+
+    high = max(float(np.percentile(plane[brain], 99.5)), 1e-8) if brain.any() else 1.0
+    rgb = (colormaps["inferno"](np.clip(plane / high, 0, 1))[..., :3] * 255).astype(np.uint8)
+    rgb[~brain] = 0
+    tile = Image.new("RGB", (plane.shape[1], height), 0)
+    tile.paste(Image.fromarray(rgb), (0, height - plane.shape[0]))
+    ImageDraw.Draw(tile).text((4, 3), title, fill=(255, 255, 255))
+    return tile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "manifest.json")
+    parser.add_argument("--weights", type=Path, help="default: the bundled model")
+    parser.add_argument("--held-out", default="BraTS-GLI-00001-000")
+    parser.add_argument("--method", action="append", choices=METHODS, help="repeatable; default: flips")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--canvases", type=int, default=len(CANVASES), help="flips: use the first N canvases of reliability.CANVASES")
+    parser.add_argument("--every", type=int, default=1, help="keep every K-th axial slice (default: all)")
+    parser.add_argument("--stem", default="reliability", help="output file names: STEM.json, STEM.md, STEM.png")
+    args = parser.parse_args(argv)
+    methods = args.method or ["flips"]
+
+    model = load_model(args.weights)
+    refused = [m for m in methods if m not in available_methods(model.card)]
+    if refused:
+        parser.error(f"model '{model.name}' was not trained with inputs left out, so it cannot use: {', '.join(refused)}")
+    contrasts = model.contrasts
+    if args.held_out in model.card.get("training", {}).get("train_subjects", []):
+        print(f"warning: {args.held_out} is one of the model's training subjects", file=sys.stderr)
+    subject = {s.name: s for s in discover_subjects(args.data, contrasts)}[args.held_out]
+    study = prepare_subject(subject, contrasts)
+    figure_at = figure_slice(study)
+    kept = np.arange(figure_at % args.every, study.mask.shape[0], args.every)
+    index = int(np.flatnonzero(kept == figure_at)[0])
+    brain, stack = study.mask[kept], np.ascontiguousarray(network_stack(study, contrasts)[:, kept])
+    proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)[kept]
+    reals = {key: study.images[key][kept] for key in contrasts}
+
+    rows, figure_rows = [], []
+    for key in contrasts:
+        target = contrasts.index(key)
+        started = time.monotonic()
+        plain = synthesise(model.generator, stack, target, brain)
+        plain_seconds = time.monotonic() - started
+        real_n = brasyn_normalise(reals[key], brain)
+        for method in methods:
+            started = time.monotonic()
+            central, uncertainty = uncertainty_map(model.generator, stack, target, brain, method=method, canvases=CANVASES[: args.canvases])
+            seconds = time.monotonic() - started
+            error = np.abs(brasyn_normalise(central, brain) - real_n)
+            rows.append({
+                "contrast": key, "method": method, "predictions": 2 * args.canvases if method == "flips" else len(contrasts),
+                "spearman_brain": spearman(uncertainty, error, brain),
+                "spearman_enhancing": spearman(uncertainty, error, proxy),
+                "brain_voxels": int(brain.sum()), "enhancing_voxels": int(proxy.sum()),
+                "mean_abs_error_brain": float(error[brain].mean()),
+                "mean_uncertainty_brain": float(uncertainty[brain].mean()),
+                "central_is_plain_imputation": bool(np.allclose(central, plain, atol=1e-5)),
+                "seconds_plain": round(plain_seconds, 1), "seconds_uncertainty": round(seconds, 1),
+                "time_ratio": round(seconds / plain_seconds, 2),
+            })
+            print(f"{display_name(key)} {method}: Spearman brain {rows[-1]['spearman_brain']:.3f}, "
+                  f"time x{rows[-1]['time_ratio']}", file=sys.stderr)
+            if key == "t1gd":
+                panels = [("T1Gd real", reals[key]), ("T1Gd imputed", central), ("|error| (BraSyn)", error)]
+                grey = montage_image(panels, brain, shared_window=(0, 1), index=index)
+                colour = colour_panel(f"uncertainty ({method})", uncertainty[index], brain[index], grey.height)
+                row = Image.new("RGB", (grey.width + colour.width, grey.height))
+                row.paste(grey, (0, 0))
+                row.paste(colour, (grey.width, 0))
+                figure_rows.append(row)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "model": model.name, "weights_sha256": model.card["sha256"], "held_out": args.held_out,
+        "error": f"|real - imputed| after BraSyn normalisation of each ({NORMALISATION})",
+        "uncertainty": "per-voxel standard deviation of the method's predictions, in brain standard deviations",
+        "spearman": "scipy.stats.spearmanr over the brain voxels of the kept slices; enhancing: inside the enhancement proxy",
+        "slices": (f"one axial slice in {args.every}" if args.every > 1 else "every axial slice")
+        + f" ({len(kept)} of {study.mask.shape[0]}, the figure's slice {figure_at} among them)",
+        "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (regions.py)",
+        "time_ratio": "seconds of uncertainty_map (plain imputation included) / seconds of one plain imputation",
+        "target": f"Spearman over brain voxels >= {TARGET} per contrast",
+        "machine": machine(), "results": rows,
+    }
+    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
+    lines = ["| contrast | method (predictions) | Spearman brain | Spearman enh. | mean abs. error brain | time ratio |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        enhancing = "-" if r["spearman_enhancing"] is None else f"{r['spearman_enhancing']:.3f}"
+        lines.append(f"| {display_name(r['contrast'])} | {r['method']} ({r['predictions']}) | {r['spearman_brain']:.3f} | {enhancing} | "
+                     f"{r['mean_abs_error_brain']:.3f} | {r['time_ratio']:.1f} |")
+    table = "\n".join(lines) + "\n"
+    write_text_atomic(args.out / f"{args.stem}.md", f"Model {model.name}, held-out subject {args.held_out}. Error: {report['error']}. "
+                      f"Spearman over the brain voxels of {report['slices']}; target >= {TARGET}.\n\n" + table)
+    figure = Image.new("RGB", (max(r.width for r in figure_rows), sum(r.height for r in figure_rows)))
+    for number, row in enumerate(figure_rows):
+        figure.paste(row, (0, sum(r.height for r in figure_rows[:number])))
+    write_png(figure, args.out / f"{args.stem}.png")
+    print(table)
+    print(f"wrote {args.out / args.stem}.json, .md and .png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
