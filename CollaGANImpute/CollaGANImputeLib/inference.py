@@ -239,7 +239,7 @@ def impute_all(
     outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
     README documents. With `uncertainty`, each result also carries its reliability map
     (reliability.uncertainty_map, in the same units): the spread over input subsets for a model trained for
-    any subset, else over flipped and shifted canvases; it costs a few (subsets) to twelve (flips) passes.
+    any subset, else over flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations.
     """
     chosen = plan_request(model, inputs, missing, strategy)
     contrasts = model.contrasts
@@ -262,7 +262,7 @@ def impute_all(
         from .reliability import available_methods, uncertainty_map
 
         # The spread over input subsets where the model allows it: it ranks the error better on T1Gd and
-        # costs a few passes instead of twelve (benchmarks/results/reliability*.md).
+        # costs 4 predictions instead of 24 (benchmarks/results/reliability.md).
         method = "subsets" if "subsets" in available_methods(model.card, len(inputs)) else "flips"
         for key in missing:  # the progress count starts again for each map
             _, spread = uncertainty_map(model.generator, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
