@@ -71,7 +71,9 @@ Impute a missing MRI contrast (T1, T1Gd, T2 or FLAIR) of a brain study from the 
 CollaGAN. Assign one volume per contrast (or press Auto-assign), choose the missing contrast and press
 Impute. The result is a new volume on the grid of a reference input, in brain standard deviations.
 If you also have the real volume of that contrast, the module shows real, imputed and |difference| and
-reports SSIM, PSNR and NMSE. A synthetic image is not a diagnostic image.
+reports SSIM, PSNR and NMSE. With a model trained for any subset (the bundled one), rows left empty are
+imputed too; the reliability map shows where not to trust the result, and the Analysis section ranks the
+contrasts from redundant to indispensable. A synthetic image is not a diagnostic image.
 See <a href="https://github.com/collagan-impute/CollaGANImpute#the-3d-slicer-module">the documentation</a>.
 """
         self.parent.acknowledgementText = """
