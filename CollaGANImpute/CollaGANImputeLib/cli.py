@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
-from .progress import ProgressReporter
+from .progress import ProgressReporter, add_progress_option
 from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
 
@@ -50,13 +50,8 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--uncertainty", action="store_true",
                         help="also write a reliability map beside each output (NAME_uncertainty.EXT): where not to trust it")
     parser.add_argument("--batch-size", type=int, default=8)
-    _add_progress_option(parser)
+    add_progress_option(parser)
     return parser
-
-
-def _add_progress_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--progress", choices=("bar", "lines"), default="bar",
-                        help="a progress bar (default) or JSON lines for programs that run this command")
 
 
 def _weights_option(argv: Sequence[str]) -> Path | None:
@@ -161,7 +156,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
     p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
     p.add_argument("--description", default="", help="free text for the model card")
-    _add_progress_option(p)
+    add_progress_option(p)
     return p
 
 
@@ -269,7 +264,7 @@ def cmd_train(argv: Sequence[str]) -> int:
 # ----- evaluate -------------------------------------------------------------------------------------
 def cmd_evaluate(argv: Sequence[str]) -> int:
     from .atomic import write_text_atomic
-    from .data import discover_subjects
+    from .data import discover_subjects, only_subjects
     from .evaluation import evaluate_subjects
     from .inference import select_device
     from .model_io import load_model
@@ -283,12 +278,7 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = p.parse_args(argv)
     model = load_model(args.weights, select_device(args.device))
-    subjects = discover_subjects(args.data, model.contrasts)
-    if args.subject:
-        unknown = sorted(set(args.subject) - {s.name for s in subjects})
-        if unknown:
-            raise InputError(f"subject(s) {', '.join(unknown)} not in '{args.data}'")
-        subjects = [s for s in subjects if s.name in args.subject]
+    subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
     report = evaluate_subjects(model, subjects, args.missing or None, progress=lambda m: print(m, file=sys.stderr))
     write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     for key, values in report["mean"].items():
@@ -336,7 +326,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per GPU, else 1)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")
-    _add_progress_option(p)
+    add_progress_option(p)
     args = p.parse_args(argv)
     if args.workers < 0:
         raise InputError(f"--workers {args.workers}: give a positive number of worker processes")

@@ -83,6 +83,16 @@ def split_subjects(subjects: list[Subject], validation: Sequence[str]) -> tuple[
     return train, [s for s in subjects if s.name in validation]
 
 
+def only_subjects(subjects: Sequence[Subject], names: Sequence[str], where: str | Path) -> list[Subject]:
+    """The subjects named (all when `names` is empty); a name not among them is an error naming `where`."""
+    if not names:
+        return list(subjects)
+    unknown = sorted(set(names) - {s.name for s in subjects})
+    if unknown:
+        raise InputError(f"subject(s) {', '.join(unknown)} not in '{where}'")
+    return [s for s in subjects if s.name in names]
+
+
 def prepare_subject(subject: Subject, contrasts: Sequence[str]) -> PreparedStudy:
     return prepare_study(subject.files, contrasts)
 

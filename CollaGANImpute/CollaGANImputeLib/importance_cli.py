@@ -36,11 +36,11 @@ def label_files(data: Path, names: Sequence[str], pattern: str | None) -> dict[s
 
 
 def cmd_importance(argv: Sequence[str]) -> int:
-    from .data import discover_subjects
+    from .data import discover_subjects, only_subjects
     from .importance import analyse_subjects, write_report
     from .inference import select_device
     from .model_io import load_model
-    from .progress import ProgressReporter
+    from .progress import ProgressReporter, add_progress_option
     from .regions import CONVENTIONS
     from .segmenters import load_segmenter
 
@@ -62,16 +62,10 @@ def cmd_importance(argv: Sequence[str]) -> int:
     p.add_argument("--out", type=Path, default=Path("importance"), help="folder for importance.json, .csv, .md and .png")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--progress", choices=("bar", "lines"), default="bar",
-                   help="a progress bar (default) or JSON lines for programs that run this command")
+    add_progress_option(p)
     args = p.parse_args(argv)
     model = load_model(args.weights, select_device(args.device))
-    subjects = discover_subjects(args.data, model.contrasts)
-    if args.subject:
-        unknown = sorted(set(args.subject) - {s.name for s in subjects})
-        if unknown:
-            raise InputError(f"subject(s) {', '.join(unknown)} not in '{args.data}'")
-        subjects = [s for s in subjects if s.name in args.subject]
+    subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
     labels = label_files(args.data, [s.name for s in subjects], args.labels)
     segmenter = load_segmenter(args.segmenter) if args.segmenter else None
     reporter = ProgressReporter("contrast importance", lines=args.progress == "lines", unit="step")
