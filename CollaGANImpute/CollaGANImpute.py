@@ -726,6 +726,24 @@ def describeMetrics(metrics: dict) -> str:
             f"<br><small>{html.escape(metrics.get('normalisation', ''))}</small>")
 
 
+def finishJob(label, finish, show, *, cancelled: str, refused: str, failed: str) -> None:
+    """The main-thread end of a worker job: `show(finish())`; a cancel, a refused input or an unexpected
+    error is reported in `label` (the errors also in a dialog) instead."""
+    try:
+        result = finish()
+    except Cancelled:
+        label.text = cancelled
+    except (InputError, ModelError) as error:
+        label.text = "Failed."
+        slicer.util.errorDisplay(f"{refused}: {error}")
+    except Exception as error:
+        label.text = "Failed."
+        logging.error(traceback.format_exc())
+        slicer.util.errorDisplay(f"{failed}: {error}", detailedText=traceback.format_exc())
+    else:
+        show(result)
+
+
 def fillTable(table, rows: list[list[str]]) -> None:
     """A QTableWidget filled with rows of text, the first row as its header."""
     table.clear()
@@ -1062,18 +1080,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job, self._job = self._job, None
         self.ui.progressBar.hide()
         try:
-            outcome = self.logic.finishImputation(self._request, job.result())
-        except Cancelled:
-            self.ui.statusLabel.text = "Cancelled: nothing was added to the scene."
-        except (InputError, ModelError) as error:
-            self.ui.statusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Cannot impute: {error}")
-        except Exception as error:
-            self.ui.statusLabel.text = "Failed."
-            logging.error(traceback.format_exc())
-            slicer.util.errorDisplay(f"Imputation failed: {error}", detailedText=traceback.format_exc())
-        else:
-            self._showOutcome(outcome)
+            finishJob(self.ui.statusLabel, lambda: self.logic.finishImputation(self._request, job.result()), self._showOutcome,
+                      cancelled="Cancelled: nothing was added to the scene.", refused="Cannot impute", failed="Imputation failed")
         finally:
             self._request = None
             self._updateButtons()
@@ -1149,21 +1157,13 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._analysisTimer.stop()
         job, self._analysisJob = self._analysisJob, None
         self.ui.analysisProgressBar.hide()
+        def finish() -> tuple:
+            report, folder = job.result(), self.ui.analysisFolderLineEdit.currentPath
+            return report, self.logic.writeImportance(report, folder) if folder else {}
+
         try:
-            report = job.result()
-            folder = self.ui.analysisFolderLineEdit.currentPath
-            written = self.logic.writeImportance(report, folder) if folder else {}
-        except Cancelled:
-            self.ui.analysisStatusLabel.text = "Cancelled."
-        except (InputError, ModelError) as error:
-            self.ui.analysisStatusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Cannot analyse: {error}")
-        except Exception as error:
-            self.ui.analysisStatusLabel.text = "Failed."
-            logging.error(traceback.format_exc())
-            slicer.util.errorDisplay(f"The analysis failed: {error}", detailedText=traceback.format_exc())
-        else:
-            self._showImportance(report, written)
+            finishJob(self.ui.analysisStatusLabel, finish, lambda done: self._showImportance(*done),
+                      cancelled="Cancelled.", refused="Cannot analyse", failed="The analysis failed")
         finally:
             self._analysisRequest = None
             self._updateButtons()
