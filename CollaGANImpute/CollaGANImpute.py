@@ -1042,21 +1042,32 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "Assigned " + ", ".join(f"{display_name(k)} ← '{v.GetName()}'" for k, v in found.items())
             + (f". No single volume name matches {', '.join(unassigned)}: choose it by hand." if unassigned else "."))
 
+    def _dependenciesReady(self) -> bool:
+        """Install missing packages after the user agrees; False (panel refreshed) when they are still missing."""
+        if self.logic.installDependencies(askConfirmation=True):
+            return True
+        self._refreshDependencies()
+        return False
+
+    def _modelChoice(self) -> dict:
+        """The weights and device chosen in the panel, as the logic's keyword arguments."""
+        node = self._parameterNode
+        return {"weights": node.GetParameter("ModelPath") or None, "device": node.GetParameter("Device")}
+
     def onApplyButton(self) -> None:
         if self._job is not None:
             self._job.cancel()
             self.ui.statusLabel.text = "Cancelling after the current slice batch..."
             self.ui.applyButton.enabled = False
             return
-        if not self.logic.installDependencies(askConfirmation=True):
-            self._refreshDependencies()
+        if not self._dependenciesReady():
             return
         node = self._parameterNode
         try:
             self._request = self.logic.prepareImputation(
                 self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
                 reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"),
-                weights=node.GetParameter("ModelPath") or None, device=node.GetParameter("Device"),
+                **self._modelChoice(),
                 uncertainty=node.GetParameter("Uncertainty") == "true")
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
@@ -1129,14 +1140,12 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._analysisJob.cancel()
             self.ui.analysisStatusLabel.text = "Cancelling..."
             return
-        if not self.logic.installDependencies(askConfirmation=True):
-            self._refreshDependencies()
+        if not self._dependenciesReady():
             return
-        node = self._parameterNode
         try:
             self._analysisRequest = self.logic.prepareImportance(
                 self._studyVolumes(), labels=self.ui.labelMapSelector.currentNode(), segmenter=self.ui.segmenterLineEdit.text,
-                weights=node.GetParameter("ModelPath") or None, device=node.GetParameter("Device"))
+                **self._modelChoice())
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot analyse: {error}")
             return
