@@ -30,6 +30,22 @@ def subject_files(manifest: dict, name: str, group: str = "subjects") -> dict[st
     return {key: SHARED_DATA / entry["dir"] / entry[key] for key in CONTRASTS}
 
 
+# A 64 x 64 x 12 block of the middle of a shared subject: small enough to impute every contrast in seconds.
+SHARED_CROP = (slice(88, 152), slice(88, 152), slice(70, 82))
+
+
+def crop_volumes(files: dict, region: tuple, folder: Path, prefix: str = "") -> dict[str, Path]:
+    """Each volume of `files` cut to `region` (x, y, z index slices), written as folder/PREFIXkey.nii.gz."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, path in files.items():
+        paths[key] = folder / f"{prefix}{key}.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(path))[region], str(paths[key]))
+    return paths
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small untrained 4-contrast generator with its card: fast enough for geometry and CLI tests."""

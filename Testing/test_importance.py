@@ -13,21 +13,11 @@ from CollaGANImputeLib.errors import Cancelled, InputError
 from CollaGANImputeLib.importance import analyse_study, analyse_subjects, paired_test, write_report
 from CollaGANImputeLib.importance_cli import cmd_importance, label_files
 from CollaGANImputeLib.segmenters import callable_segmenter, threshold_segmenter
-from conftest import CONTRASTS, subject_files
+from conftest import CONTRASTS, SHARED_CROP, crop_volumes, subject_files
 
 # A slab of the sample case (BraTS-GLI-00001-000) through its tumour: 96 x 96 voxels, 12 slices. Small
 # enough to impute all four contrasts in seconds; the metrics are those of the slab, not of the volume.
 SAMPLE_CROP = (slice(110, 206), slice(70, 166), slice(60, 72))
-SHARED_CROP = (slice(88, 152), slice(88, 152), slice(70, 82))  # as in test_cli.py
-
-
-def crop(files, region, folder, prefix=""):
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, path in files.items():
-        paths[key] = folder / f"{prefix}{key}.nii.gz"
-        sitk.WriteImage(sitk.ReadImage(str(path))[region], str(paths[key]))
-    return paths
 
 
 def box_labels(reference_path, path, *, enhancing=3):
@@ -53,7 +43,7 @@ def t1gd_reader(images):
 
 @pytest.fixture(scope="module")
 def sample_crop(sample_files, tmp_path_factory):
-    return crop(sample_files, SAMPLE_CROP, tmp_path_factory.mktemp("sample"))
+    return crop_volumes(sample_files, SAMPLE_CROP, tmp_path_factory.mktemp("sample"))
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +53,7 @@ def shared_crops(manifest, tmp_path_factory):
     (root / "labels").mkdir()
     entries = {}
     for name in ("TCGA-DU-7294", "AURORA-MET-example"):  # LPS and RAS files
-        paths = crop(subject_files(manifest, name), SHARED_CROP, root / name)
+        paths = crop_volumes(subject_files(manifest, name), SHARED_CROP, root / name)
         box_labels(paths["t1"], root / "labels" / f"{name}-seg.nii.gz")
         entries[name] = {"dir": name, **{key: path.name for key, path in paths.items()}}
     (root / "manifest.json").write_text(json.dumps({"subjects": entries}))

@@ -13,7 +13,7 @@ differs slightly from the whole volume's.
 Writes JSON, a Markdown table and a PNG figure (T1Gd missing: real, imputed, |error|, uncertainty per
 method, on the slice with most enhancement).
 
-    python benchmarks/reliability.py [--method flips] [--method subsets --weights any_subset.safetensors]
+    python benchmarks/reliability.py [--method flips] [--method subsets] [--method calibrated] [--weights W]
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ from quality import figure_slice  # noqa: E402
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import network_stack, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import network_stack, slice_sigma, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
 from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
-from CollaGANImputeLib.reliability import CANVASES, METHODS, available_methods, uncertainty_map  # noqa: E402
+from CollaGANImputeLib.reliability import CANVASES, METHODS, available_methods, describe, reliability_map  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.3  # the issue's figure: Spearman(uncertainty, |error|) over brain voxels, per contrast
@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.weights)
     refused = [m for m in methods if m not in available_methods(model.card)]
     if refused:
-        parser.error(f"model '{model.name}' was not trained with inputs left out, so it cannot use: {', '.join(refused)}")
+        parser.error(f"model '{model.name}' offers {', '.join(available_methods(model.card))}, not: {', '.join(refused)} "
+                     "(subsets needs a model trained for any subset, calibrated a card with an error model: collagan-impute calibrate)")
+    if "calibrated" in methods and args.held_out in model.card["error_model"]["fitted_on"]:
+        parser.error(f"the error model of '{model.name}' was fitted on {args.held_out}: its figures there would be in-sample")
     contrasts = model.contrasts
     if args.held_out in model.card.get("training", {}).get("train_subjects", []):
         print(f"warning: {args.held_out} is one of the model's training subjects", file=sys.stderr)
@@ -92,21 +95,25 @@ def main(argv: list[str] | None = None) -> int:
     brain, stack = study.mask[kept], np.ascontiguousarray(network_stack(study, contrasts)[:, kept])
     proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)[kept]
     reals = {key: study.images[key][kept] for key in contrasts}
+    through_plane = slice_sigma(model, study) / args.every  # kept slices lie `every` slices apart
 
     rows, figure_rows = [], []
     for key in contrasts:
         target = contrasts.index(key)
         started = time.monotonic()
-        plain = synthesise(model.generator, stack, target, brain)
+        plain = synthesise(model.generator, stack, target, brain, through_plane=through_plane)
         plain_seconds = time.monotonic() - started
         real_n = brasyn_normalise(reals[key], brain)
         for method in methods:
+            spread = model.card["error_model"]["spread"] if method == "calibrated" else method
             started = time.monotonic()
-            central, uncertainty = uncertainty_map(model.generator, stack, target, brain, method=method, canvases=CANVASES[: args.canvases])
+            central, uncertainty = reliability_map(model, stack, target, brain, method=method, canvases=CANVASES[: args.canvases],
+                                                   through_plane=through_plane)
             seconds = time.monotonic() - started
             error = np.abs(brasyn_normalise(central, brain) - real_n)
             rows.append({
-                "contrast": key, "method": method, "predictions": 2 * args.canvases if method == "flips" else len(contrasts),
+                "contrast": key, "method": method, "predictions": 2 * args.canvases if spread == "flips" else len(contrasts),
+                "map": describe(method),
                 "spearman_brain": spearman(uncertainty, error, brain),
                 "spearman_enhancing": spearman(uncertainty, error, proxy),
                 "brain_voxels": int(brain.sum()), "enhancing_voxels": int(proxy.sum()),
@@ -131,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "model": model.name, "weights_sha256": model.card["sha256"], "held_out": args.held_out,
         "error": f"|real - imputed| after BraSyn normalisation of each ({NORMALISATION})",
-        "uncertainty": "per-voxel standard deviation of the method's predictions, in brain standard deviations",
+        "uncertainty": {m: describe(m) for m in methods},
+        "error_model": model.card.get("error_model") if "calibrated" in methods else None,
         "spearman": "scipy.stats.spearmanr over the brain voxels of the kept slices; enhancing: inside the enhancement proxy",
         "slices": (f"one axial slice in {args.every}" if args.every > 1 else "every axial slice")
         + f" ({len(kept)} of {study.mask.shape[0]}, the figure's slice {figure_at} among them)",
         "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (regions.py)",
-        "time_ratio": "seconds of uncertainty_map (plain imputation included) / seconds of one plain imputation",
+        "time_ratio": "seconds of reliability_map (plain imputation included) / seconds of one plain imputation",
         "target": f"Spearman over brain voxels >= {TARGET} per contrast",
         "machine": machine(), "results": rows,
     }

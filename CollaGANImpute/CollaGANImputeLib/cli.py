@@ -19,6 +19,7 @@ from pathlib import Path
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .progress import ProgressReporter, add_progress_option
+from .calibrate_cli import cmd_calibrate
 from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
 
@@ -100,7 +101,7 @@ def cmd_impute(argv: Sequence[str]) -> int:
         print(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name}; intensities in brain standard deviations)")
         if result.uncertainty is not None:
             write_volume(result.uncertainty, _beside(outputs[key], "uncertainty"))
-            print(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map, in the same units)")
+            print(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map: {result.uncertainty_meaning})")
     return 0
 
 
@@ -362,7 +363,7 @@ def cmd_info(argv: Sequence[str]) -> int:
 
 
 COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info,
-            "batch": cmd_batch, "importance": cmd_importance,
+            "batch": cmd_batch, "importance": cmd_importance, "calibrate": cmd_calibrate,
             "reading-session": cmd_reading_session}
 
 
@@ -377,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  info      show a model card\n"
               "  batch     impute a missing contrast for every study in a folder (several processes or GPUs)\n"
               "  importance  rank the contrasts from redundant to indispensable (tumour-region quality, segmentation Dice)\n"
+              "  calibrate  fit a model's error model (the 'calibrated' reliability map) and store it in its card\n"
               "  reading-session  create or score a blinded real-vs-synthetic reading session", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
     try:

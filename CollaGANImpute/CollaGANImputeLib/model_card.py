@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import ModelError
 
 CARD_FORMAT = "collagan-impute-model/1"
@@ -54,3 +55,14 @@ def read_card(weights: str | Path) -> dict:
     if card["format"] != CARD_FORMAT:
         raise ModelError(f"model card '{card_file}' has format {card['format']!r}; expected {CARD_FORMAT!r}")
     return card
+
+
+def update_card(weights: str | Path, fields: dict) -> Path:
+    """Add or replace top-level fields of a model card (written atomically); the weights are untouched, so
+    their sha256 still holds. Returns the card's path."""
+    weights = Path(weights)
+    card = read_card(weights)
+    card.update(fields)
+    path = weights if weights.suffix == ".json" else card_path_for(weights)
+    write_text_atomic(path, json.dumps(card, indent=2) + "\n")
+    return path
