@@ -378,7 +378,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
                 mrml.set_window_to_brain(output)
                 outputs[key] = output
                 if imputations[key].uncertainty is not None:
-                    uncertainties[key] = self._addUncertaintyNode(imputations[key].uncertainty, name)
+                    uncertainties[key] = self._addUncertaintyNode(imputations[key].uncertainty, name, imputations[key].uncertainty_meaning)
                     created.append(uncertainties[key])
             outcome = ImputationOutcome(outputs[request.missing], imputations[request.missing], modelName, comparison,
                                         outputNodes=outputs, uncertaintyNodes=uncertainties)
@@ -393,11 +393,11 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return outcome
 
     @staticmethod
-    def _addUncertaintyNode(image, name: str):
-        """The reliability map: the spread of the model's predictions, as a colour overlay."""
+    def _addUncertaintyNode(image, name: str, meaning: str):
+        """The reliability map (the model's expected error, or the spread of its predictions) as a colour overlay."""
         node = mrml.add_volume_node(image, f"{name} (CollaGAN) uncertainty")
         node.SetAttribute(ROLE_ATTRIBUTE, "uncertainty")
-        node.SetAttribute("CollaGANImpute.Units", "brain standard deviations")
+        node.SetAttribute("CollaGANImpute.Units", meaning)
         mrml.set_window_to_brain(node, 0.0, 99.0)
         display = node.GetDisplayNode()
         if display is not None:
@@ -1104,8 +1104,11 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node.EndModify(wasModified)
         notes = outcome.imputation.notes
         created = [n.GetName() for n in [*outcome.outputNodes.values(), *outcome.uncertaintyNodes.values()]]
+        meaning = outcome.imputation.uncertainty_meaning
         self.ui.statusLabel.text = (f"Created {', '.join(repr(n) for n in created)} with {outcome.modelName} "
-                                    "(intensities in brain standard deviations)." + "".join(f"\nNote: {n}" for n in notes))
+                                    "(intensities in brain standard deviations"
+                                    + (f"; reliability map: {meaning}" if meaning else "") + ")."
+                                    + "".join(f"\nNote: {n}" for n in notes))
         if outcome.comparison is not None:
             self.ui.metricsLabel.text = describeMetrics(outcome.comparison.metrics)
         self.onShowComparison()

@@ -213,6 +213,7 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
     assert np.allclose(slicer.util.arrayFromVolume(outcome.outputNodes["t2"]), sitk.GetArrayFromImage(expected), atol=1e-5)
     for node in outcome.uncertaintyNodes.values():
         assert node.GetAttribute(module.ROLE_ATTRIBUTE) == "uncertainty"
+        assert "flipped and shifted canvases" in node.GetAttribute("CollaGANImpute.Units")  # one input: nothing to drop
         assert np.array_equal(mrml.ijk_to_ras(node), mrml.ijk_to_ras(nodes["t1"]))
         assert node.GetDisplayNode().GetColorNodeID() == module.UNCERTAINTY_COLORS
         values = slicer.util.arrayFromVolume(node)

@@ -6,7 +6,8 @@ imputes it from the present inputs alone (joint), and the one-missing model chai
 before it; with one absent contrast this is its ordinary imputation). The one-missing rows compare
 the any-subset model with the one-missing model where both are used as trained. Metrics as
 benchmarks/quality.py (metrics.py, BraSyn normalisation; the brain mask of the complete study, so
-every pattern is scored on the same voxels).
+every pattern is scored on the same voxels). Both models' imputations get the any-subset model's smoothing
+across slices (its card's "inference"), so they differ only in the network.
 
     python benchmarks/missing_patterns.py --data ../shared/data/manifest.json \
         --any-weights CollaGANImpute/Resources/Models/collagan_brats.safetensors --one-weights runs/one/model.safetensors
@@ -44,14 +45,15 @@ def patterns(contrasts: list[str]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict) -> list[dict]:
+def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict, through_plane_mm: float) -> list[dict]:
     stack = network_stack(study, contrasts)
     stack[[contrasts.index(k) for k in absent]] = 0.0
     targets = [contrasts.index(k) for k in absent]
     rows = []
     for method, (model, strategy) in methods.items():
         started = time.monotonic()
-        fakes = synthesise_missing(model.generator, stack, targets, study.mask, strategy=strategy, absent=targets)
+        fakes = synthesise_missing(model.generator, stack, targets, study.mask, strategy=strategy, absent=targets,
+                                   through_plane=through_plane_mm / study.slice_spacing)
         seconds = time.monotonic() - started
         for key in absent:
             scores = image_metrics(study.images[key], fakes[contrasts.index(key)], study.mask)
@@ -113,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         study = prepare_subject(subjects[name], contrasts)
         for present, absent in pattern_list:
             print(f"{name}: {', '.join(present)} -> {', '.join(absent)}", file=sys.stderr)
-            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods)]
+            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods, any_model.through_plane_mm)]
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "held_out": held_out, "normalisation": NORMALISATION,
         "models": {method: {"name": m.name, "sha256": m.card["sha256"], "strategy": s} for method, (m, s) in methods.items()},
+        "through_plane_sigma_mm": any_model.through_plane_mm,
         "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
         "summary": summary(rows, list(methods), contrasts),
         "results": rows,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from .contrasts import display_name
 from .errors import Cancelled, InputError
@@ -28,6 +29,7 @@ class Imputation:
     missing: str
     study: PreparedStudy
     uncertainty: sitk.Image | None = None
+    uncertainty_meaning: str | None = None  # what the reliability map's values are (reliability.describe)
 
     @property
     def notes(self) -> list[str]:
@@ -69,6 +71,7 @@ def synthesise(
     channels_last: bool | None = None,
     bf16: bool = False,
     compiled: bool = False,
+    through_plane: float = 0.0,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -82,7 +85,8 @@ def synthesise(
     README, "Speed and scale", gives the measured difference to full 240x240 slices).
     `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
     (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
-    trade speed for float rounding. Returns (S, H, W), zero outside the mask.
+    trade speed for float rounding. `through_plane`: see `smooth_through_plane` (sigma in slices; 0: none;
+    `slice_sigma` gives a model's). Returns (S, H, W), zero outside the mask.
     """
     device = next(generator.parameters()).device
     count = stack.shape[0]
@@ -114,7 +118,26 @@ def synthesise(
     finally:
         generator.to(memory_format=torch.contiguous_format)
     output[~mask] = 0.0
-    return output
+    return smooth_through_plane(output, mask, through_plane) if through_plane > 0 else output
+
+
+def smooth_through_plane(volume: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian (sigma in slices) across the slices, inside the brain only (normalised by the brain's own
+    weight, so the edge of the brain is not darkened by the background).
+
+    Each slice is imputed on its own, so neighbouring slices of the output differ more than those of a
+    real volume (the noise of their inputs passes through independently); viewed in a sagittal or
+    coronal plane the imputation flickers. A light smoothing across slices removes the flicker and, on the
+    training subjects, raised brain SSIM (benchmarks/results/quality.md shows both).
+    """
+    weight = gaussian_filter1d(mask.astype(np.float32), sigma, axis=0)
+    smoothed = gaussian_filter1d(np.where(mask, volume, 0.0).astype(np.float32), sigma, axis=0)
+    return np.where(mask, smoothed / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
+
+
+def slice_sigma(model: Model, study: PreparedStudy) -> float:
+    """The model's smoothing across slices (card "inference", in mm) in slices of this study."""
+    return model.through_plane_mm / study.slice_spacing
 
 
 def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray) -> np.ndarray:
@@ -238,8 +261,9 @@ def impute_all(
     intensities are in brain standard deviations (see the model card's output_intensity) and zero
     outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
     README documents. With `uncertainty`, each result also carries its reliability map
-    (reliability.uncertainty_map, in the same units): the spread over input subsets for a model trained for
-    any subset, else over flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations.
+    (reliability.reliability_map; `uncertainty_meaning` says its unit): the card's error model where the
+    model was calibrated, else the spread over input subsets for a model trained for any subset, else over
+    flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations.
     """
     chosen = plan_request(model, inputs, missing, strategy)
     contrasts = model.contrasts
@@ -252,22 +276,25 @@ def impute_all(
         study.notes.append(f"model '{model.name}' was trained with {model.most_missing} absent contrast(s) and {len(absent)} are "
                            "absent here: expect lower quality than with the missing contrast alone absent")
     stack = network_stack(study, contrasts)
+    through_plane = slice_sigma(model, study)
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
-        batch_size=batch_size, bf16=bf16,
+        batch_size=batch_size, bf16=bf16, through_plane=through_plane,
     )
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:
-        from .reliability import available_methods, uncertainty_map
+        from .reliability import available_methods, describe, reliability_map
 
-        # The spread over input subsets where the model allows it: it ranks the error better on T1Gd and
-        # costs 4 predictions instead of 24 (benchmarks/results/reliability.md).
-        method = "subsets" if "subsets" in available_methods(model.card, len(inputs)) else "flips"
+        # The most informative map the model offers (benchmarks/results/reliability.md): its error model where
+        # calibrated, else the spread over input subsets (4 predictions), else over canvases (24).
+        method = available_methods(model.card, len(inputs))[0]
         for key in missing:  # the progress count starts again for each map
-            _, spread = uncertainty_map(model.generator, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
-                                        present=[contrasts.index(k) for k in inputs], progress=progress, cancel=cancel)
-            results[key].uncertainty = study.to_reference_image(spread)
+            _, reliability = reliability_map(model, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
+                                             present=[contrasts.index(k) for k in inputs], through_plane=through_plane,
+                                             progress=progress, cancel=cancel)
+            results[key].uncertainty = study.to_reference_image(reliability)
+            results[key].uncertainty_meaning = describe(method)
     return results
 
 

@@ -35,6 +35,11 @@ class Model:
         return self.card.get("name", self.weights_path.stem)
 
     @property
+    def through_plane_mm(self) -> float:
+        """Width (Gaussian sigma, mm) of the smoothing across slices its imputations get (inference.smooth_through_plane)."""
+        return float(self.card.get("inference", {}).get("through_plane_sigma_mm", 0.0))
+
+    @property
     def most_missing(self) -> int:
         """How many absent inputs the model was trained for: 1 for CollaGAN, N-1 for any subset."""
         return int(self.card.get("missing_inputs", {}).get("max", 1))

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from .contrasts import display_name
 from .errors import InputError
-from .geometry import describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
+from .geometry import CANONICAL, describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
 from .volumes import check_volume, read_volume
 
 VolumeSource = Union[str, Path, sitk.Image]  # Union: Slicer 5.6 runs Python 3.9
@@ -29,6 +29,11 @@ class PreparedStudy:
     mask: np.ndarray
     brain_std: dict[str, float]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def slice_spacing(self) -> float:
+        """Millimetres between neighbouring canonical (axial) slices."""
+        return float(sitk.DICOMOrient(self.reference, CANONICAL).GetSpacing()[2])
 
     def to_reference_image(self, canonical: np.ndarray) -> sitk.Image:
         """A canonical array back on the reference grid, with the reference's exact geometry."""
