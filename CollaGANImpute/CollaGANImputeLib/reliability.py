@@ -190,12 +190,14 @@ def calibrate(
     """Fit the error model (error_model.py) of every contrast on `studies` (name -> study with every contrast):
     each contrast imputed from the others, its spread by `spread_method` (default "subsets" where the model
     allows it, else "flips"), its |error| after BraSyn normalisation. The maps are those of the whole volume,
-    as at inference; `every` keeps every K-th brain slice of them for the fit (it needs many voxels, not all). Returns the model card's "error_model" entry, with the
-    Spearman correlation of map and error on the fitted subjects (an optimistic figure: report held-out ones).
+    as at inference; `every` keeps every K-th brain slice of them for the fit (it needs many voxels, not all).
+    Returns the model card's "error_model" entry, with the Spearman correlation of map and error on the
+    fitted subjects (an optimistic figure: report held-out ones).
     """
     contrasts = model.contrasts
-    spread_method = spread_method or ("subsets" if "subsets" in available_methods(model.card) else "flips")
-    if spread_method not in available_methods(model.card):
+    offered = available_methods(model.card)
+    spread_method = spread_method or next(m for m in offered if m in SPREADS)
+    if spread_method not in offered:
         raise InputError(f"model '{model.name}' cannot give a {spread_method!r} spread with one contrast missing")
     if not studies:
         raise InputError("calibration needs at least one subject with every contrast")
