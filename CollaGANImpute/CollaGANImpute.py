@@ -1353,6 +1353,8 @@ class CollaGANImputeTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_ImputeSampleCase()
+        self.setUp()
+        self.test_AnySubsetWithReliabilityMaps()
 
     def test_ImputeSampleCase(self):
         import SampleData
@@ -1378,3 +1380,26 @@ class CollaGANImputeTest(ScriptedLoadableModuleTest):
         self.assertTrue(np.isfinite(ssim) and 0.0 <= ssim <= 1.0, f"SSIM {ssim}")
         logic.showComparison(inputs, output, found["t1gd"], logic.lastOutcome.differenceNode)
         self.delayDisplay(f"Test passed: SSIM (brain) {ssim:.3f}")
+
+    def test_AnySubsetWithReliabilityMaps(self):
+        """Only T1 and T2 loaded: T1Gd and FLAIR both imputed, each with a reliability overlay in its unit."""
+        import SampleData
+
+        registerSampleData()
+        SampleData.downloadSamples(SAMPLE_NAME)
+        logic = CollaGANImputeLogic()
+        if not logic.installDependencies(askConfirmation=False):
+            self.fail("the Python packages CollaGAN needs could not be installed")
+        found = logic.assignVolumes(logic.modelCard()["contrasts"])
+        self.delayDisplay("Imputing T1Gd and FLAIR from T1 and T2, with reliability maps")
+        logic.impute({"t1": found["t1"], "t2": found["t2"], "t1gd": None, "flair": None}, "t1gd", uncertainty=True)
+        outcome = logic.lastOutcome
+        self.assertEqual(sorted(outcome.outputNodes), ["flair", "t1gd"])
+        self.assertEqual(sorted(outcome.uncertaintyNodes), ["flair", "t1gd"])
+        for node in outcome.uncertaintyNodes.values():
+            self.assertEqual(node.GetAttribute("CollaGANImpute.Units"), outcome.imputation.uncertainty_meaning)
+            values = slicer.util.arrayFromVolume(node)
+            self.assertTrue(np.isfinite(values).all() and values.min() >= 0)
+        logic.showComparison({"t1": found["t1"], "t2": found["t2"]}, outcome.outputNode,
+                             uncertaintyNode=outcome.uncertaintyNodes["t1gd"], otherOutputs={"flair": outcome.outputNodes["flair"]})
+        self.delayDisplay("Test passed: both contrasts imputed, with their reliability maps")
