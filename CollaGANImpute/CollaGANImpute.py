@@ -704,14 +704,16 @@ def describeCard(card: dict) -> str:
                  f"validation {escape(', '.join(training['validation_subjects']))}" if training.get("validation_subjects") else "",
                  f"{escape(training['steps'])} steps" if "steps" in training else ""]
         lines.append("<b>Training:</b> " + "; ".join(f for f in facts if f))
-    validation = card.get("metrics", {}).get("validation", {})
-    rows = [(k, v) for k, v in validation.items() if isinstance(v, dict)]
+    metrics = card.get("metrics", {})
+    held = metrics.get("held_out")  # whole held-out volumes as the module imputes them, where the card has them
+    scores, title = (held, f"Held out ({', '.join(held.get('subjects', []))})") if held else (metrics.get("validation", {}), "Validation")
+    rows = [(k, v) for k, v in scores.items() if isinstance(v, dict)]
     if rows:
         table = "".join(
             f"<tr><td>{escape(display_name(k))}</td><td>{v.get('ssim_brain', float('nan')):.3f}</td>"
             f"<td>{v.get('psnr_brain', float('nan')):.2f}</td><td>{v.get('nmse_brain', float('nan')):.3f}</td></tr>"
             for k, v in rows)
-        lines.append("<b>Validation</b> (imputing each contrast from the others):"
+        lines.append(f"<b>{escape(title)}</b> (imputing each contrast from the others):"
                      "<table border='1' cellpadding='2'><tr><th></th><th>SSIM</th><th>PSNR dB</th><th>NMSE</th></tr>"
                      f"{table}</table><small>{escape(card['metrics'].get('normalisation', ''))}</small>")
     if card.get("output_intensity"):

@@ -316,6 +316,9 @@ def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_p
     assert {(v.GetOrientation(), v.GetViewGroup()) for v in views} == {("Coronal", 7)}
     text = module.describeCard(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
     assert "T1, T1Gd, T2, FLAIR" in text and "untrained test model" in text
+    bundled = module.describeCard(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
+    ssim = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]["t1gd"]["ssim_brain"]
+    assert "Held out (BraTS-GLI-00001-000)" in bundled and f"<td>T1Gd</td><td>{ssim:.3f}</td>" in bundled
 
 
 def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_model_path, tmp_path):
