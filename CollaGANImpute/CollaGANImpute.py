@@ -728,6 +728,19 @@ def describeMetrics(metrics: dict) -> str:
             f"<br><small>{html.escape(metrics.get('normalisation', ''))}</small>")
 
 
+def jobFinished(job, progressBar, label, timer) -> bool:
+    """Show a worker job's progress; once it has finished, stop polling, hide the bar and say True."""
+    state = job.state()
+    progressBar.maximum = state.total  # 0: busy indicator until the work is counted
+    progressBar.value = state.done
+    label.text = state.stage
+    if not state.finished:
+        return False
+    timer.stop()
+    progressBar.hide()
+    return True
+
+
 def finishJob(label, finish, show, *, cancelled: str, refused: str, failed: str) -> None:
     """The main-thread end of a worker job: `show(finish())`; a cancel, a refused input or an unexpected
     error is reported in `label` (the errors also in a dialog) instead."""
@@ -1081,17 +1094,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def _pollJob(self) -> None:
-        if self._job is None:
+        if self._job is None or not jobFinished(self._job, self.ui.progressBar, self.ui.statusLabel, self._timer):
             return
-        state = self._job.state()
-        self.ui.progressBar.maximum = state.total  # 0: busy indicator until slices are counted
-        self.ui.progressBar.value = state.done
-        self.ui.statusLabel.text = state.stage
-        if not state.finished:
-            return
-        self._timer.stop()
         job, self._job = self._job, None
-        self.ui.progressBar.hide()
         try:
             finishJob(self.ui.statusLabel, lambda: self.logic.finishImputation(self._request, job.result()), self._showOutcome,
                       cancelled="Cancelled: nothing was added to the scene.", refused="Cannot impute", failed="Imputation failed")
@@ -1162,15 +1167,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def _pollAnalysis(self) -> None:
-        state = self._analysisJob.state()
-        self.ui.analysisProgressBar.maximum = state.total
-        self.ui.analysisProgressBar.value = state.done
-        self.ui.analysisStatusLabel.text = state.stage
-        if not state.finished:
+        if not jobFinished(self._analysisJob, self.ui.analysisProgressBar, self.ui.analysisStatusLabel, self._analysisTimer):
             return
-        self._analysisTimer.stop()
         job, self._analysisJob = self._analysisJob, None
-        self.ui.analysisProgressBar.hide()
+
         def finish() -> tuple:
             report, folder = job.result(), self.ui.analysisFolderLineEdit.currentPath
             return report, self.logic.writeImportance(report, folder) if folder else {}
