@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from CollaGANImputeLib.errors import Cancelled, InputError
 from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.inference import impute, slice_sigma, smooth_through_plane
+from CollaGANImputeLib.inference import impute, model_smoothing, smooth_in_brain
 from CollaGANImputeLib.model_io import load_model
 from CollaGANImputeLib.study import prepare_study
 from conftest import subject_files
@@ -107,10 +107,10 @@ def test_smoothing_across_slices_keeps_flat_tissue_flat_and_removes_flicker():
     rng = np.random.default_rng(0)
     mask = np.zeros((20, 16, 16), dtype=bool)
     mask[3:17, 4:12, 4:12] = True
-    flat = smooth_through_plane(np.where(mask, 2.5, 0.0), mask, 1.5)
+    flat = smooth_in_brain(np.where(mask, 2.5, 0.0), mask, (1.5, 1.0))
     assert np.allclose(flat[mask], 2.5, atol=1e-5) and np.all(flat[~mask] == 0)  # the brain's edge is not darkened
     noisy = np.where(mask, 1 + rng.normal(0, 0.2, mask.shape), 0.0).astype(np.float32)
-    smoothed = smooth_through_plane(noisy, mask, 1.0)
+    smoothed = smooth_in_brain(noisy, mask, (1.0, 0.0))
     inside = mask[1:] & mask[:-1]
 
     def flicker(volume):
@@ -120,19 +120,35 @@ def test_smoothing_across_slices_keeps_flat_tissue_flat_and_removes_flicker():
     assert smoothed[mask].mean() == pytest.approx(noisy[mask].mean(), abs=0.01)
 
 
-def test_the_cards_smoothing_is_applied_in_millimetres(manifest, tiny_model, tmp_path):
-    """A card asking for 2 mm: a 1 mm study is smoothed with sigma 2 slices, its copy resampled to 2 mm slices
-    with sigma 1 slice."""
+def test_smoothing_in_plane_removes_a_checkerboard_and_keeps_an_edge():
+    """The decoder's artefact (a +-0.2 checkerboard at one voxel's period) on a tissue edge (1 | 2): the
+    card's 0.75 voxels leaves under 2 % of the checkerboard, and the edge still rises over about 3 voxels."""
+    mask = np.ones((3, 32, 32), dtype=bool)
+    rows, cols = np.indices((32, 32))
+    tissue = np.where(cols < 16, 1.0, 2.0)
+    checker = 0.2 * (-1.0) ** (rows + cols)
+    smoothed = smooth_in_brain(np.broadcast_to(tissue + checker, mask.shape).astype(np.float32), mask, (0.0, 0.75))[1]
+    residue = smoothed - smooth_in_brain(np.broadcast_to(tissue, mask.shape).astype(np.float32), mask, (0.0, 0.75))[1]
+    assert np.abs(residue[4:-4, 4:-4]).max() < 0.02 * 0.2
+    profile = smoothed[16]
+    assert profile[12] == pytest.approx(1.0, abs=0.01) and profile[19] == pytest.approx(2.0, abs=0.01)
+    assert 1.2 < profile[15] < 1.5 and 1.5 < profile[16] < 1.8
+
+
+def test_the_cards_smoothing_is_in_millimetres_across_slices_and_voxels_in_plane(manifest, tiny_model, tmp_path):
+    """A card asking for 2 mm across slices and 0.75 voxels in plane: a 1 mm study is smoothed with sigma
+    (2, 0.75) voxels, its copy resampled to 2 mm slices with (1, 0.75)."""
     smoothing = load_model(tiny_model.weights_path)
-    smoothing.card["inference"] = {"through_plane_sigma_mm": 2.0}
-    assert smoothing.through_plane_mm == 2.0 and tiny_model.through_plane_mm == 0.0
+    smoothing.card["inference"] = {"through_plane_sigma_mm": 2.0, "in_plane_sigma_voxels": 0.75}
+    assert (smoothing.through_plane_mm, smoothing.in_plane_voxels) == (2.0, 0.75)
+    assert (tiny_model.through_plane_mm, tiny_model.in_plane_voxels) == (0.0, 0.0)
     files = subject_files(manifest, "TCGA-DU-7294")
     inputs = {k: files[k] for k in ("t1", "t2", "flair")}
     study = prepare_study(inputs, tiny_model.contrasts)
-    assert slice_sigma(smoothing, study) == pytest.approx(2.0)
+    assert model_smoothing(smoothing, study) == pytest.approx((2.0, 0.75))
     plain = to_canonical_array(impute(inputs, "t1gd", tiny_model).image)
     smoothed = to_canonical_array(impute(inputs, "t1gd", smoothing).image)
-    np.testing.assert_allclose(smoothed, smooth_through_plane(plain, study.mask, 2.0), atol=1e-4)
+    np.testing.assert_allclose(smoothed, smooth_in_brain(plain, study.mask, (2.0, 0.75)), atol=1e-4)
     thick = sitk.ReadImage(str(files["t1"]))
     thick.SetSpacing((1.0, 1.0, 2.0))
-    assert slice_sigma(smoothing, prepare_study({"t1": thick}, tiny_model.contrasts)) == pytest.approx(1.0)
+    assert model_smoothing(smoothing, prepare_study({"t1": thick}, tiny_model.contrasts)) == pytest.approx((1.0, 0.75))

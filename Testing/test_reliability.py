@@ -49,12 +49,12 @@ def study() -> tuple[np.ndarray, np.ndarray]:
 
 def test_shapes_masking_and_the_central_prediction_is_the_plain_imputation(tiny_model, study):
     stack, mask = study
-    for method in ("flips", "subsets"):
-        central, spread = uncertainty_map(tiny_model.generator, stack, T1GD, mask, method=method)
+    for method, smoothing in (("flips", (0.0, 0.0)), ("subsets", (0.0, 0.0)), ("subsets", (1.25, 0.75))):
+        central, spread = uncertainty_map(tiny_model.generator, stack, T1GD, mask, method=method, smoothing=smoothing)
         assert central.shape == spread.shape == mask.shape and spread.dtype == np.float32
         assert not central[~mask].any() and not spread[~mask].any()
         assert (spread >= 0).all() and spread[mask].min() < spread[mask].max()
-        np.testing.assert_allclose(central, synthesise(tiny_model.generator, stack, T1GD, mask), atol=1e-5)
+        np.testing.assert_allclose(central, synthesise(tiny_model.generator, stack, T1GD, mask, smoothing=smoothing), atol=1e-5)
 
 
 def test_a_voxelwise_model_has_no_flip_or_canvas_spread(tiny_model, study):

@@ -7,7 +7,7 @@ before it; with one absent contrast this is its ordinary imputation). The one-mi
 the any-subset model with the one-missing model where both are used as trained. Metrics as
 benchmarks/quality.py (metrics.py, BraSyn normalisation; the brain mask of the complete study, so
 every pattern is scored on the same voxels). Both models' imputations get the any-subset model's smoothing
-across slices (its card's "inference"), so they differ only in the network.
+(its card's "inference"), so they differ only in the network.
 
     python benchmarks/missing_patterns.py --data ../shared/data/manifest.json \
         --any-weights CollaGANImpute/Resources/Models/collagan_brats.safetensors --one-weights runs/one/model.safetensors
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import network_stack, synthesise_missing  # noqa: E402
+from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise_missing  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 
@@ -45,7 +45,7 @@ def patterns(contrasts: list[str]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict, through_plane_mm: float) -> list[dict]:
+def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict, smoothed_as) -> list[dict]:
     stack = network_stack(study, contrasts)
     stack[[contrasts.index(k) for k in absent]] = 0.0
     targets = [contrasts.index(k) for k in absent]
@@ -53,7 +53,7 @@ def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: li
     for method, (model, strategy) in methods.items():
         started = time.monotonic()
         fakes = synthesise_missing(model.generator, stack, targets, study.mask, strategy=strategy, absent=targets,
-                                   through_plane=through_plane_mm / study.slice_spacing)
+                                   smoothing=model_smoothing(smoothed_as, study))
         seconds = time.monotonic() - started
         for key in absent:
             scores = image_metrics(study.images[key], fakes[contrasts.index(key)], study.mask)
@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         study = prepare_subject(subjects[name], contrasts)
         for present, absent in pattern_list:
             print(f"{name}: {', '.join(present)} -> {', '.join(absent)}", file=sys.stderr)
-            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods, any_model.through_plane_mm)]
+            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods, any_model)]
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "held_out": held_out, "normalisation": NORMALISATION,
         "models": {method: {"name": m.name, "sha256": m.card["sha256"], "strategy": s} for method, (m, s) in methods.items()},
-        "through_plane_sigma_mm": any_model.through_plane_mm,
+        "smoothing": {"through_plane_sigma_mm": any_model.through_plane_mm, "in_plane_sigma_voxels": any_model.in_plane_voxels},
         "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
         "summary": summary(rows, list(methods), contrasts),
         "results": rows,

@@ -9,8 +9,8 @@ enhancement proxy (no tumour labels are available: voxels whose z-scored T1Gd ex
 more than ENHANCEMENT_MARGIN inside the brain; this includes vessels and choroid plexus besides enhancing
 tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
 as a ratio to the real volume's. "CollaGAN" is the model as shipped, with its card's smoothing across
-slices (inference.smooth_through_plane; the single-input model gets the same); a second row shows it
-without.
+slices and in plane (inference.smooth_in_brain; the single-input model gets the same); a second row shows
+it without.
 
 Writes JSON, a Markdown table and a PNG figure (per contrast: inputs' slice, imputed, real, |difference|).
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import network_stack, slice_sigma, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
@@ -92,8 +92,8 @@ class SingleInputBaseline:
     """A generator trained with one input contrast (card missing_inputs min = max = N-1), given each other
     contrast alone; the prediction with the best brain SSIM is kept and its input remembered."""
 
-    def __init__(self, model, contrasts: list[str], through_plane_mm: float) -> None:
-        self.model, self.contrasts, self.through_plane_mm = model, contrasts, through_plane_mm
+    def __init__(self, model, contrasts: list[str], smoothed_as) -> None:
+        self.model, self.contrasts, self.smoothed_as = model, contrasts, smoothed_as  # the shipped model, for its smoothing
         self.chosen: dict[tuple[int, str], str] = {}
 
     def __call__(self, study, key: str) -> np.ndarray:
@@ -102,7 +102,7 @@ class SingleInputBaseline:
             stack = network_stack(study, self.contrasts)
             stack[[i for i, k in enumerate(self.contrasts) if k not in (source, key)]] = 0.0
             fake = synthesise(self.model.generator, stack, self.contrasts.index(key), study.mask,
-                              through_plane=self.through_plane_mm / study.slice_spacing)
+                              smoothing=model_smoothing(self.smoothed_as, study))
             ssim = image_metrics(study.images[key], fake, study.mask)["ssim_brain"]
             if best is None or ssim > best[0]:
                 best = (ssim, fake, source)
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     methods = {
         "CollaGAN": lambda study, key: synthesise(
-            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, through_plane=slice_sigma(model, study)),
-        "CollaGAN, no smoothing across slices": lambda study, key: synthesise(
+            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, smoothing=model_smoothing(model, study)),
+        "CollaGAN, no smoothing": lambda study, key: synthesise(
             model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask),
         "mean of inputs": lambda study, key: np.mean([study.images[k] for k in contrasts if k != key], axis=0),
         "linear regression": lambda study, key: regressions[(key, False)].predict(study),
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     single = None
     if args.single_input_weights is not None:
-        single = SingleInputBaseline(load_model(args.single_input_weights), contrasts, model.through_plane_mm)
+        single = SingleInputBaseline(load_model(args.single_input_weights), contrasts, model)
         methods["single-input CollaGAN"] = single
     rows, figure_rows = [], []
     for name in held_out:
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
         "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (z over each volume's brain)",
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
-        "through_plane_sigma_mm": model.through_plane_mm,  # CollaGAN and the single-input model; the other rows have none
+        # CollaGAN and the single-input model; the other rows have none
+        "smoothing": {"through_plane_sigma_mm": model.through_plane_mm, "in_plane_sigma_voxels": model.in_plane_voxels},
         "single_input_model": None if single is None else {
             "name": single.model.name, "sha256": single.model.card["sha256"],
             "choice": "per held-out subject and contrast, the single input with the best brain SSIM (favours this baseline)"},

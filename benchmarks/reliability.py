@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
@@ -36,7 +36,7 @@ from quality import figure_slice  # noqa: E402
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import network_stack, slice_sigma, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
@@ -49,6 +49,14 @@ TARGET = 0.3  # the issue's figure: Spearman(uncertainty, |error|) over brain vo
 
 def spearman(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
     return float(spearmanr(a[region], b[region])[0]) if region.sum() > 2 else None
+
+
+def map_percentile(uncertainty: np.ndarray, brain: np.ndarray, region: np.ndarray) -> float | None:
+    """Mean percentile rank over the brain (0-100) of the map inside `region`."""
+    if not (region & brain).any():
+        return None
+    ranks = rankdata(uncertainty[brain]) / brain.sum() * 100
+    return float(ranks[region[brain]].mean())
 
 
 def colour_panel(title: str, plane: np.ndarray, brain: np.ndarray, height: int) -> Image.Image:
@@ -95,20 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     brain, stack = study.mask[kept], np.ascontiguousarray(network_stack(study, contrasts)[:, kept])
     proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)[kept]
     reals = {key: study.images[key][kept] for key in contrasts}
-    through_plane = slice_sigma(model, study) / args.every  # kept slices lie `every` slices apart
+    across, within = model_smoothing(model, study)
+    smoothing = (across / args.every, within)  # kept slices lie `every` slices apart
 
     rows, figure_rows = [], []
     for key in contrasts:
         target = contrasts.index(key)
         started = time.monotonic()
-        plain = synthesise(model.generator, stack, target, brain, through_plane=through_plane)
+        plain = synthesise(model.generator, stack, target, brain, smoothing=smoothing)
         plain_seconds = time.monotonic() - started
         real_n = brasyn_normalise(reals[key], brain)
         for method in methods:
             spread = model.card["error_model"]["spread"] if method == "calibrated" else method
             started = time.monotonic()
             central, uncertainty = reliability_map(model, stack, target, brain, method=method, canvases=CANVASES[: args.canvases],
-                                                   through_plane=through_plane)
+                                                   smoothing=smoothing)
             seconds = time.monotonic() - started
             error = np.abs(brasyn_normalise(central, brain) - real_n)
             rows.append({
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 "brain_voxels": int(brain.sum()), "enhancing_voxels": int(proxy.sum()),
                 "mean_abs_error_brain": float(error[brain].mean()),
                 "mean_uncertainty_brain": float(uncertainty[brain].mean()),
+                "enhancing_map_percentile": map_percentile(uncertainty, brain, proxy),
                 "central_is_plain_imputation": bool(np.allclose(central, plain, atol=1e-5)),
                 "seconds_plain": round(plain_seconds, 1), "seconds_uncertainty": round(seconds, 1),
                 "time_ratio": round(seconds / plain_seconds, 2),
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         + f" ({len(kept)} of {study.mask.shape[0]}, the figure's slice {figure_at} among them)",
         "enhancement_proxy": f"brain voxels with z(T1Gd) - z(T1) > {ENHANCEMENT_MARGIN} (regions.py)",
         "time_ratio": "seconds of reliability_map (plain imputation included) / seconds of one plain imputation",
+        "enhancing_map_percentile": "mean percentile rank (0-100, over the brain) of the map's values inside the enhancement proxy: "
+                                    "whether the map flags the region as a whole, even where it does not rank the error within it",
         "target": f"Spearman over brain voxels >= {TARGET} per contrast",
         "machine": machine(), "results": rows,
     }

@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import Subject, prepare_subject
 from .geometry import resample_onto, same_grid, to_canonical_array
-from .inference import Imputation, network_stack, slice_sigma, synthesise
+from .inference import Imputation, model_smoothing, network_stack, synthesise
 from .metrics import NORMALISATION, image_metrics
 from .model_io import Model
 from .study import VolumeSource, load_volume, normalise_in_brain
@@ -53,7 +53,7 @@ def evaluate_subjects(
             if progress is not None:
                 progress(f"{subject.name}: {key}")
             fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                              through_plane=slice_sigma(model, study))
+                              smoothing=model_smoothing(model, study))
             scores = image_metrics(study.images[key], fake, study.mask)
             results.append({"subject": subject.name, "contrast": key, **{m: scores[m] for m in METRIC_NAMES}})
     means = {

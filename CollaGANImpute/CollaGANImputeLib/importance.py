@@ -28,7 +28,7 @@ from .contrasts import display_name
 from .data import Subject, prepare_subject
 from .errors import Cancelled, InputError
 from .geometry import describe_grid, resample_onto, same_grid, to_canonical_array
-from .inference import network_stack, slice_sigma, synthesise
+from .inference import model_smoothing, network_stack, synthesise
 from .metrics import NORMALISATION, image_metrics
 from .model_io import Model
 from .montage import write_png
@@ -237,7 +237,7 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
     for key in contrasts:
         steps.start(f"{name}: imputing {display_name(key)}")
         fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                         through_plane=slice_sigma(model, study), cancel=steps.cancel)
+                         smoothing=model_smoothing(model, study), cancel=steps.cancel)
         brain = image_metrics(study.images[key], fake, study.mask)
         row = {"subject": name, "contrast": key, **{m: brain[m] for m in METRICS}, "regions": {}}
         for region, mask in regions.masks.items():

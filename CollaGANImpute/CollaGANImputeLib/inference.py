@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter
 
 from .contrasts import display_name
 from .errors import Cancelled, InputError
@@ -71,7 +71,7 @@ def synthesise(
     channels_last: bool | None = None,
     bf16: bool = False,
     compiled: bool = False,
-    through_plane: float = 0.0,
+    smoothing: tuple[float, float] = (0.0, 0.0),
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -85,8 +85,8 @@ def synthesise(
     README, "Speed and scale", gives the measured difference to full 240x240 slices).
     `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
     (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
-    trade speed for float rounding. `through_plane`: see `smooth_through_plane` (sigma in slices; 0: none;
-    `slice_sigma` gives a model's). Returns (S, H, W), zero outside the mask.
+    trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
+    gives a model's). Returns (S, H, W), zero outside the mask.
     """
     device = next(generator.parameters()).device
     count = stack.shape[0]
@@ -118,26 +118,31 @@ def synthesise(
     finally:
         generator.to(memory_format=torch.contiguous_format)
     output[~mask] = 0.0
-    return smooth_through_plane(output, mask, through_plane) if through_plane > 0 else output
+    return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
 
 
-def smooth_through_plane(volume: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """A Gaussian (sigma in slices) across the slices, inside the brain only (normalised by the brain's own
-    weight, so the edge of the brain is not darkened by the background).
+def smooth_in_brain(volume: np.ndarray, mask: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
+    """A Gaussian, sigma (across slices, in plane) in voxels, inside the brain only (normalised by the
+    brain's own weight, so the edge of the brain is not darkened by the background).
 
-    Each slice is imputed on its own, so neighbouring slices of the output differ more than those of a
-    real volume (the noise of their inputs passes through independently); viewed in a sagittal or
-    coronal plane the imputation flickers. A light smoothing across slices removes the flicker and, on the
-    training subjects, raised brain SSIM (benchmarks/results/quality.md shows both).
+    Two artefacts of a 2-D generator that no real volume has. Across slices: each slice is imputed on its
+    own, so neighbouring slices differ more than those of a real volume (the noise of their inputs passes
+    through independently) and a sagittal or coronal view flickers. In plane: the decoder's stride-2
+    transposed convolutions leave a faint checkerboard at the scale of one or two voxels of the network's
+    grid. A light smoothing removes both and, on the training subjects, raised brain SSIM
+    (benchmarks/results/quality.md shows the imputation with and without it).
     """
-    weight = gaussian_filter1d(mask.astype(np.float32), sigma, axis=0)
-    smoothed = gaussian_filter1d(np.where(mask, volume, 0.0).astype(np.float32), sigma, axis=0)
+    across, within = sigma
+    sigmas = (across, within, within)
+    weight = gaussian_filter(mask.astype(np.float32), sigmas)
+    smoothed = gaussian_filter(np.where(mask, volume, 0.0).astype(np.float32), sigmas)
     return np.where(mask, smoothed / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
 
 
-def slice_sigma(model: Model, study: PreparedStudy) -> float:
-    """The model's smoothing across slices (card "inference", in mm) in slices of this study."""
-    return model.through_plane_mm / study.slice_spacing
+def model_smoothing(model: Model, study: PreparedStudy) -> tuple[float, float]:
+    """The model's smoothing (card "inference") in voxels of this study: across slices, given in mm so that
+    thick-slice studies get less, and in plane, given in voxels of the grid the network runs on."""
+    return model.through_plane_mm / study.slice_spacing, model.in_plane_voxels
 
 
 def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray) -> np.ndarray:
@@ -276,11 +281,11 @@ def impute_all(
         study.notes.append(f"model '{model.name}' was trained with {model.most_missing} absent contrast(s) and {len(absent)} are "
                            "absent here: expect lower quality than with the missing contrast alone absent")
     stack = network_stack(study, contrasts)
-    through_plane = slice_sigma(model, study)
+    smoothing = model_smoothing(model, study)
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
-        batch_size=batch_size, bf16=bf16, through_plane=through_plane,
+        batch_size=batch_size, bf16=bf16, smoothing=smoothing,
     )
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:
@@ -291,7 +296,7 @@ def impute_all(
         method = available_methods(model.card, len(inputs))[0]
         for key in missing:  # the progress count starts again for each map
             _, reliability = reliability_map(model, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
-                                             present=[contrasts.index(k) for k in inputs], through_plane=through_plane,
+                                             present=[contrasts.index(k) for k in inputs], smoothing=smoothing,
                                              progress=progress, cancel=cancel)
             results[key].uncertainty = study.to_reference_image(reliability)
             results[key].uncertainty_meaning = describe(method)

@@ -36,8 +36,13 @@ class Model:
 
     @property
     def through_plane_mm(self) -> float:
-        """Width (Gaussian sigma, mm) of the smoothing across slices its imputations get (inference.smooth_through_plane)."""
+        """Width (Gaussian sigma, mm) of the smoothing across slices its imputations get (inference.smooth_in_brain)."""
         return float(self.card.get("inference", {}).get("through_plane_sigma_mm", 0.0))
+
+    @property
+    def in_plane_voxels(self) -> float:
+        """Width (Gaussian sigma, voxels of the network's grid) of the smoothing in plane its imputations get."""
+        return float(self.card.get("inference", {}).get("in_plane_sigma_voxels", 0.0))
 
     @property
     def most_missing(self) -> int:

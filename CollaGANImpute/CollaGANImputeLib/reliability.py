@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from . import error_model
 from .errors import InputError
-from .inference import CancelCheck, Progress, network_stack, slice_sigma, synthesise
+from .inference import CancelCheck, Progress, model_smoothing, network_stack, smooth_in_brain, synthesise
 from .metrics import brasyn_normalise
 from .model_io import Model
 from .networks import Generator
@@ -63,8 +63,9 @@ def available_methods(card: dict, present: int | None = None) -> tuple[str, ...]
 
 
 def _on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int], mirror: bool,
-               **options) -> np.ndarray:
-    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened and shifted."""
+               smoothing: tuple[float, float] = (0.0, 0.0), **options) -> np.ndarray:
+    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened and shifted,
+    smoothed on the whole grid as `synthesise` does (the box's edge must not act as a boundary)."""
     if mirror:
         stack, mask = stack[..., ::-1], mask[..., ::-1]
     margin, down, right = canvas
@@ -76,6 +77,8 @@ def _on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.nd
         generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, np.ascontiguousarray(mask[:, rows, cols]),
         crop=False, **options,
     )
+    if any(smoothing):
+        output = smooth_in_brain(output, np.ascontiguousarray(mask), smoothing)
     return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
 
@@ -90,13 +93,13 @@ def uncertainty_map(
     canvases: Sequence[tuple[int, int, int]] = CANVASES,
     batch_size: int = 8,
     bf16: bool = False,
-    through_plane: float = 0.0,
+    smoothing: tuple[float, float] = (0.0, 0.0),
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The plain imputation of contrast `target` and its uncertainty, both (S, H, W), zero outside `mask`.
 
-    stack, target, mask, batch_size, bf16, through_plane and cancel as for `inference.synthesise`. `present`: the
+    stack, target, mask, batch_size, bf16, smoothing and cancel as for `inference.synthesise`. `present`: the
     channels of `stack` that hold an acquired input (default: every channel but `target`; the others are
     zero-filled); "subsets" drops each in turn and needs at least two. `canvases` ("flips"; no shift
     larger than its margin): fewer is faster (each costs about one plain imputation per mirror image,
@@ -129,7 +132,7 @@ def uncertainty_map(
             inputs = stack.copy()
             inputs[dropped] = 0.0
         counted = None if progress is None else lambda done, _: progress(number * per_member + done, total)
-        return _on_canvas(generator, inputs, target, mask, canvas, mirror, batch_size=batch_size, bf16=bf16, through_plane=through_plane,
+        return _on_canvas(generator, inputs, target, mask, canvas, mirror, batch_size=batch_size, bf16=bf16, smoothing=smoothing,
                           progress=counted, cancel=cancel)
 
     central = predict(0, *members[0])
@@ -210,7 +213,7 @@ def calibrate(
         kept, stack = brain_slices(study.mask)[::every], network_stack(study, contrasts)
         for target, key in enumerate(contrasts):
             central, spread = uncertainty_map(model.generator, stack, target, study.mask, method=spread_method,
-                                              through_plane=slice_sigma(model, study), cancel=cancel)
+                                              smoothing=model_smoothing(model, study), cancel=cancel)
             central, spread, mask = central[kept], spread[kept], study.mask[kept]
             error = np.abs(brasyn_normalise(central, mask) - brasyn_normalise(study.images[key][kept], mask))[mask]
             samples[key].append((error_model.feature_matrix(central, spread, mask), error))
