@@ -124,6 +124,7 @@ class ImputationRequest:
     reference: str | None = None
     real: object = None
     uncertainty: bool = False
+    views: int = 1  # shifted and mirrored views averaged (inference.synthesise)
 
     @property
     def targets(self) -> list:
@@ -179,7 +180,8 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     # ----- parameters and dependencies ----------------------------------------------------------
     def setDefaultParameters(self, parameterNode) -> None:
-        defaults = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": "", "Uncertainty": "false"}
+        defaults = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": "", "Uncertainty": "false",
+                    "BestQuality": "false"}
         for name, value in defaults.items():
             if not parameterNode.GetParameter(name):
                 parameterNode.SetParameter(name, value)
@@ -298,9 +300,11 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-                          weights: str | None = None, device: str = "auto", uncertainty: bool = False) -> ImputationRequest:
+                          weights: str | None = None, device: str = "auto", uncertainty: bool = False,
+                          views: int = 1) -> ImputationRequest:
         """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
-        model without an input is imputed too (`missing` first)."""
+        model without an input is imputed too (`missing` first). `views` > 1 averages that many shifted
+        and mirrored views (that many times slower, better; README, Quality)."""
         card = self.modelCard(weights)
         contrasts = card["contrasts"]
         given = {k: v for k, v in inputs.items() if v is not None}
@@ -322,6 +326,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
             real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
+            views=views,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
@@ -335,7 +340,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         report(0, 0, "Preparing the study (resampling, brain mask, normalisation)")
         imputations = impute_all(
             request.images, request.targets, model, mask=request.mask, reference=request.reference,
-            uncertainty=request.uncertainty,
+            uncertainty=request.uncertainty, views=request.views,
             progress=lambda done, total: report(done, total, f"Imputing {names}: {done} of {total} slice passes"),
             cancel=cancel,
         )
@@ -412,7 +417,8 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return node
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-               weights: str | None = None, device: str = "auto", uncertainty: bool = False, progress=None, cancel=None):
+               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, progress=None,
+               cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 
         Blocking (console use). Contrasts of the model with no input are imputed too, when the model
@@ -422,7 +428,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         Raises the engine's InputError/ModelError, or Cancelled; the scene then holds no new node.
         """
         request = self.prepareImputation(inputs, missing, mask=mask, reference=reference, real=real,
-                                         weights=weights, device=device, uncertainty=uncertainty)
+                                         weights=weights, device=device, uncertainty=uncertainty, views=views)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def evaluate(self, realNode) -> dict:
@@ -823,6 +829,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.uncertaintyCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.ui.bestQualityCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.bundledModelButton.connect("clicked()", lambda: setattr(self.ui.modelPathLineEdit, "currentPath", ""))
         self.ui.autoAssignButton.connect("clicked()", self.onAutoAssign)
         self.ui.applyButton.connect("clicked()", self.onApplyButton)
@@ -918,6 +925,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.outputSelector.setCurrentNode(node.GetNodeReference("Output"))
             self.ui.realVolumeLabel.text = f"Real {display_name(missing)}:" if missing else "Real volume:"
             self.ui.uncertaintyCheckBox.checked = node.GetParameter("Uncertainty") == "true"
+            self.ui.bestQualityCheckBox.checked = node.GetParameter("BestQuality") == "true"
             self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(node.GetParameter("Device"))))
             self.ui.orientationComboBox.setCurrentIndex(max(0, self.ui.orientationComboBox.findText(node.GetParameter("Orientation"))))
         finally:
@@ -933,6 +941,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node.SetParameter("Device", self.ui.deviceComboBox.currentData or "auto")
         node.SetParameter("Orientation", self.ui.orientationComboBox.currentText)
         node.SetParameter("Uncertainty", "true" if self.ui.uncertaintyCheckBox.checked else "false")
+        node.SetParameter("BestQuality", "true" if self.ui.bestQualityCheckBox.checked else "false")
         for key, (_, selector) in self._inputRows.items():
             node.SetNodeReferenceID(INPUT_REFERENCE + key, selector.currentNodeID or None)
         node.SetNodeReferenceID("Mask", self.ui.maskSelector.currentNodeID or None)
@@ -1077,13 +1086,16 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._dependenciesReady():
             return
+        from CollaGANImputeLib.inference import VIEWS
+
         node = self._parameterNode
         try:
             self._request = self.logic.prepareImputation(
                 self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
                 reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"),
                 **self._modelChoice(),
-                uncertainty=node.GetParameter("Uncertainty") == "true")
+                uncertainty=node.GetParameter("Uncertainty") == "true",
+                views=len(VIEWS) if node.GetParameter("BestQuality") == "true" else 1)
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
             return

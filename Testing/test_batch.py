@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from CollaGANImputeLib.batch import MANIFEST_NAME, impute_folder, output_path
-from CollaGANImputeLib.errors import Cancelled
+from CollaGANImputeLib.errors import Cancelled, InputError
 from conftest import REPO, subject_files
 
 SUBJECTS = ("AURORA-MET-example", "BraTS-GLI-00001-000", "TCGA-DU-7294")  # in the order they run; AURORA is RAS, the others LPS
@@ -60,3 +60,10 @@ def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_mod
     written = {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS}
     assert impute_folder(tiny_model, studies, out, "t1gd") == {name: output_path(out, name, "t1gd") for name in SUBJECTS}
     assert {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS} == written  # nothing left to do
+
+
+def test_an_impossible_number_of_views_stops_the_batch_before_any_study(studies, tiny_model, tmp_path):
+    """Checked once, up front: otherwise every study would be skipped with the same complaint."""
+    with pytest.raises(InputError, match="views: 9 asked"):
+        impute_folder(tiny_model, studies, tmp_path / "out", "t1gd", views=9)
+    assert not (tmp_path / "out").exists()

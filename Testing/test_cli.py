@@ -175,3 +175,15 @@ def test_info_and_module_entry_point(tiny_model_path):
     bad = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path.parent / "none.safetensors")],
                          capture_output=True, text=True, cwd=REPO / "CollaGANImpute", timeout=120)
     assert bad.returncode == 2 and "none.json" in bad.stderr
+
+
+def test_views_option(small_study, tiny_model_path, tmp_path, capsys):
+    """--views 2 writes an output unlike the one-view output; --views 9 is refused with no output."""
+    plain, averaged, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "averaged", "refused"))
+    assert run(impute_args(small_study, plain, tiny_model_path), capsys)[0] == 0
+    code, err = run(impute_args(small_study, averaged, tiny_model_path) + ["--views", "2"], capsys)
+    assert code == 0, err
+    one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in (plain, averaged))
+    assert one.shape == two.shape and not np.allclose(one, two, atol=1e-4)
+    code, err = run(impute_args(small_study, refused, tiny_model_path) + ["--views", "9"], capsys)
+    assert code == 2 and "views: 9 asked, but between 1 and 8" in err and not refused.exists()

@@ -8,10 +8,12 @@ import SimpleITK as sitk
 
 from CollaGANImputeLib.errors import Cancelled, InputError
 from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.inference import impute, model_smoothing, smooth_in_brain
+from CollaGANImputeLib.inference import (
+    VIEWS, impute, impute_all, model_smoothing, network_stack, smooth_in_brain, synthesise, synthesise_on_canvas,
+)
 from CollaGANImputeLib.model_io import load_model
 from CollaGANImputeLib.study import prepare_study
-from conftest import subject_files
+from conftest import SHARED_CROP, crop_volumes, subject_files
 
 
 def digest(path) -> str:
@@ -152,3 +154,24 @@ def test_the_cards_smoothing_is_in_millimetres_across_slices_and_voxels_in_plane
     thick = sitk.ReadImage(str(files["t1"]))
     thick.SetSpacing((1.0, 1.0, 2.0))
     assert model_smoothing(smoothing, prepare_study({"t1": thick}, tiny_model.contrasts)) == pytest.approx((1.0, 0.75))
+
+
+def test_views_average_the_mirrored_and_shifted_predictions(manifest, tiny_model, tmp_path):
+    """views=N is the mean of the first N views, each placed back on the study's grid, then smoothed once;
+    progress counts the slices of every view; an impossible number is refused before any work."""
+    files = crop_volumes(subject_files(manifest, "TCGA-DU-7294"), SHARED_CROP, tmp_path)
+    study = prepare_study({k: files[k] for k in ("t1", "t2", "flair")}, tiny_model.contrasts)
+    stack, target, mask = network_stack(study, tiny_model.contrasts), 1, study.mask
+    members = [synthesise_on_canvas(tiny_model.generator, stack, target, mask, canvas, mirror) for canvas, mirror in VIEWS[:4]]
+    assert not np.allclose(members[0], members[1], atol=1e-3)  # the mirrored view is a different prediction
+    np.testing.assert_allclose(members[0], synthesise(tiny_model.generator, stack, target, mask), atol=1e-5)
+    counts = []
+    averaged = synthesise(tiny_model.generator, stack, target, mask, views=4, smoothing=(1.0, 0.75),
+                          progress=lambda done, total: counts.append((done, total)))
+    np.testing.assert_allclose(averaged, smooth_in_brain(np.mean(members, axis=0), mask, (1.0, 0.75)), atol=1e-5)
+    assert counts[-1][0] == counts[-1][1] and [d for d, _ in counts] == sorted(d for d, _ in counts)
+    assert not averaged[~mask].any()
+    for views in (0, len(VIEWS) + 1):
+        with pytest.raises(InputError, match=f"views: {views} asked, but between 1 and {len(VIEWS)}"):
+            impute_all({k: files[k] for k in ("t1", "t2", "flair")}, ["t1gd"], tiny_model, views=views,
+                       progress=lambda *_: pytest.fail("work started before the number of views was checked"))

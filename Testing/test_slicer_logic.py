@@ -220,6 +220,18 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
         assert np.all(values >= 0) and np.isfinite(values).all()
 
 
+def test_best_quality_averages_views_through_the_engine(module, scene, cropped, tiny_model_path):
+    """The panel's Best quality asks the engine for 8 views; the logic passes any number through unchanged."""
+    files = cropped["BraTS-GLI-00001-000"]
+    nodes = {key: load_node(scene, path, f"views-{key}") for key, path in files.items() if key != "t1gd"}
+    logic = module.CollaGANImputeLogic()
+    plain = slicer.util.arrayFromVolume(logic.impute(nodes, "t1gd", weights=str(tiny_model_path))).copy()
+    averaged = slicer.util.arrayFromVolume(logic.impute(nodes, "t1gd", weights=str(tiny_model_path), views=2))
+    expected = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path), views=2).image
+    assert np.allclose(averaged, sitk.GetArrayFromImage(expected), atol=1e-5)
+    assert not np.allclose(averaged, plain, atol=1e-4)
+
+
 def test_input_problems_and_auto_assign(module, scene):
     logic = module.CollaGANImputeLogic()
     names = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2w", "TCGA_fla_bet"]

@@ -9,8 +9,8 @@ enhancement proxy (no tumour labels are available: voxels whose z-scored T1Gd ex
 more than ENHANCEMENT_MARGIN inside the brain; this includes vessels and choroid plexus besides enhancing
 tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
 as a ratio to the real volume's. "CollaGAN" is the model as shipped, with its card's smoothing across
-slices and in plane (inference.smooth_in_brain; the single-input model gets the same); a second row shows
-it without.
+slices and in plane (inference.smooth_in_brain; the single-input model gets the same); a second row
+averages 8 shifted and mirrored views (`--views 8`, opt-in), a third shows it without smoothing.
 
 Writes JSON, a Markdown table and a PNG figure (per contrast: inputs' slice, imputed, real, |difference|).
 
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = {
         "CollaGAN": lambda study, key: synthesise(
             model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, smoothing=model_smoothing(model, study)),
+        "CollaGAN, 8 views (opt-in)": lambda study, key: synthesise(
+            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, smoothing=model_smoothing(model, study),
+            views=8),
         "CollaGAN, no smoothing": lambda study, key: synthesise(
             model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask),
         "mean of inputs": lambda study, key: np.mean([study.images[k] for k in contrasts if k != key], axis=0),

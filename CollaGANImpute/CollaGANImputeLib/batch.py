@@ -42,15 +42,16 @@ def output_path(output: str | Path, study: str, missing: str) -> Path:
     return Path(output) / f"{study}_{missing}_collagan.nii.gz"
 
 
-def impute_study(model, folder: Path, output: str | Path, missing: str, *, batch_size: int = 8, bf16: bool = False,
-                 progress: Callable[[int, int], None] | None = None, cancel: Callable[[], bool] | None = None) -> Path | str:
-    """One study: the file written, or 'skipped: <reason>' when its input is unusable."""
+def impute_study(model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
+                 cancel: Callable[[], bool] | None = None, **options) -> Path | str:
+    """One study: the file written, or 'skipped: <reason>' when its input is unusable. `options` (batch_size,
+    bf16, views) go to `inference.impute`."""
     from .inference import impute
     from .volumes import write_volume
 
     try:
         files = find_study_files(folder, [k for k in model.contrasts if k != missing])
-        result = impute(files, missing, model, batch_size=batch_size, bf16=bf16, progress=progress, cancel=cancel)
+        result = impute(files, missing, model, progress=progress, cancel=cancel, **options)
         return write_volume(result.image, output_path(output, folder.name, missing))
     except InputError as error:
         return f"skipped: {error}"
@@ -62,21 +63,24 @@ def impute_folder(
     output: str | Path,
     missing: str,
     *,
-    batch_size: int = 8,
-    bf16: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    **options,
 ) -> dict[str, Path | str]:
     """Impute `missing` for every study under `studies`; write OUTPUT/<study>_<missing>_collagan.nii.gz.
 
     Returns, per study, the file (written now or by an earlier run) or the reason it was skipped (a
     study with bad input does not stop the others, and is tried again on a rerun). `workers` > 1 runs
     that many processes, each loading `model`'s weights file; on a CUDA model they share the GPUs in
-    turn. Cancelling stops before the next slice batch and leaves no partial file.
+    turn. Cancelling stops before the next slice batch and leaves no partial file. `options` (batch_size,
+    bf16, views) go to `inference.impute`.
     """
     if missing not in model.contrasts:
         raise ModelError(f"model '{model.name}' cannot impute {display_name(missing)}; it imputes {', '.join(model.contrasts)}")
+    from .inference import check_views
+
+    check_views(options.get("views", 1))
     folders = study_folders(studies)
     manifest = _Manifest(Path(output) / MANIFEST_NAME, model, missing)
     report: dict[str, Path | str] = {}
@@ -99,10 +103,9 @@ def impute_folder(
                 if progress is not None:
                     progress(len(report), len(folders), f"{name}: slice batch {done}/{total}")
 
-            finish(folder.name, impute_study(model, folder, output, missing, batch_size=batch_size, bf16=bf16,
-                                             progress=slice_progress, cancel=cancel))
+            finish(folder.name, impute_study(model, folder, output, missing, progress=slice_progress, cancel=cancel, **options))
     else:
-        _impute_in_processes(model, pending, output, missing, min(workers, len(pending)), batch_size, bf16, finish, cancel)
+        _impute_in_processes(model, pending, output, missing, min(workers, len(pending)), options, finish, cancel)
     if progress is not None:
         progress(len(folders), len(folders), "done")
     return {folder.name: report[folder.name] for folder in folders}
@@ -143,9 +146,8 @@ def _start_worker(weights: str, devices, threads: int, cancel_event) -> None:
     _worker.update(model=load_model(weights, devices.get()), cancel=cancel_event)
 
 
-def _worker_study(folder: str, output: str, missing: str, batch_size: int, bf16: bool) -> Path | str:
-    return impute_study(_worker["model"], Path(folder), output, missing, batch_size=batch_size, bf16=bf16,
-                        cancel=_worker["cancel"].is_set)
+def _worker_study(folder: str, output: str, missing: str, options: dict) -> Path | str:
+    return impute_study(_worker["model"], Path(folder), output, missing, cancel=_worker["cancel"].is_set, **options)
 
 
 def worker_devices(model, workers: int) -> list[str]:
@@ -158,7 +160,7 @@ def worker_devices(model, workers: int) -> list[str]:
     return [f"cuda:{index % torch.cuda.device_count()}" for index in range(workers)]
 
 
-def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, workers: int, batch_size: int, bf16: bool,
+def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, workers: int, options: dict,
                          finish: Callable[[str, Path | str], None], cancel: Callable[[], bool] | None) -> None:
     """Spawned processes (safe with CUDA and threads); the CPU's cores are shared out between them."""
     context = multiprocessing.get_context("spawn")
@@ -169,7 +171,7 @@ def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, w
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(str(model.weights_path), devices, threads, cancel_event)) as pool:
         running: dict[Future, str] = {
-            pool.submit(_worker_study, str(folder), str(output), missing, batch_size, bf16): folder.name for folder in pending
+            pool.submit(_worker_study, str(folder), str(output), missing, options): folder.name for folder in pending
         }
         try:
             while running:

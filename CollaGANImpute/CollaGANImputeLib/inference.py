@@ -18,6 +18,13 @@ from .study import PreparedStudy, VolumeSource, brain_slices, padded_bounds, pre
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
 CancelCheck = Callable[[], bool]
+# Views `synthesise(views=N)` averages, the first N: (margin added on every side of the brain's box, row shift,
+# column shift) in voxels, and whether the slices are mirrored left-right. Small shifts move the canvas against
+# the decoder's stride-2 grid, so its checkerboard (at periods of 2 to 8 voxels) changes phase between views
+# and averages out; the first is the plain imputation. On the training subjects, 8 views on top of the card's
+# smoothing raised brain SSIM by 0.02-0.07 per contrast (README, "Quality").
+VIEWS = (((0, 0, 0), False), ((0, 0, 0), True), ((2, 1, 1), False), ((2, 1, 1), True),
+         ((4, 2, 2), False), ((4, 2, 2), True), ((4, 3, 3), False), ((4, 3, 3), True))
 
 
 @dataclass
@@ -72,6 +79,7 @@ def synthesise(
     bf16: bool = False,
     compiled: bool = False,
     smoothing: tuple[float, float] = (0.0, 0.0),
+    views: int = 1,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -86,8 +94,18 @@ def synthesise(
     `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
     (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
     trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
-    gives a model's). Returns (S, H, W), zero outside the mask.
+    gives a model's). `views` > 1 averages the first `views` of VIEWS before smoothing (test-time
+    augmentation: that many times slower; `crop` does not apply). Returns (S, H, W), zero outside the mask.
     """
+    check_views(views)
+    if views > 1:
+        total = np.zeros(mask.shape, dtype=np.float64)
+        for number, (canvas, mirror) in enumerate(VIEWS[:views]):
+            counted = None if progress is None else (lambda done, count, n=number: progress(n * count + done, views * count))
+            total += synthesise_on_canvas(generator, stack, target, mask, canvas, mirror, batch_size=batch_size, channels_last=channels_last,
+                                          bf16=bf16, compiled=compiled, progress=counted, cancel=cancel)
+        output = (total / views).astype(np.float32)
+        return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
     device = next(generator.parameters()).device
     count = stack.shape[0]
     multiple = generator.config.size_multiple
@@ -119,6 +137,33 @@ def synthesise(
         generator.to(memory_format=torch.contiguous_format)
     output[~mask] = 0.0
     return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
+
+
+def check_views(views: int) -> None:
+    """Refuse a number of views VIEWS does not have, before any work starts."""
+    if not 1 <= views <= len(VIEWS):
+        raise InputError(f"views: {views} asked, but between 1 and {len(VIEWS)} shifted and mirrored views can be averaged")
+
+
+def synthesise_on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int],
+                         mirror: bool, smoothing: tuple[float, float] = (0.0, 0.0), **options) -> np.ndarray:
+    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened by `canvas`'s
+    margin and shifted by its row and column shifts; smoothed on the whole grid as `synthesise` does (the
+    box's edge must not act as a boundary). Other options as for `synthesise`."""
+    if mirror:
+        stack, mask = stack[..., ::-1], mask[..., ::-1]
+    margin, down, right = canvas
+    rows, cols, _ = padded_bounds(mask, generator.config.size_multiple)
+    rows = slice(max(rows.start - margin + down, 0), min(rows.stop + margin + down, mask.shape[1]))
+    cols = slice(max(cols.start - margin + right, 0), min(cols.stop + margin + right, mask.shape[2]))
+    output = np.zeros(mask.shape, dtype=np.float32)
+    output[:, rows, cols] = synthesise(
+        generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, np.ascontiguousarray(mask[:, rows, cols]),
+        crop=False, **options,
+    )
+    if any(smoothing):
+        output = smooth_in_brain(output, np.ascontiguousarray(mask), smoothing)
+    return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
 
 def smooth_in_brain(volume: np.ndarray, mask: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
@@ -254,6 +299,7 @@ def impute_all(
     reference: str | None = None,
     batch_size: int = 8,
     bf16: bool = False,
+    views: int = 1,
     uncertainty: bool = False,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
@@ -265,12 +311,15 @@ def impute_all(
     model's order unless `reference` says otherwise) with its origin, spacing and direction exactly;
     intensities are in brain standard deviations (see the model card's output_intensity) and zero
     outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
-    README documents. With `uncertainty`, each result also carries its reliability map
+    README documents; `views` > 1 averages that many shifted and mirrored views (`synthesise`), slower
+    and better. With `uncertainty`, each result also carries its reliability map
     (reliability.reliability_map; `uncertainty_meaning` says its unit): the card's error model where the
     model was calibrated, else the spread over input subsets for a model trained for any subset, else over
-    flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations.
+    flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the
+    one-view imputation whatever `views` is.
     """
     chosen = plan_request(model, inputs, missing, strategy)
+    check_views(views)
     contrasts = model.contrasts
     study = prepare_study(inputs, contrasts, reference=reference, mask=mask)
     absent = [k for k in contrasts if k not in inputs]
@@ -285,7 +334,7 @@ def impute_all(
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
-        batch_size=batch_size, bf16=bf16, smoothing=smoothing,
+        batch_size=batch_size, bf16=bf16, smoothing=smoothing, views=views,
     )
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:

@@ -32,11 +32,11 @@ from scipy.stats import spearmanr
 
 from . import error_model
 from .errors import InputError
-from .inference import CancelCheck, Progress, model_smoothing, network_stack, smooth_in_brain, synthesise
+from .inference import CancelCheck, Progress, model_smoothing, network_stack, synthesise_on_canvas
 from .metrics import brasyn_normalise
 from .model_io import Model
 from .networks import Generator
-from .study import PreparedStudy, brain_slices, padded_bounds
+from .study import PreparedStudy, brain_slices
 
 SPREADS = ("flips", "subsets")  # what `uncertainty_map` computes
 METHODS = ("calibrated", "subsets", "flips")  # the maps `reliability_map` offers, most informative first
@@ -60,26 +60,6 @@ def available_methods(card: dict, present: int | None = None) -> tuple[str, ...]
     spreads = SPREADS if present >= 2 and count - present + 1 <= most_absent else ("flips",)
     calibrated = card.get("error_model", {}).get("spread") in spreads
     return tuple(m for m in METHODS if m in spreads or (m == "calibrated" and calibrated))
-
-
-def _on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int], mirror: bool,
-               smoothing: tuple[float, float] = (0.0, 0.0), **options) -> np.ndarray:
-    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened and shifted,
-    smoothed on the whole grid as `synthesise` does (the box's edge must not act as a boundary)."""
-    if mirror:
-        stack, mask = stack[..., ::-1], mask[..., ::-1]
-    margin, down, right = canvas
-    rows, cols, _ = padded_bounds(mask, generator.config.size_multiple)
-    rows = slice(max(rows.start - margin + down, 0), min(rows.stop + margin + down, mask.shape[1]))
-    cols = slice(max(cols.start - margin + right, 0), min(cols.stop + margin + right, mask.shape[2]))
-    output = np.zeros(mask.shape, dtype=np.float32)
-    output[:, rows, cols] = synthesise(
-        generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, np.ascontiguousarray(mask[:, rows, cols]),
-        crop=False, **options,
-    )
-    if any(smoothing):
-        output = smooth_in_brain(output, np.ascontiguousarray(mask), smoothing)
-    return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
 
 def uncertainty_map(
@@ -132,7 +112,7 @@ def uncertainty_map(
             inputs = stack.copy()
             inputs[dropped] = 0.0
         counted = None if progress is None else lambda done, _: progress(number * per_member + done, total)
-        return _on_canvas(generator, inputs, target, mask, canvas, mirror, batch_size=batch_size, bf16=bf16, smoothing=smoothing,
+        return synthesise_on_canvas(generator, inputs, target, mask, canvas, mirror, batch_size=batch_size, bf16=bf16, smoothing=smoothing,
                           progress=counted, cancel=cancel)
 
     central = predict(0, *members[0])
