@@ -12,9 +12,12 @@ other three over the whole volume (metrics.py, BraSyn normalisation, 3-D SSIM):
 2. in plane (voxels of the network's grid, with the width of rule 1): the smallest candidate whose mean
    brain SSIM over subjects and contrasts is within 0.001 of the best candidate's.
 
+With `--views N` it also scores the opt-in average of N shifted and mirrored views (inference.VIEWS) with the
+chosen smoothing, per contrast against one view: the evidence the option was built on, from the same subjects.
+
 Writes JSON and a Markdown table; `--write-card` also stores the choice in the model card.
 
-    python benchmarks/smoothing.py --data ../shared/data/manifest.json [--weights W] [--write-card]
+    python benchmarks/smoothing.py --data ../shared/data/manifest.json [--weights W] [--views 8] [--write-card]
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subject", action="append", default=[], help="default: the model card's training subjects")
     parser.add_argument("--across-mm", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25])
     parser.add_argument("--in-plane-voxels", type=float, nargs="+", default=[0.0, 0.5, 0.6, 0.75, 0.9, 1.0])
+    parser.add_argument("--views", type=int, default=1, help="also score the average of this many views (inference.VIEWS)")
     parser.add_argument("--write-card", action="store_true", help="store the choice in the model card's inference block")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.subject or model.card["training"]["train_subjects"]
     subjects = only_subjects(discover_subjects(args.data, contrasts), names, args.data)
     ratios: dict[float, dict[str, list[float]]] = {s: {k: [] for k in contrasts} for s in args.across_mm}
-    imputed = []  # (study, contrast, raw imputation): rule 2 smooths them again
+    imputed = []  # (study, contrast, raw imputation, stack): rule 2 smooths them again
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
         stack = network_stack(study, contrasts)
@@ -83,17 +87,29 @@ def main(argv: list[str] | None = None) -> int:
             for sigma in args.across_mm:
                 smoothed = smooth_in_brain(raw, study.mask, (sigma / study.slice_spacing, 0.0))
                 ratios[sigma][key].append(slice_roughness(smoothed, study.mask) / real_roughness)
-            imputed.append((study, key, raw))
+            imputed.append((study, key, raw, stack))
     across = across_slices_rule(ratios)
 
     scores: dict[float, list[dict]] = {s: [] for s in args.in_plane_voxels}
-    for study, key, raw in imputed:
+    for study, key, raw, _ in imputed:
         for sigma in args.in_plane_voxels:
             smoothed = smooth_in_brain(raw, study.mask, (across / study.slice_spacing, sigma))
             scores[sigma].append(image_metrics(study.images[key], smoothed, study.mask))
     mean_ssim = {s: float(np.mean([m["ssim_brain"] for m in scores[s]])) for s in scores}
     mean_psnr = {s: float(np.mean([m["psnr_brain"] for m in scores[s]])) for s in scores}
     in_plane = in_plane_rule(mean_ssim)
+
+    by_views: dict[str, dict[str, list[float]]] = {}  # contrast -> {"one": [SSIM per subject], "averaged": [...]}
+    if args.views > 1:
+        for (study, key, _, stack), one in zip(imputed, scores[in_plane]):
+            print(f"{key}: {args.views} views", file=sys.stderr, flush=True)
+            averaged = synthesise(model.generator, stack, contrasts.index(key), study.mask, views=args.views,
+                                  smoothing=(across / study.slice_spacing, in_plane))
+            row = by_views.setdefault(key, {"one": [], "averaged": [], "one_psnr": [], "averaged_psnr": []})
+            scored = image_metrics(study.images[key], averaged, study.mask)
+            for name, source, metric in (("one", one, "ssim_brain"), ("averaged", scored, "ssim_brain"),
+                                         ("one_psnr", one, "psnr_brain"), ("averaged_psnr", scored, "psnr_brain")):
+                row[name].append(source[metric])
 
     report = {
         "model": model.name, "weights_sha256": model.card["sha256"], "subjects": names, "normalisation": NORMALISATION,
@@ -103,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "in_plane_mean_ssim_brain": {str(s): round(v, 4) for s, v in mean_ssim.items()},
         "in_plane_mean_psnr_brain": {str(s): round(v, 3) for s, v in mean_psnr.items()},
         "chosen": {"through_plane_sigma_mm": across, "in_plane_sigma_voxels": in_plane},
+        "views": {"count": args.views, "brain_ssim_and_psnr_per_subject": by_views} if by_views else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "smoothing.json", json.dumps(report, indent=2) + "\n")
@@ -113,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
               for s in args.across_mm]
     lines += ["", f"| in plane (voxels), across slices {across} mm | mean SSIM brain | mean PSNR brain (dB) |", "|---|---|---|"]
     lines += [f"| {s}{' (chosen)' if s == in_plane else ''} | {mean_ssim[s]:.4f} | {mean_psnr[s]:.2f} |" for s in args.in_plane_voxels]
+    if by_views:
+        lines += ["", f"| contrast | mean SSIM brain, 1 view | {args.views} views | mean PSNR brain (dB), 1 view | {args.views} views |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {display_name(k)} | {np.mean(r['one']):.4f} | {np.mean(r['averaged']):.4f} | {np.mean(r['one_psnr']):.2f} | "
+                  f"{np.mean(r['averaged_psnr']):.2f} |" for k, r in by_views.items()]
     write_text_atomic(args.out / "smoothing.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.write_card:

@@ -21,8 +21,8 @@ CancelCheck = Callable[[], bool]
 # Views `synthesise(views=N)` averages, the first N: (margin added on every side of the brain's box, row shift,
 # column shift) in voxels, and whether the slices are mirrored left-right. Small shifts move the canvas against
 # the decoder's stride-2 grid, so its checkerboard (at periods of 2 to 8 voxels) changes phase between views
-# and averages out; the first is the plain imputation. On two training subjects (every second slice), 8 views on
-# top of the card's smoothing raised brain SSIM by 0.017-0.067 per contrast (README, "Quality").
+# and averages out; the first is the plain imputation. On the training subjects, 8 views on top of the card's
+# smoothing raised mean brain SSIM by 0.023-0.033 per contrast (benchmarks/results/smoothing.md).
 VIEWS = (((0, 0, 0), False), ((0, 0, 0), True), ((2, 1, 1), False), ((2, 1, 1), True),
          ((4, 2, 2), False), ((4, 2, 2), True), ((4, 3, 3), False), ((4, 3, 3), True))
 
