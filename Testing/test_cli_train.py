@@ -67,10 +67,10 @@ def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
 
     report_path = tmp_path / "eval.json"
     evaluation = engine("evaluate", "--data", small_data, "--weights", out / "tiny.safetensors", "--json", report_path,
-                        "--subject", "AURORA-MET-example", "--missing", "flair")
+                        "--subject", "AURORA-MET-example", "--missing", "flair", "--bias-corrected")
     _, err = evaluation.communicate(timeout=300)
     assert evaluation.returncode == 0, err
     report = json.loads(report_path.read_text())
     assert [(r["subject"], r["contrast"]) for r in report["results"]] == [("AURORA-MET-example", "flair")]
     assert 0 <= report["results"][0]["nmse_brain"] and -1 <= report["results"][0]["ssim_brain"] <= 1
-    assert "BraSyn" in report["normalisation"]
+    assert "BraSyn" in report["normalisation"] and "N4" in report["reference"]

@@ -284,16 +284,19 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     p.add_argument("--json", required=True, type=Path, help="where to write the metrics")
     p.add_argument("--subject", action="append", default=[], help="evaluate only these subjects (repeatable)")
     p.add_argument("--missing", action="append", default=[], help="contrasts to impute (default: each in turn)")
+    p.add_argument("--bias-corrected", action="store_true",
+                   help="score against each real volume after N4 bias field correction: its coil shading is absent from any imputation")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = p.parse_args(argv)
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
-    report = evaluate_subjects(model, subjects, args.missing or None, progress=lambda m: print(m, file=sys.stderr))
+    report = evaluate_subjects(model, subjects, args.missing or None, bias_corrected=args.bias_corrected,
+                               progress=lambda m: print(m, file=sys.stderr))
     write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     for key, values in report["mean"].items():
         print(f"{display_name(key):6s} SSIM(brain) {values['ssim_brain']:.3f}  PSNR(brain) {values['psnr_brain']:.2f} dB  "
               f"NMSE(brain) {values['nmse_brain']:.3f}  SSIM(volume) {values['ssim_volume']:.3f}")
-    print(f"({report['normalisation']})\nwrote {args.json}")
+    print(f"(against {report['reference']}; {report['normalisation']})\nwrote {args.json}")
     return 0
 
 

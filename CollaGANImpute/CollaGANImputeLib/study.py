@@ -31,9 +31,14 @@ class PreparedStudy:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def canonical_spacing(self) -> tuple[float, float, float]:
+        """Millimetres between voxels of the canonical arrays, in SimpleITK's (x, y, z) order (z: axial slices)."""
+        return tuple(float(v) for v in sitk.DICOMOrient(self.reference, CANONICAL).GetSpacing())
+
+    @property
     def slice_spacing(self) -> float:
         """Millimetres between neighbouring canonical (axial) slices."""
-        return float(sitk.DICOMOrient(self.reference, CANONICAL).GetSpacing()[2])
+        return self.canonical_spacing[2]
 
     def to_reference_image(self, canonical: np.ndarray) -> sitk.Image:
         """A canonical array back on the reference grid, with the reference's exact geometry."""
