@@ -2,12 +2,13 @@
 
 For each held-out subject and each contrast in turn: impute it with the model, with the mean of the
 other contrasts, with per-voxel linear and quadratic regressions and a random forest on small patches
-(PatchForestBaseline) fitted on the training subjects' brain voxels, and (with --single-input-weights) the same generator trained with a single input contrast
-(StarGAN-like: every input but one zero-filled), given each other contrast alone; its best input per
-subject and contrast is kept, chosen on the held-out subject itself, which favours that baseline. Scores (metrics.py: BraSyn normalisation) over the brain, over the whole volume, and in the
-enhancement proxy (no tumour labels are available: voxels whose z-scored T1Gd exceeds z-scored T1 by
-more than ENHANCEMENT_MARGIN inside the brain; this includes vessels and choroid plexus besides enhancing
-tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
+(PatchForestBaseline) fitted on the training subjects' brain voxels, and (with --single-input-weights)
+the same generator trained with a single input contrast (StarGAN-like: every input but one zero-filled),
+given each other contrast alone; its best input per subject and contrast is kept, chosen on the held-out
+subject itself, which favours that baseline. Scores (metrics.py: BraSyn normalisation) over the brain,
+over the whole volume, and in the enhancement proxy (no tumour labels are available: voxels whose
+z-scored T1Gd exceeds z-scored T1 by more than ENHANCEMENT_MARGIN inside the brain; this includes vessels
+and choroid plexus besides enhancing tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
 as a ratio to the real volume's. "CollaGAN" is the model as shipped, with its card's smoothing across
 slices and in plane (inference.smooth_in_brain; the single-input model gets the same); a second row
 averages 8 shifted and mirrored views (`--views 8`, opt-in), a third shows it without smoothing. A
@@ -38,6 +39,7 @@ from CollaGANImputeLib.bias_field import METHOD as BIAS_METHOD  # noqa: E402
 from CollaGANImputeLib.bias_field import n4_bias_field, remove_field  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.error_model import local_contrast  # noqa: E402
 from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
@@ -107,9 +109,7 @@ class PatchForestBaseline:
             volume = study.images[key]
             columns.append(volume[where])
             for width in (3, 7):
-                mean = ndimage.uniform_filter(volume, (1, width, width))
-                square = ndimage.uniform_filter(volume * volume, (1, width, width))
-                columns += [mean[where], np.sqrt(np.clip(square - mean * mean, 0.0, None))[where]]
+                columns += [ndimage.uniform_filter(volume, (1, width, width))[where], local_contrast(volume, width)[where]]
             columns.append(ndimage.uniform_filter(volume, 3)[where])
         return np.stack(columns, axis=1).astype(np.float32)
 

@@ -33,11 +33,11 @@ WINDOW = 5  # voxels, in-plane: the local-contrast window
 UNIT = "expected |error| after BraSyn normalisation (fraction of the contrast's 0.5-99.5 percentile range in the brain)"
 
 
-def local_contrast(volume: np.ndarray) -> np.ndarray:
-    """Standard deviation over a WINDOW x WINDOW in-plane window of each voxel."""
+def local_contrast(volume: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Standard deviation over a `window` x `window` in-plane window of each voxel."""
     volume = volume.astype(np.float64)
-    mean = ndimage.uniform_filter(volume, (1, WINDOW, WINDOW))
-    square = ndimage.uniform_filter(volume**2, (1, WINDOW, WINDOW))
+    mean = ndimage.uniform_filter(volume, (1, window, window))
+    square = ndimage.uniform_filter(volume**2, (1, window, window))
     return np.sqrt(np.clip(square - mean**2, 0.0, None))
 
 
