@@ -59,6 +59,12 @@ def features(inputs: list[np.ndarray], quadratic: bool) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
+def sample_brain_voxels(study, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of up to `count` distinct brain voxels of `study`, drawn at random: what a baseline fits on."""
+    voxels = np.flatnonzero(study.mask)
+    return rng.choice(voxels, size=min(count, voxels.size), replace=False)
+
+
 class RegressionBaseline:
     """Per-voxel least squares from the available contrasts to the missing one (a REPLICA-like baseline)."""
 
@@ -68,8 +74,7 @@ class RegressionBaseline:
         self.quadratic = quadratic
         rows, values = [], []
         for study in studies:
-            voxels = np.flatnonzero(study.mask)
-            chosen = rng.choice(voxels, size=min(REGRESSION_VOXELS, voxels.size), replace=False)
+            chosen = sample_brain_voxels(study, REGRESSION_VOXELS, rng)
             rows.append(features([study.images[k].ravel()[chosen] for k in self.inputs], quadratic))
             values.append(study.images[target].ravel()[chosen])
         self.weights, *_ = np.linalg.lstsq(np.concatenate(rows), np.concatenate(values), rcond=None)
@@ -95,8 +100,7 @@ class PatchForestBaseline:
         rows, values = [], []
         for study in studies:
             chosen = np.zeros(study.mask.size, dtype=bool)
-            voxels = np.flatnonzero(study.mask)
-            chosen[rng.choice(voxels, size=min(FOREST_VOXELS, voxels.size), replace=False)] = True
+            chosen[sample_brain_voxels(study, FOREST_VOXELS, rng)] = True
             chosen = chosen.reshape(study.mask.shape)
             rows.append(self.features(study, chosen))
             values.append(study.images[target][chosen])
