@@ -1,4 +1,4 @@
-"""`collagan-impute train` and `evaluate` end to end: interrupted with Ctrl+C, resumed, exported, scored."""
+"""`collagan-impute train` and `evaluate` end to end: interrupted with Ctrl+C, resumed, exported, scored (on N4-corrected studies)."""
 
 import json
 import os
@@ -40,7 +40,7 @@ def engine(*args, **kwargs):
 def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     out = tmp_path / "run"
     process = engine("train", "--data", small_data, "--out", out, "--steps", 10000, "--validation", "AURORA-MET-example",
-                     "--checkpoint-every", 1000, "--validate-every", 1000, "--progress", "lines", *TINY)
+                     "--checkpoint-every", 1000, "--validate-every", 1000, "--progress", "lines", "--bias-correct", *TINY)
     for line in process.stdout:  # wait for a few steps, then press Ctrl+C
         if line.startswith("collagan-progress ") and json.loads(line.split(" ", 1)[1])["done"] >= 3:
             process.send_signal(signal.SIGINT)
@@ -64,6 +64,7 @@ def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     assert len(training["commands"]) == 2 and "--resume" in training["commands"][1]
     assert training["train_subjects"] == ["TCGA-DU-7294"] and training["validation_subjects"] == ["AURORA-MET-example"]
     assert set(model.card["metrics"]["validation"]) == {"step", *CONTRASTS}
+    assert training["config"]["bias_correct"] and model.bias_corrected  # kept through --resume; its inputs get N4 too
 
     report_path = tmp_path / "eval.json"
     evaluation = engine("evaluate", "--data", small_data, "--weights", out / "tiny.safetensors", "--json", report_path,

@@ -49,7 +49,7 @@ def run_path(args: argparse.Namespace) -> None:
     import torch
 
     from CollaGANImputeLib.data import discover_subjects
-    from CollaGANImputeLib.inference import model_smoothing, network_stack, smooth_in_brain, synthesise, synthesise_naive
+    from CollaGANImputeLib.inference import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model_io import load_model
     from CollaGANImputeLib.study import brain_slices, prepare_study
 
@@ -65,7 +65,7 @@ def run_path(args: argparse.Namespace) -> None:
             torch.cuda.synchronize()
         started = time.perf_counter()
         study = prepare_study(inputs, model.contrasts)
-        stack, target = network_stack(study, model.contrasts), model.contrasts.index(args.missing)
+        stack, target = model_inputs(model, study), model.contrasts.index(args.missing)
         synth_started = time.perf_counter()
         if options is None:
             volume = synthesise_naive(model.generator, stack, target, study.mask)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise_missing  # noqa: E402
+from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise_missing  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 
@@ -45,12 +45,14 @@ def patterns(contrasts: list[str]) -> list[tuple[list[str], list[str]]]:
     return found
 
 
-def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict, smoothed_as) -> list[dict]:
-    stack = network_stack(study, contrasts)
-    stack[[contrasts.index(k) for k in absent]] = 0.0
+def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: list[str], methods: dict, inputs: dict,
+                     smoothed_as) -> list[dict]:
+    """`inputs`: each method's model_inputs of the whole study; the absent channels are zeroed here."""
     targets = [contrasts.index(k) for k in absent]
     rows = []
     for method, (model, strategy) in methods.items():
+        stack = inputs[method].copy()
+        stack[targets] = 0.0
         started = time.monotonic()
         fakes = synthesise_missing(model.generator, stack, targets, study.mask, strategy=strategy, absent=targets,
                                    smoothing=model_smoothing(smoothed_as, study))
@@ -113,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in held_out:
         study = prepare_subject(subjects[name], contrasts)
+        inputs = {method: model_inputs(model, study) for method, (model, _) in methods.items()}
         for present, absent in pattern_list:
             print(f"{name}: {', '.join(present)} -> {', '.join(absent)}", file=sys.stderr)
-            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods, any_model)]
+            rows += [{"subject": name, **r} for r in evaluate_pattern(study, contrasts, present, absent, methods, inputs, any_model)]
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {

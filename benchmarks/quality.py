@@ -40,7 +40,7 @@ from CollaGANImputeLib.bias_field import n4_bias_field, remove_field  # noqa: E4
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
 from CollaGANImputeLib.error_model import local_contrast  # noqa: E402
-from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
@@ -149,7 +149,7 @@ class SingleInputBaseline:
     def __call__(self, study, key: str) -> np.ndarray:
         best = None
         for source in (k for k in self.contrasts if k != key):
-            stack = network_stack(study, self.contrasts)
+            stack = model_inputs(self.model, study)
             stack[[i for i, k in enumerate(self.contrasts) if k not in (source, key)]] = 0.0
             fake = synthesise(self.model.generator, stack, self.contrasts.index(key), study.mask,
                               smoothing=model_smoothing(self.smoothed_as, study))
@@ -240,14 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         for key in contrasts for quadratic in (False, True)
     }
     forests = {key: PatchForestBaseline([studies[n] for n in trained_on], contrasts, key) for key in contrasts}
+    inputs = {id(studies[name]): model_inputs(model, studies[name]) for name in held_out}  # N4 once per study where the card asks
     methods = {
         "CollaGAN": lambda study, key: synthesise(
-            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, smoothing=model_smoothing(model, study)),
+            model.generator, inputs[id(study)], contrasts.index(key), study.mask, smoothing=model_smoothing(model, study)),
         "CollaGAN, 8 views (opt-in)": lambda study, key: synthesise(
-            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask, smoothing=model_smoothing(model, study),
-            views=8),
+            model.generator, inputs[id(study)], contrasts.index(key), study.mask, smoothing=model_smoothing(model, study), views=8),
         "CollaGAN, no smoothing": lambda study, key: synthesise(
-            model.generator, network_stack(study, contrasts), contrasts.index(key), study.mask),
+            model.generator, inputs[id(study)], contrasts.index(key), study.mask),
         "mean of inputs": lambda study, key: np.mean([study.images[k] for k in contrasts if k != key], axis=0),
         "linear regression": lambda study, key: regressions[(key, False)].predict(study),
         "quadratic regression": lambda study, key: regressions[(key, True)].predict(study),

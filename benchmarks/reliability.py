@@ -39,7 +39,7 @@ from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.bias_field import bias_corrected  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_smoothing, network_stack, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     figure_at = figure_slice(study)
     kept = np.arange(figure_at % args.every, study.mask.shape[0], args.every)
     index = int(np.flatnonzero(kept == figure_at)[0])
-    brain, stack = study.mask[kept], np.ascontiguousarray(network_stack(study, contrasts)[:, kept])
+    brain, stack = study.mask[kept], np.ascontiguousarray(model_inputs(model, study)[:, kept])
     proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)[kept]
     reals = {key: study.images[key][kept] for key in contrasts}
     across, within = model_smoothing(model, study)

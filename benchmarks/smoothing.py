@@ -36,7 +36,7 @@ from quality import slice_roughness  # noqa: E402
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import network_stack, smooth_in_brain, synthesise  # noqa: E402
+from CollaGANImputeLib.inference import model_inputs, smooth_in_brain, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_card import update_card  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     imputed = []  # (study, contrast, raw imputation, stack): rule 2 smooths them again
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
-        stack = network_stack(study, contrasts)
+        stack = model_inputs(model, study)
         for key in contrasts:
             print(f"{subject.name}: {display_name(key)}", file=sys.stderr, flush=True)
             raw = synthesise(model.generator, stack, contrasts.index(key), study.mask)

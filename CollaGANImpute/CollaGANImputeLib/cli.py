@@ -150,6 +150,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--decay-every", type=int, default=400)
     p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--bias-correct", action="store_true",
+                   help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
     p.add_argument("--missing-min", type=int, default=1, help="fewest contrasts absent per sample (default 1)")
     p.add_argument("--missing-max", type=int, default=1,
                    help="most contrasts absent per sample: 1 is CollaGAN, N-1 any subset (MM-GAN), with --missing-min N-1 a single-input model")
@@ -172,6 +174,7 @@ def _train_parser() -> argparse.ArgumentParser:
 def cmd_train(argv: Sequence[str]) -> int:
     import torch
 
+    from .bias_field import corrected_study
     from .data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
     from .distributed import start, stop, world_from_env
     from .inference import select_device
@@ -208,7 +211,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(direct_l1=args.direct_l1),
             steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
-            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment,
+            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, bias_correct=args.bias_correct,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
             bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
@@ -220,6 +223,8 @@ def cmd_train(argv: Sequence[str]) -> int:
               f"{', '.join(s.name for s in validation_subjects) or 'none'}"
               + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
     studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
+    if config.bias_correct:
+        studies = {name: corrected_study(study) for name, study in studies.items()}
     canvas = canvas_for(studies, config.generator.size_multiple)
     train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
     validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,

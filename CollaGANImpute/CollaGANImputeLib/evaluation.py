@@ -11,7 +11,7 @@ from .bias_field import METHOD as BIAS_METHOD
 from .bias_field import bias_corrected as corrected
 from .data import Subject, prepare_subject
 from .geometry import resample_onto, same_grid, to_canonical_array
-from .inference import Imputation, model_smoothing, network_stack, synthesise
+from .inference import Imputation, model_smoothing, model_inputs, synthesise
 from .metrics import NORMALISATION, image_metrics
 from .model_io import Model
 from .study import VolumeSource, load_volume, normalise_in_brain
@@ -54,7 +54,7 @@ def evaluate_subjects(
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
-        stack = network_stack(study, contrasts)
+        stack = model_inputs(model, study)
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")

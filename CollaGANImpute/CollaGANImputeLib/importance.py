@@ -28,7 +28,7 @@ from .contrasts import display_name
 from .data import Subject, prepare_subject
 from .errors import Cancelled, InputError
 from .geometry import describe_grid, resample_onto, same_grid, to_canonical_array
-from .inference import model_smoothing, network_stack, synthesise
+from .inference import model_smoothing, model_inputs, synthesise
 from .metrics import NORMALISATION, image_metrics
 from .model_io import Model
 from .montage import write_png
@@ -232,7 +232,7 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
         steps.start(f"{name}: segmenting the real inputs")
         real = _segment(segmenter, study, study.images, f"of subject '{name}' (real inputs) from segmenter {segmenter.name}")
         reference = regions if labels is not None else real
-    stack = network_stack(study, contrasts)
+    stack = model_inputs(model, study)
     rows = []
     for key in contrasts:
         steps.start(f"{name}: imputing {display_name(key)}")

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import torch
 from scipy.ndimage import gaussian_filter
 
+from .bias_field import corrected_study
 from .contrasts import display_name
 from .errors import Cancelled, InputError
 from .model_io import Model
@@ -212,6 +213,14 @@ def network_stack(study: PreparedStudy, contrasts: list[str]) -> np.ndarray:
     return np.stack([study.images.get(k, np.zeros_like(study.mask, dtype=np.float32)) for k in contrasts])
 
 
+def model_inputs(model: Model, study: PreparedStudy) -> np.ndarray:
+    """`network_stack` of the study as the model was trained to read it: freed of coil shading first when
+    its card says so (bias_field.corrected_study). The study itself stays as acquired, for scoring."""
+    if model.bias_corrected:
+        study = corrected_study(study)
+    return network_stack(study, model.contrasts)
+
+
 STRATEGIES = ("auto", "joint", "chain")
 
 
@@ -329,7 +338,9 @@ def impute_all(
     if len(absent) > model.most_missing:
         study.notes.append(f"model '{model.name}' was trained with {model.most_missing} absent contrast(s) and {len(absent)} are "
                            "absent here: expect lower quality than with the missing contrast alone absent")
-    stack = network_stack(study, contrasts)
+    if model.bias_corrected:
+        study.notes.append(f"inputs freed of their coil shading (N4) first, as model '{model.name}' was trained")
+    stack = model_inputs(model, study)
     smoothing = model_smoothing(model, study)
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,

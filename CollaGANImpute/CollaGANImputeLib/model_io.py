@@ -15,6 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, write_text_atomic
+from .bias_field import METHOD as BIAS_METHOD
 from .errors import ModelError
 from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, read_card, sha256_of
 from .networks import Generator, GeneratorConfig
@@ -49,9 +50,16 @@ class Model:
         """How many absent inputs the model was trained for: 1 for CollaGAN, N-1 for any subset."""
         return int(self.card.get("missing_inputs", {}).get("max", 1))
 
+    @property
+    def bias_corrected(self) -> bool:
+        """Whether the model was trained on, and so expects, inputs freed of their coil shading (bias_field.py)."""
+        return "bias_field" in self.card.get("normalisation", {})
 
-def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict) -> Path:
-    """Write the weights and their card (both atomically); returns the weights path."""
+
+def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict, *,
+               bias_corrected: bool = False) -> Path:
+    """Write the weights and their card (both atomically); returns the weights path. `bias_corrected`: the
+    model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so)."""
     weights = Path(weights)
     if len(contrasts) != generator.config.num_contrasts:
         raise ValueError("the contrast list must have one entry per generator channel")
@@ -68,6 +76,7 @@ def save_model(generator: Generator, contrasts: list[str], weights: str | Path, 
             "input": "each input volume divided by the standard deviation of its brain voxels; negative voxels set to 0",
             "brain_mask": "user-given, or the voxels non-zero in any input",
             "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
+            **({"bias_field": f"each input freed of its coil shading first: {BIAS_METHOD}"} if bias_corrected else {}),
         },
         "output_intensity": INTENSITY_UNIT,
         **card_fields,

@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from . import error_model
 from .errors import InputError
-from .inference import CancelCheck, Progress, model_smoothing, network_stack, synthesise_on_canvas
+from .inference import CancelCheck, Progress, model_smoothing, model_inputs, synthesise_on_canvas
 from .metrics import brasyn_normalise
 from .model_io import Model
 from .networks import Generator
@@ -190,7 +190,7 @@ def calibrate(
         lacking = [k for k in contrasts if k not in study.images]
         if lacking:
             raise InputError(f"subject '{name}' lacks {', '.join(lacking)}: calibration compares each imputation with the real contrast")
-        kept, stack = brain_slices(study.mask)[::every], network_stack(study, contrasts)
+        kept, stack = brain_slices(study.mask)[::every], model_inputs(model, study)
         for target, key in enumerate(contrasts):
             central, spread = uncertainty_map(model.generator, stack, target, study.mask, method=spread_method,
                                               smoothing=model_smoothing(model, study), cancel=cancel)

@@ -60,6 +60,7 @@ class TrainConfig:
     decay_every: int = 400
     discriminator_every: int = 2
     augment: bool = True
+    bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
     missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
     missing_max: int = 1
     curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max
@@ -377,7 +378,7 @@ class Trainer:
         summary = self.validation_summary()
         if summary:
             card_fields["metrics"] = {"validation": summary, "normalisation": NORMALISATION}
-        return save_model(self.generator, self.config.contrasts, weights, card_fields)
+        return save_model(self.generator, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct)
 
     def validation_summary(self) -> dict:
         path = self.out_dir / "validation.csv"
