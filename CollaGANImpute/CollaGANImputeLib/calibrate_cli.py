@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_options import add_data_option, add_device_option, add_progress_option
 from .contrasts import display_name
 from .errors import InputError
 
@@ -18,19 +19,19 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
     from .inference import select_device
     from .model_card import update_card
     from .model_io import load_model
-    from .progress import ProgressReporter, add_progress_option
+    from .progress import ProgressReporter
     from .reliability import SPREADS, calibrate
 
     p = argparse.ArgumentParser(
         prog="collagan-impute calibrate",
         description="Fit the error model behind the 'calibrated' reliability map on subjects with every contrast (by default the "
                     "model's own training subjects, never the ones you will evaluate it on) and write it into the model card.")
-    p.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
+    add_data_option(p)
     p.add_argument("--weights", required=True, type=Path, help="model .safetensors; its .json card gains an 'error_model' entry")
     p.add_argument("--subject", action="append", default=[], help="fit on these subjects (repeatable; default: the card's training subjects)")
     p.add_argument("--spread", choices=SPREADS, help="the spread the map builds on (default: subsets where the model allows it)")
     p.add_argument("--every", type=int, default=3, help="use every K-th brain slice (default 3)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     add_progress_option(p)
     args = p.parse_args(argv)
     if args.every < 1:

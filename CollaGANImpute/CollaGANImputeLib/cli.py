@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
-from .progress import ProgressReporter, add_progress_option
+from .cli_options import add_data_option, add_device_option, add_progress_option
+from .progress import ProgressReporter
 from .calibrate_cli import cmd_calibrate
 from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
@@ -45,7 +46,7 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
                         help="several absent contrasts: each from the inputs alone (joint, needs a model trained for any "
                              "subset) or one after another (chain); auto picks joint where the model allows")
     parser.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(parser)
     parser.add_argument("--mask", type=Path, help="brain mask (default: voxels non-zero in the inputs)")
     parser.add_argument("--reference", help="contrast whose grid the output takes (default: the first input in model order)")
     parser.add_argument("--uncertainty", action="store_true",
@@ -131,7 +132,7 @@ def _output_paths(pattern: Path, missing: Sequence[str]) -> dict[str, Path]:
 # ----- train ----------------------------------------------------------------------------------------
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="collagan-impute train", description="Train CollaGAN on a manifest or a folder of subject folders.")
-    p.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
+    add_data_option(p)
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint, logs, exported model")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where its checkpoint stopped (its saved settings apply; only --steps may change)")
@@ -160,7 +161,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
                    help="start from the networks of another run's checkpoint.safetensors (fine-tuning; optimisers start afresh)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
     p.add_argument("--validate-every", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -284,14 +285,14 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     from .model_io import load_model
 
     p = argparse.ArgumentParser(prog="collagan-impute evaluate", description="Impute each contrast from the others and score it.")
-    p.add_argument("--data", required=True, type=Path)
+    add_data_option(p)
     p.add_argument("--weights", type=Path)
     p.add_argument("--json", required=True, type=Path, help="where to write the metrics")
     p.add_argument("--subject", action="append", default=[], help="evaluate only these subjects (repeatable)")
     p.add_argument("--missing", action="append", default=[], help="contrasts to impute (default: each in turn)")
     p.add_argument("--bias-corrected", action="store_true",
                    help="score against each real volume after N4 bias field correction: its coil shading is absent from any imputation")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     args = p.parse_args(argv)
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
@@ -313,7 +314,7 @@ def cmd_demo(argv: Sequence[str]) -> int:
     p.add_argument("--missing", default="t1gd", help="contrast to impute (default t1gd)")
     p.add_argument("--out", type=Path, default=Path("collagan-demo"), help="output folder")
     p.add_argument("--weights", type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     args = p.parse_args(argv)
     started = time.monotonic()
     outputs = run_demo(args.missing, args.out, args.weights, args.device)
@@ -339,7 +340,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     p.add_argument("--out", required=True, type=Path, help=f"output folder: <study>_<missing>_collagan.nii.gz and {MANIFEST_NAME}")
     p.add_argument("--missing", required=True, help="the contrast to impute")
     p.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per GPU, else 1)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")

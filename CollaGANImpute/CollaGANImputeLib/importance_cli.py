@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_options import add_data_option, add_device_option, add_progress_option
 from .contrasts import display_name
 from .errors import InputError
 
@@ -40,7 +41,7 @@ def cmd_importance(argv: Sequence[str]) -> int:
     from .importance import analyse_subjects, write_report
     from .inference import select_device
     from .model_io import load_model
-    from .progress import ProgressReporter, add_progress_option
+    from .progress import ProgressReporter
     from .regions import CONVENTIONS
     from .segmenters import load_segmenter
 
@@ -48,7 +49,7 @@ def cmd_importance(argv: Sequence[str]) -> int:
         prog="collagan-impute importance",
         description="Impute each contrast from the others, measure what is lost over the brain and in the tumour "
                     "(and, with a segmenter, in its Dice), and rank the contrasts from redundant to indispensable.")
-    p.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
+    add_data_option(p)
     p.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
     p.add_argument("--subject", action="append", default=[], help="analyse only these subjects (repeatable)")
     p.add_argument("--labels", metavar="PATTERN",
@@ -60,7 +61,7 @@ def cmd_importance(argv: Sequence[str]) -> int:
                    help="'threshold' (crude built-in demonstration), a command line with {output} and contrast placeholders "
                         "such as {t1gd}, or a Python 'package.module:function' / 'file.py:function' (your own code is run)")
     p.add_argument("--out", type=Path, default=Path("importance"), help="folder for importance.json, .csv, .md and .png")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_option(p)
     p.add_argument("--batch-size", type=int, default=8)
     add_progress_option(p)
     args = p.parse_args(argv)

@@ -6,7 +6,6 @@ The Slicer module runs the engine's commands in a background process and reads t
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -53,9 +52,3 @@ def parse_progress_line(line: str) -> dict | None:
         return json.loads(line[len(LINE_PREFIX):])
     except json.JSONDecodeError:
         return None
-
-
-def add_progress_option(parser: argparse.ArgumentParser) -> None:
-    """--progress bar|lines, the same for every command that reports progress."""
-    parser.add_argument("--progress", choices=("bar", "lines"), default="bar",
-                        help="a progress bar (default) or JSON lines for programs that run this command")

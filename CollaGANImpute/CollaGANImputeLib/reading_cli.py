@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_options import add_device_option, add_progress_option
 from .contrasts import display_name
 from .errors import EXIT_BAD_INPUT
 from .progress import ProgressReporter
@@ -29,8 +30,8 @@ def _create(argv: Sequence[str]) -> int:
     p.add_argument("--min-brain", type=float, default=0.5, help="a slice's brain area, relative to the study's largest (default 0.5)")
     p.add_argument("--synthetic", type=Path, help="folder of imputations named <study>_<contrast>_collagan.nii.gz; others are imputed now")
     p.add_argument("--weights", type=Path, help="model for imputing on the fly (default: the bundled model)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--progress", choices=("bar", "lines"), default="bar")
+    add_device_option(p)
+    add_progress_option(p)
     args = p.parse_args(argv)
     studies = find_studies(args.studies, args.synthetic)
     needs_model = any(c not in s.synthetic for s in studies for c in args.contrast)

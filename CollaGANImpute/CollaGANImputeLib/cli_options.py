@@ -1,0 +1,24 @@
+"""Options several `collagan-impute` commands share, so that each is spelt and explained once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """--data: the subjects a command reads, in either layout `data.discover_subjects` accepts."""
+    parser.add_argument("--data", required=True, type=Path, help="manifest.json (or a folder holding one) or a folder of subject folders")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """--device auto|cpu|cuda, resolved by `inference.select_device`."""
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="where the network runs (default: a CUDA GPU if there is one)")
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """--progress bar|lines, the same for every command that reports progress."""
+    parser.add_argument("--progress", choices=("bar", "lines"), default="bar",
+                        help="a progress bar (default) or JSON lines for programs that run this command")
