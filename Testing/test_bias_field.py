@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CollaGANImputeLib.bias_field import bias_corrected, n4_bias_field
+from CollaGANImputeLib.bias_field import bias_corrected, corrected_study, n4_bias_field
 from CollaGANImputeLib.data import discover_subjects, prepare_subject
+from CollaGANImputeLib.errors import InputError
 from CollaGANImputeLib.evaluation import evaluate_subjects
 from CollaGANImputeLib.inference import impute, model_inputs, model_smoothing, network_stack, synthesise
 from CollaGANImputeLib.metrics import image_metrics
@@ -88,3 +89,15 @@ def test_a_model_trained_on_corrected_studies_reads_corrected_inputs(sample_file
     assert any("coil shading" in note for note in imputed.notes) and not any("coil shading" in note for note in plain.notes)
     assert imputed.image.GetSize() == plain.image.GetSize() == (148, 198, 40)
     assert np.abs(sitk.GetArrayFromImage(imputed.image) - sitk.GetArrayFromImage(plain.image)).max() > 1e-3
+
+
+def test_a_thin_study_is_fitted_on_a_finer_grid_and_a_single_slice_is_refused_by_name(sample_files):
+    slab = {key: sitk.ReadImage(str(path))[:, :, 70:73] for key, path in sample_files.items()}
+    study = prepare_study(slab, CONTRASTS)
+    field = n4_bias_field(study.images["t1"], study.mask, study.canonical_spacing)  # 3 slices: too few for the 4x grid
+    assert field.shape == study.images["t1"].shape and np.all(np.isfinite(field)) and np.all(field > 0)
+    assert abs(np.log(field[study.mask]).mean()) < 1e-4
+
+    single = prepare_study({key: image[:, :, 1:2] for key, image in slab.items()}, CONTRASTS)
+    with pytest.raises(InputError, match=r"the T1 input is 1 x \d+ x \d+ voxels: N4 needs at least 2"):
+        corrected_study(single)

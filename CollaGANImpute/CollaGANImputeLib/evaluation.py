@@ -9,6 +9,7 @@ import numpy as np
 
 from .bias_field import METHOD as BIAS_METHOD
 from .bias_field import bias_corrected as corrected
+from .contrasts import display_name
 from .data import Subject, prepare_subject
 from .geometry import resample_onto, same_grid, to_canonical_array
 from .inference import Imputation, model_smoothing, model_inputs, synthesise
@@ -62,7 +63,7 @@ def evaluate_subjects(
                               smoothing=model_smoothing(model, study))
             real = study.images[key]
             if bias_corrected:
-                real = corrected(real, study.mask, study.canonical_spacing)
+                real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")
             scores = image_metrics(real, fake, study.mask)
             results.append({"subject": subject.name, "contrast": key, **{m: scores[m] for m in METRIC_NAMES}})
     means = {
