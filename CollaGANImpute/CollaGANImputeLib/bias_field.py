@@ -22,7 +22,7 @@ from .study import PreparedStudy, normalise_in_brain
 SHRINK = 4  # N4 fits on a grid this many times coarser: the field is smooth (about 5 s for a 240 x 240 x 155 volume)
 ITERATIONS = (50, 50, 50, 50)  # per fitting level, SimpleITK's default number of levels
 METHOD = (f"N4 bias field correction (SimpleITK N4BiasFieldCorrectionImageFilter, brain mask, fitted on a grid shrunk "
-          f"{SHRINK}x, {len(ITERATIONS)} levels of {ITERATIONS[0]} iterations)")
+          f"{SHRINK}x, less along an axis of under {4 * SHRINK} voxels, {len(ITERATIONS)} levels of {ITERATIONS[0]} iterations)")
 
 
 def n4_bias_field(volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0), *,
