@@ -16,9 +16,10 @@ from CollaGANImputeLib.inference import impute_all, network_stack
 from CollaGANImputeLib.metrics import brasyn_normalise
 from CollaGANImputeLib.model_card import read_card, update_card
 from CollaGANImputeLib.model_io import load_model, save_model
-from CollaGANImputeLib.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
+from CollaGANImputeLib.reliability import (WEAK_RANKING, available_methods, calibrate, describe, held_out_caveat, reliability_map,
+                                           uncertainty_map)
 from CollaGANImputeLib.study import prepare_study
-from conftest import CONTRASTS, SHARED_CROP, crop_volumes, subject_files
+from conftest import CONTRASTS, REPO, SHARED_CROP, crop_volumes, subject_files
 
 T2 = 2
 ANY_SUBSET = {"contrasts": CONTRASTS, "missing_inputs": {"min": 1, "max": 3}}
@@ -105,22 +106,41 @@ def test_calibration_on_real_subjects_and_the_calibrated_map(shared_crops, any_m
         reliability_map(model, stack, T2, mask, method="calibrated", present=[0])
 
 
+WEAK_T2 = {"calibrated": {"subjects": ["BraTS-GLI-00001-000"], "source": "test", "spearman_brain": {"t1": 0.5, "t2": 0.12}}}
+
+
 def test_impute_all_uses_the_calibrated_map_and_says_what_it_means(shared_crops, any_model_copy):
     model = load_model(any_model_copy)
     studies = {s.name: prepare_subject(s, CONTRASTS) for s in discover_subjects(shared_crops, CONTRASTS)}
-    update_card(any_model_copy, {"error_model": calibrate(model, studies, every=3)})
+    update_card(any_model_copy, {"error_model": calibrate(model, studies, every=3), "reliability_held_out": WEAK_T2})
     model = load_model(any_model_copy)
     inputs = {k: shared_crops / "TCGA-DU-7294" / f"{k}.nii.gz" for k in ("t1", "t1gd", "flair")}
     result = impute_all(inputs, ["t2"], model, uncertainty=True)["t2"]
     assert result.uncertainty_meaning == error_model.UNIT
     assert result.uncertainty.GetSize() == result.image.GetSize() and result.uncertainty.GetOrigin() == result.image.GetOrigin()
+    weak = [n for n in result.notes if "ranked the actual error weakly" in n]
+    assert len(weak) == 1 and "calibrated reliability map of T2" in weak[0] and "Spearman 0.12" in weak[0]
     two = impute_all({k: inputs[k] for k in ("t1", "t1gd")}, ["t2"], model, uncertainty=True)["t2"]
     assert two.uncertainty_meaning == error_model.UNIT  # two inputs: one can still be dropped
     one = impute_all({"t1": inputs["t1"]}, ["t2"], model, uncertainty=True)["t2"]
     assert "flipped and shifted canvases" in one.uncertainty_meaning
+    assert not any("weakly" in n for n in one.notes)  # nothing was measured for the flips map
+    plain = impute_all(inputs, ["t2"], model)["t2"]
+    assert not any("weakly" in n for n in plain.notes)
+
+
+def test_held_out_caveat_only_where_the_card_measured_a_weak_map():
+    card = {"reliability_held_out": WEAK_T2}
+    assert held_out_caveat(card, "calibrated", "t2").startswith("the calibrated reliability map of T2 ranked the actual error weakly")
+    assert held_out_caveat(card, "calibrated", "t1") is None  # 0.5 ranks the error
+    assert held_out_caveat(card, "subsets", "t2") is None and held_out_caveat({}, "calibrated", "t2") is None
+    at_bar = {"reliability_held_out": {"calibrated": {**WEAK_T2["calibrated"], "spearman_brain": {"t2": WEAK_RANKING}}}}
+    assert held_out_caveat(at_bar, "calibrated", "t2") is None
 
 
 def test_calibrate_command_writes_the_card_and_refuses_bad_requests(shared_crops, any_model_copy, capsys):
+    subsets = {"subjects": ["BraTS-GLI-00001-000"], "source": "test", "spearman_brain": {"t2": 0.4}}
+    update_card(any_model_copy, {"reliability_held_out": {**WEAK_T2, "subsets": subsets}})
     before = read_card(any_model_copy)
     assert cmd_calibrate(["--data", str(shared_crops / "manifest.json"), "--weights", str(any_model_copy), "--every", "4",
                           "--device", "cpu", "--progress", "lines"]) == 0
@@ -128,6 +148,7 @@ def test_calibrate_command_writes_the_card_and_refuses_bad_requests(shared_crops
     assert card["sha256"] == before["sha256"] and card["training"] == before["training"]
     assert card["error_model"]["fitted_on"] == ["TCGA-DU-7294", "AURORA-MET-example"]
     assert card["error_model"]["command"].startswith("collagan-impute calibrate --data")
+    assert card["reliability_held_out"] == {"subsets": subsets}  # the old error model's held-out figures are gone
     printed = capsys.readouterr().out
     assert "T1Gd   Spearman(map, |error|) on the fitted subjects" in printed and "collagan-progress" in printed
     with pytest.raises(InputError, match="subject\\(s\\) NOPE not in"):
@@ -156,3 +177,17 @@ def test_bundled_calibrated_map_ranks_held_out_error_better_than_its_spread(mani
     error = np.abs(brasyn_normalise(central, mask) - brasyn_normalise(stack[T2], mask))
     calibrated, spread_only = spearmanr(expected[mask], error[mask])[0], spearmanr(spread[mask], error[mask])[0]
     assert calibrated > 0.3 and calibrated > spread_only + 0.1
+
+
+def test_bundled_card_records_the_held_out_reliability_benchmark_and_warns_for_t1():
+    """The card's held-out figures are those of benchmarks/results/reliability.json (same weights), and the
+    calibrated T1 map, which ranks the held-out error weakly, comes with a caveat for the user."""
+    card = load_model().card
+    report = json.loads((REPO / "benchmarks" / "results" / "reliability.json").read_text())
+    assert report["weights_sha256"] == card["sha256"]
+    for row in report["results"]:
+        recorded = card["reliability_held_out"][row["method"]]
+        assert recorded["subjects"] == [report["held_out"]]
+        assert recorded["spearman_brain"][row["contrast"]] == pytest.approx(row["spearman_brain"], abs=5e-4)
+    assert "T1 ranked the actual error weakly" in held_out_caveat(card, "calibrated", "t1")
+    assert [k for k in card["contrasts"] if held_out_caveat(card, "calibrated", k)] == ["t1"]

@@ -49,7 +49,9 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
     finally:
         reporter.close()
     block["command"] = "collagan-impute calibrate " + " ".join(shlex.quote(a) for a in argv)
-    card = update_card(model.weights_path, {"error_model": block})
+    # The held-out figures of the previous error model's map (benchmarks/reliability.py --write-card) no longer hold.
+    measured = {m: v for m, v in model.card.get("reliability_held_out", {}).items() if m != "calibrated"}
+    card = update_card(model.weights_path, {"error_model": block, "reliability_held_out": measured})
     for key, rho in block["spearman_on_fitted_subjects"].items():
         print(f"{display_name(key):<6} Spearman(map, |error|) on the fitted subjects {rho:.3f}")
     print(f"wrote the error model into {card} (fitted on {', '.join(block['fitted_on'])}; spread: {block['spread']})", file=sys.stderr)

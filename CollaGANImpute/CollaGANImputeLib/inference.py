@@ -349,7 +349,7 @@ def impute_all(
     )
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:
-        from .reliability import available_methods, describe, reliability_map
+        from .reliability import available_methods, describe, held_out_caveat, reliability_map
 
         # The most informative map the model offers (benchmarks/results/reliability.md): its error model where
         # calibrated, else the spread over input subsets (4 predictions), else over canvases (24).
@@ -360,6 +360,9 @@ def impute_all(
                                              progress=progress, cancel=cancel)
             results[key].uncertainty = study.to_reference_image(reliability)
             results[key].uncertainty_meaning = describe(method)
+            caveat = held_out_caveat(model.card, method, key)
+            if caveat:
+                study.notes.append(caveat)
     return results
 
 
