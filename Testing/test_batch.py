@@ -1,5 +1,5 @@
 """Batch imputation: a run cancelled after its first study, rerun (with two worker processes), imputes
-only the studies left, records each in the manifest, and writes outputs on each study's own grid."""
+only the studies left, records each in the manifest with its notes, and writes outputs on each study's own grid."""
 
 import json
 import os
@@ -19,13 +19,15 @@ SUBJECTS = ("AURORA-MET-example", "BraTS-GLI-00001-000", "TCGA-DU-7294")  # in t
 
 @pytest.fixture(scope="module")
 def studies(manifest, tmp_path_factory):
-    """Three real studies without T1Gd, cropped to 112x128x8 voxels of brain (cropping keeps the physical grid)."""
+    """Three real studies without T1Gd, cropped to 112x128x8 voxels of brain (cropping keeps the physical grid);
+    the second one's FLAIR is a slice shorter, so it is resampled onto the T1 grid."""
     root = tmp_path_factory.mktemp("studies")
     for name in SUBJECTS:
         (root / name).mkdir()
         for key, path in subject_files(manifest, name).items():
             if key != "t1gd":
-                sitk.WriteImage(sitk.ReadImage(str(path))[64:176, 56:184, 72:80], str(root / name / f"{key}.nii.gz"))
+                last = 79 if (name, key) == (SUBJECTS[1], "flair") else 80
+                sitk.WriteImage(sitk.ReadImage(str(path))[64:176, 56:184, 72:last], str(root / name / f"{key}.nii.gz"))
     return root
 
 
@@ -50,6 +52,9 @@ def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_mod
     assert first.stat().st_mtime_ns == first_written  # the finished study was not imputed again
     cases = json.loads((out / MANIFEST_NAME).read_text())["cases"]
     assert set(cases) == set(SUBJECTS) and all(case["status"] == "done" for case in cases.values())
+    assert cases[SUBJECTS[0]]["notes"] == [] and cases[SUBJECTS[2]]["notes"] == []
+    assert len(cases[SUBJECTS[1]]["notes"]) == 1 and cases[SUBJECTS[1]]["notes"][0].startswith("FLAIR (112x128x7")
+    assert "was resampled onto the T1 grid (112x128x8" in cases[SUBJECTS[1]]["notes"][0]
 
     for name in SUBJECTS:
         reference, result = sitk.ReadImage(str(studies / name / "t1.nii.gz")), sitk.ReadImage(str(output_path(out, name, "t1gd")))

@@ -3,7 +3,9 @@ GPU), with one progress report and a manifest of finished cases.
 
 The manifest (OUTPUT/collagan_batch.json) is rewritten atomically after every case, so a run that was
 cancelled or killed is taken up by rerunning the same command: cases whose output is listed as done
-and still on disk are not imputed again. Each output file is itself written atomically.
+and still on disk are not imputed again. Each output file is itself written atomically. A done case
+keeps the notes of its imputation (inputs resampled onto another grid, ...): in a batch nobody reads
+them as they pass.
 """
 
 from __future__ import annotations
@@ -43,18 +45,18 @@ def output_path(output: str | Path, study: str, missing: str) -> Path:
 
 
 def impute_study(model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, **options) -> Path | str:
-    """One study: the file written, or 'skipped: <reason>' when its input is unusable. `options` (batch_size,
-    bf16, views) go to `inference.impute`."""
+                 cancel: Callable[[], bool] | None = None, **options) -> tuple[Path | str, list[str]]:
+    """One study: the file written, or 'skipped: <reason>' when its input is unusable, and the notes of the
+    imputation. `options` (batch_size, bf16, views) go to `inference.impute`."""
     from .inference import impute
     from .volumes import write_volume
 
     try:
         files = find_study_files(folder, [k for k in model.contrasts if k != missing])
         result = impute(files, missing, model, progress=progress, cancel=cancel, **options)
-        return write_volume(result.image, output_path(output, folder.name, missing))
+        return write_volume(result.image, output_path(output, folder.name, missing)), result.notes
     except InputError as error:
-        return f"skipped: {error}"
+        return f"skipped: {error}", []
 
 
 def impute_folder(
@@ -89,9 +91,9 @@ def impute_folder(
             report[folder.name] = output_path(output, folder.name, missing)
     pending = [f for f in folders if f.name not in report]
 
-    def finish(name: str, outcome: Path | str) -> None:
+    def finish(name: str, outcome: Path | str, notes: list[str]) -> None:
         report[name] = outcome
-        manifest.record(name, outcome)
+        manifest.record(name, outcome, notes)
         if progress is not None:
             progress(len(report), len(folders), f"{name}: {'done' if isinstance(outcome, Path) else 'skipped'}")
 
@@ -103,7 +105,7 @@ def impute_folder(
                 if progress is not None:
                     progress(len(report), len(folders), f"{name}: slice batch {done}/{total}")
 
-            finish(folder.name, impute_study(model, folder, output, missing, progress=slice_progress, cancel=cancel, **options))
+            finish(folder.name, *impute_study(model, folder, output, missing, progress=slice_progress, cancel=cancel, **options))
     else:
         _impute_in_processes(model, pending, output, missing, min(workers, len(pending)), options, finish, cancel)
     if progress is not None:
@@ -127,8 +129,8 @@ class _Manifest:
     def finished(self, name: str, output: Path) -> bool:
         return self.cases.get(name, {}).get("status") == "done" and output.is_file()
 
-    def record(self, name: str, outcome: Path | str) -> None:
-        entry = {"status": "done", "output": outcome.name} if isinstance(outcome, Path) else {"status": "skipped", "reason": outcome}
+    def record(self, name: str, outcome: Path | str, notes: list[str]) -> None:
+        entry = {"status": "done", "output": outcome.name, "notes": notes} if isinstance(outcome, Path) else {"status": "skipped", "reason": outcome}
         self.cases[name] = {**entry, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_text_atomic(self.path, json.dumps({**self.run, "cases": self.cases}, indent=2) + "\n")
 
@@ -146,7 +148,7 @@ def _start_worker(weights: str, devices, threads: int, cancel_event) -> None:
     _worker.update(model=load_model(weights, devices.get()), cancel=cancel_event)
 
 
-def _worker_study(folder: str, output: str, missing: str, options: dict) -> Path | str:
+def _worker_study(folder: str, output: str, missing: str, options: dict) -> tuple[Path | str, list[str]]:
     return impute_study(_worker["model"], Path(folder), output, missing, cancel=_worker["cancel"].is_set, **options)
 
 
@@ -161,7 +163,7 @@ def worker_devices(model, workers: int) -> list[str]:
 
 
 def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, workers: int, options: dict,
-                         finish: Callable[[str, Path | str], None], cancel: Callable[[], bool] | None) -> None:
+                         finish: Callable[[str, Path | str, list[str]], None], cancel: Callable[[], bool] | None) -> None:
     """Spawned processes (safe with CUDA and threads); the CPU's cores are shared out between them."""
     context = multiprocessing.get_context("spawn")
     devices, cancel_event = context.Queue(), context.Event()
@@ -177,7 +179,7 @@ def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, w
             while running:
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    finish(running.pop(future), future.result())
+                    finish(running.pop(future), *future.result())
                 if cancel is not None and cancel():
                     raise Cancelled("batch imputation cancelled; rerun it to impute the remaining studies")
         except BaseException:

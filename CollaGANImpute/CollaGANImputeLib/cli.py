@@ -362,7 +362,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     for name, reason in skipped.items():
         print(f"{name}: {reason}", file=sys.stderr)
     print(f"{len(report) - len(skipped)} of {len(report)} studies imputed in '{args.out}' "
-          f"(finished cases are listed in {MANIFEST_NAME}; a rerun skips them)")
+          f"(finished cases are listed in {MANIFEST_NAME} with the notes of each imputation; a rerun skips them)")
     return 0
 
 
