@@ -695,7 +695,8 @@ class ReadingSessionLogic:
 
 
 def describeCard(card: dict) -> str:
-    """The model card as HTML for the panel: contrasts, training data, validation metrics."""
+    """The model card as HTML for the panel: contrasts, training data, held-out (else validation) metrics, and
+    how well its reliability maps ranked the held-out error."""
     def escape(value) -> str:
         return html.escape(str(value))
 
@@ -722,6 +723,10 @@ def describeCard(card: dict) -> str:
         lines.append(f"<b>{escape(title)}</b> (imputing each contrast from the others):"
                      "<table border='1' cellpadding='2'><tr><th></th><th>SSIM</th><th>PSNR dB</th><th>NMSE</th></tr>"
                      f"{table}</table><small>{escape(card['metrics'].get('normalisation', ''))}</small>")
+    for method, measured in card.get("reliability_held_out", {}).items():  # benchmarks/reliability.py --write-card
+        ranks = ", ".join(f"{escape(display_name(k))} {rho:.2f}" for k, rho in measured["spearman_brain"].items())
+        lines.append(f"<b>Reliability map, {escape(method)}:</b> {ranks} <small>(Spearman of map and actual |error| over the brain, "
+                     f"held out {escape(', '.join(measured['subjects']))}; under 0.3 the map says little)</small>")
     if card.get("output_intensity"):
         lines.append("<b>Output intensity:</b> " + escape(card["output_intensity"]))
     lines.append(f"<small>sha256 {escape(card.get('sha256', '')[:16])}...</small>")

@@ -331,6 +331,8 @@ def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_p
     bundled = module.describeCard(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
     ssim = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]["t1gd"]["ssim_brain"]
     assert "Held out (BraTS-GLI-00001-000)" in bundled and f"<td>T1Gd</td><td>{ssim:.3f}</td>" in bundled
+    assert "<b>Reliability map, calibrated:</b> T1 0.15, T1Gd 0.77, T2 0.52, FLAIR 0.53" in bundled
+    assert "Reliability map" not in text  # nothing measured for the test model
 
 
 def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_model_path, tmp_path):
