@@ -37,6 +37,7 @@ from CollaGANImputeLib import mrml
 from CollaGANImputeLib.contrasts import display_name, match_contrast
 from CollaGANImputeLib.errors import Cancelled, InputError, ModelError
 from CollaGANImputeLib.jobs import CommandJob, ThreadJob
+from CollaGANImputeLib.model_card import WEAK_RANKING
 
 # Import name -> pip requirement; torch comes from the PyTorch extension when it is there.
 DEPENDENCIES = {"torch": "torch>=2.1", "safetensors": "safetensors>=0.4", "skimage": "scikit-image>=0.21", "tqdm": "tqdm>=4.60"}
@@ -726,7 +727,7 @@ def describeCard(card: dict) -> str:
     for method, measured in card.get("reliability_held_out", {}).items():  # benchmarks/reliability.py --write-card
         ranks = ", ".join(f"{escape(display_name(k))} {rho:.2f}" for k, rho in measured["spearman_brain"].items())
         lines.append(f"<b>Reliability map, {escape(method)}:</b> {ranks} <small>(Spearman of map and actual |error| over the brain, "
-                     f"held out {escape(', '.join(measured['subjects']))}; under 0.3 the map says little)</small>")
+                     f"held out {escape(', '.join(measured['subjects']))}; under {WEAK_RANKING} the map says little)</small>")
     if card.get("output_intensity"):
         lines.append("<b>Output intensity:</b> " + escape(card["output_intensity"]))
     lines.append(f"<small>sha256 {escape(card.get('sha256', '')[:16])}...</small>")

@@ -14,10 +14,9 @@ from CollaGANImputeLib.data import discover_subjects, prepare_subject
 from CollaGANImputeLib.errors import InputError, ModelError
 from CollaGANImputeLib.inference import impute_all, network_stack
 from CollaGANImputeLib.metrics import brasyn_normalise
-from CollaGANImputeLib.model_card import read_card, update_card
+from CollaGANImputeLib.model_card import WEAK_RANKING, held_out_caveat, read_card, update_card
 from CollaGANImputeLib.model_io import load_model, save_model
-from CollaGANImputeLib.reliability import (WEAK_RANKING, available_methods, calibrate, describe, held_out_caveat, reliability_map,
-                                           uncertainty_map)
+from CollaGANImputeLib.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
 from CollaGANImputeLib.study import prepare_study
 from conftest import CONTRASTS, REPO, SHARED_CROP, crop_volumes, subject_files
 

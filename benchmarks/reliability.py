@@ -19,7 +19,7 @@ method, on the slice with most enhancement).
 
 `--write-card` (whole volumes only) writes each method's Spearman correlations over the brain into the model
 card ("reliability_held_out"), from which imputations with a map tell the user where it ranks the error
-weakly (reliability.held_out_caveat).
+weakly (model_card.held_out_caveat).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
 from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
-from CollaGANImputeLib.model_card import update_card  # noqa: E402
-from CollaGANImputeLib.reliability import CANVASES, METHODS, WEAK_RANKING, available_methods, describe, reliability_map  # noqa: E402
+from CollaGANImputeLib.model_card import WEAK_RANKING, update_card  # noqa: E402
+from CollaGANImputeLib.reliability import CANVASES, METHODS, available_methods, describe, reliability_map  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

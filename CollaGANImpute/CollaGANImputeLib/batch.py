@@ -130,7 +130,10 @@ class _Manifest:
         return self.cases.get(name, {}).get("status") == "done" and output.is_file()
 
     def record(self, name: str, outcome: Path | str, notes: list[str]) -> None:
-        entry = {"status": "done", "output": outcome.name, "notes": notes} if isinstance(outcome, Path) else {"status": "skipped", "reason": outcome}
+        if isinstance(outcome, Path):
+            entry = {"status": "done", "output": outcome.name, "notes": notes}
+        else:
+            entry = {"status": "skipped", "reason": outcome}
         self.cases[name] = {**entry, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         write_text_atomic(self.path, json.dumps({**self.run, "cases": self.cases}, indent=2) + "\n")
 

@@ -13,6 +13,7 @@ from scipy.ndimage import gaussian_filter
 from .bias_field import corrected_study
 from .contrasts import display_name
 from .errors import Cancelled, InputError
+from .model_card import held_out_caveat
 from .model_io import Model
 from .networks import Generator
 from .study import PreparedStudy, VolumeSource, brain_slices, padded_bounds, prepare_study
@@ -349,7 +350,7 @@ def impute_all(
     )
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:
-        from .reliability import available_methods, describe, held_out_caveat, reliability_map
+        from .reliability import available_methods, describe, reliability_map
 
         # The most informative map the model offers (benchmarks/results/reliability.md): its error model where
         # calibrated, else the spread over input subsets (4 predictions), else over canvases (24).

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from .atomic import write_text_atomic
+from .contrasts import display_name
 from .errors import ModelError
 
 CARD_FORMAT = "collagan-impute-model/1"
@@ -66,3 +67,22 @@ def update_card(weights: str | Path, fields: dict) -> Path:
     path = weights if weights.suffix == ".json" else card_path_for(weights)
     write_text_atomic(path, json.dumps(card, indent=2) + "\n")
     return path
+
+
+# Below this Spearman correlation of map and |error| over the brain of held-out subjects, a reliability map
+# ranks the error too weakly to be read on its own (the reliability issue's bar). The card's
+# "reliability_held_out" holds the figures, measured by benchmarks/reliability.py --write-card.
+WEAK_RANKING = 0.3
+
+
+def held_out_caveat(card: dict, method: str, contrast: str) -> str | None:
+    """A note for the user where the model card records that `method`'s reliability map of `contrast` ranked
+    the actual error weakly on held-out subjects (Spearman under WEAK_RANKING), else None: a low value in
+    such a map is no sign that the imputation is right."""
+    measured = card.get("reliability_held_out", {}).get(method)
+    rho = None if measured is None else measured["spearman_brain"].get(contrast)
+    if rho is None or rho >= WEAK_RANKING:
+        return None
+    return (f"the {method} reliability map of {display_name(contrast)} ranked the actual error weakly on held-out subject(s) "
+            f"{', '.join(measured['subjects'])} (Spearman {rho:.2f}, under {WEAK_RANKING}): a low value there does not mean "
+            "the imputation can be trusted")

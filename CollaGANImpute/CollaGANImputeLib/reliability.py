@@ -31,7 +31,6 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from . import error_model
-from .contrasts import display_name
 from .errors import InputError
 from .inference import CancelCheck, Progress, model_smoothing, model_inputs, synthesise_on_canvas
 from .metrics import brasyn_normalise
@@ -48,10 +47,6 @@ METHODS = ("calibrated", "subsets", "flips")  # the maps `reliability_map` offer
 CANVASES = ((0, 0, 0), (8, 0, 0), (16, 0, 0), (32, 0, 0), (8, 3, 5), (8, -5, -3), (16, 7, -2), (16, -2, 7),
             (24, 5, 5), (24, -6, -6), (32, 9, -11), (32, -11, 9))
 PLAIN = (0, 0, 0)
-# Below this Spearman correlation of map and |error| over the brain of held-out subjects, a map ranks the error
-# too weakly to be read on its own (the reliability issue's bar); the card's "reliability_held_out" holds the
-# figures measured by benchmarks/reliability.py --write-card.
-WEAK_RANKING = 0.3
 
 
 def available_methods(card: dict, present: int | None = None) -> tuple[str, ...]:
@@ -164,19 +159,6 @@ def describe(method: str) -> str:
     if method == "calibrated":
         return error_model.UNIT
     return f"spread of the model's predictions over {'input subsets' if method == 'subsets' else 'flipped and shifted canvases'} (brain standard deviations)"
-
-
-def held_out_caveat(card: dict, method: str, contrast: str) -> str | None:
-    """A note for the user where the model card records that `method`'s map of `contrast` ranked the actual
-    error weakly on held-out subjects (Spearman under WEAK_RANKING), else None: a low value there is no
-    sign that the imputation is right."""
-    measured = card.get("reliability_held_out", {}).get(method)
-    rho = None if measured is None else measured["spearman_brain"].get(contrast)
-    if rho is None or rho >= WEAK_RANKING:
-        return None
-    return (f"the {method} reliability map of {display_name(contrast)} ranked the actual error weakly on held-out subject(s) "
-            f"{', '.join(measured['subjects'])} (Spearman {rho:.2f}, under {WEAK_RANKING}): a low value there does not mean "
-            "the imputation can be trusted")
 
 
 def calibrate(
