@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ class ImputationRequest:
     real: object = None
     uncertainty: bool = False
     views: int = 1  # shifted and mirrored views averaged (inference.synthesise)
+    inputNodes: dict = field(default_factory=dict)  # the nodes the images came from: main thread only, for the views
+    realNode: object = None
 
     @property
     def targets(self) -> list:
@@ -159,6 +162,8 @@ class ImputationOutcome:
     differenceNode: object = None
     outputNodes: dict = field(default_factory=dict)
     uncertaintyNodes: dict = field(default_factory=dict)
+    inputNodes: dict = field(default_factory=dict)  # what the run imputed from, so its comparison shows that
+    realNode: object = None
 
 
 class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
@@ -177,6 +182,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self._models: dict = {}
+        self._modelLock = threading.Lock()  # the imputation and the analysis workers may ask at once
         self.lastOutcome: ImputationOutcome | None = None
 
     # ----- parameters and dependencies ----------------------------------------------------------
@@ -242,9 +248,10 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
         path = Path(weights) if weights else bundled_weights()
         key = (str(path.resolve()), str(select_device(device)), path.stat().st_mtime if path.exists() else 0)
-        if key not in self._models:
-            self._models = {key: load_model(path, select_device(device))}
-        return self._models[key]
+        with self._modelLock:
+            if key not in self._models:
+                self._models = {key: load_model(path, select_device(device))}
+            return self._models[key]
 
     # ----- inputs --------------------------------------------------------------------------------
     @staticmethod
@@ -327,7 +334,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
             real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
-            views=views,
+            views=views, inputNodes=dict(given), realNode=real,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
@@ -384,38 +391,42 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
                 mrml.set_window_to_brain(output)
                 outputs[key] = output
                 if imputations[key].uncertainty is not None:
-                    uncertainties[key] = self._addUncertaintyNode(imputations[key].uncertainty, name, imputations[key].uncertainty_meaning)
+                    uncertainties[key] = self._addMapNode(imputations[key].uncertainty, f"{name} (CollaGAN) uncertainty", "uncertainty",
+                                                          imputations[key].uncertainty_meaning, UNCERTAINTY_COLORS)
                     created.append(uncertainties[key])
             outcome = ImputationOutcome(outputs[request.missing], imputations[request.missing], modelName, comparison,
-                                        outputNodes=outputs, uncertaintyNodes=uncertainties)
+                                        outputNodes=outputs, uncertaintyNodes=uncertainties,
+                                        inputNodes=request.inputNodes, realNode=request.realNode)
             if comparison is not None:
                 outcome.differenceNode = self._addDifferenceNode(comparison, display_name(request.missing))
                 created.append(outcome.differenceNode)
         except Exception:
             for node in created:
-                slicer.mrmlScene.RemoveNode(node)
+                mrml.remove_volume_node(node)
             raise
         self.lastOutcome = outcome
         return outcome
 
     @staticmethod
-    def _addUncertaintyNode(image, name: str, meaning: str):
-        """The reliability map (the model's expected error, or the spread of its predictions) as a colour overlay."""
-        node = mrml.add_volume_node(image, f"{name} (CollaGAN) uncertainty")
-        node.SetAttribute(ROLE_ATTRIBUTE, "uncertainty")
-        node.SetAttribute("CollaGANImpute.Units", meaning)
-        mrml.set_window_to_brain(node, 0.0, 99.0)
-        display = node.GetDisplayNode()
-        if display is not None:
-            display.SetAndObserveColorNodeID(UNCERTAINTY_COLORS)
+    def _addMapNode(image, name: str, role: str, units: str = "", colors: str | None = None):
+        """A |difference| or reliability map (the model's expected error, or the spread of its predictions),
+        windowed from 0 to its 99th brain percentile; taken out of the scene again if dressing it fails."""
+        node = mrml.add_volume_node(image, name)
+        try:
+            node.SetAttribute(ROLE_ATTRIBUTE, role)
+            if units:
+                node.SetAttribute("CollaGANImpute.Units", units)
+            mrml.set_window_to_brain(node, 0.0, 99.0)
+            display = node.GetDisplayNode()
+            if colors and display is not None:
+                display.SetAndObserveColorNodeID(colors)
+        except Exception:
+            mrml.remove_volume_node(node)
+            raise
         return node
 
-    @staticmethod
-    def _addDifferenceNode(comparison: Comparison, name: str):
-        node = mrml.add_volume_node(comparison.difference, f"{name} |difference|")
-        node.SetAttribute(ROLE_ATTRIBUTE, "difference")
-        mrml.set_window_to_brain(node, 0.0, 99.0)
-        return node
+    def _addDifferenceNode(self, comparison: Comparison, name: str):
+        return self._addMapNode(comparison.difference, f"{name} |difference|", "difference")
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, progress=None,
@@ -432,16 +443,29 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
                                          weights=weights, device=device, uncertainty=uncertainty, views=views)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
-    def evaluate(self, realNode) -> dict:
-        """Score the last imputation against `realNode`; replaces the last |difference| volume."""
+    def currentOutcome(self, outputNode=None) -> ImputationOutcome | None:
+        """The last imputation while its output node is still in the scene (and is `outputNode`, when given).
+
+        Presence is checked on the node object, not its ID: a new scene hands the same IDs to other volumes.
+        """
         outcome = self.lastOutcome
-        if outcome is None or slicer.mrmlScene.GetNodeByID(outcome.outputNode.GetID()) is None:
+        if outcome is None or not slicer.mrmlScene.IsNodePresent(outcome.outputNode):
+            return None
+        if outputNode is not None and outputNode.GetID() != outcome.outputNode.GetID():
+            return None
+        return outcome
+
+    def evaluate(self, realNode) -> dict:
+        """Score the last imputation against `realNode` (the real volume of its missing contrast); replaces
+        the last |difference| volume."""
+        outcome = self.currentOutcome()
+        if outcome is None:
             raise InputError("there is no imputation to score: impute first (scoring uses that run's brain mask)")
         comparison = self.compare(outcome.imputation, mrml.image_from_node(realNode))
+        difference = self._addDifferenceNode(comparison, display_name(outcome.imputation.missing))
         if outcome.differenceNode is not None and slicer.mrmlScene.IsNodePresent(outcome.differenceNode):
-            slicer.mrmlScene.RemoveNode(outcome.differenceNode)
-        outcome.comparison = comparison
-        outcome.differenceNode = self._addDifferenceNode(comparison, display_name(outcome.imputation.missing))
+            mrml.remove_volume_node(outcome.differenceNode)
+        outcome.comparison, outcome.differenceNode, outcome.realNode = comparison, difference, realNode
         return comparison.metrics
 
     # ----- contrast-importance analysis ---------------------------------------------------------
@@ -474,6 +498,11 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         segmenter = load_segmenter(request.segmenter) if request.segmenter else None
         return analyse_study(request.images, model, name=request.name, labels=request.labels, segmenter=segmenter,
                              progress=report, cancel=cancel)
+
+    def startImportance(self, request: ImportanceRequest) -> ThreadJob:
+        """Run `computeImportance` in a worker thread; poll the job, then show or write its report."""
+        return ThreadJob(lambda job: self.computeImportance(request, job.report, lambda: job.cancelled),
+                         stage="Starting").start()
 
     def analyseImportance(self, volumes: dict, *, labels=None, segmenter: str = "", weights: str | None = None,
                           device: str = "auto", reportFolder: str | None = None, progress=None, cancel=None):
@@ -645,7 +674,7 @@ class ReadingSessionLogic:
     def clearItem(self) -> None:
         scene = self.scene or slicer.mrmlScene
         if self.node is not None and scene.IsNodePresent(self.node):
-            scene.RemoveNode(self.node)
+            mrml.remove_volume_node(self.node, scene)
         self.node = None
 
     def enterReadingView(self) -> None:
@@ -789,7 +818,8 @@ def fillTable(table, rows: list[list[str]]) -> None:
 
 
 class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Wires the panel to CollaGANImputeLogic; every selection lives in the parameter node.
+    """Wires the panel to CollaGANImputeLogic; every imputation and analysis selection lives in the parameter
+    node. The reading session's fields name a folder on disk and a rater, not scene content, so they stay in the panel.
 
     The parameter node is a plain vtkMRMLScriptedModuleNode rather than a parameterNodeWrapper class,
     because its inputs depend on the model card: one node reference per contrast ("Input_t1", ...).
@@ -833,7 +863,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for selector in (self.ui.maskSelector, self.ui.realVolumeSelector, self.ui.outputSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
-        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        for path in (self.ui.modelPathLineEdit, self.ui.analysisFolderLineEdit):
+            path.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.labelMapSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.segmenterLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.uncertaintyCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.bestQualityCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.bundledModelButton.connect("clicked()", lambda: setattr(self.ui.modelPathLineEdit, "currentPath", ""))
@@ -850,9 +883,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._analysisTimer.setInterval(200)
         self._analysisTimer.connect("timeout()", self._pollAnalysis)
 
+        self._setupReading()
         self._refreshDependencies()
         self.initializeParameterNode()
-        self._setupReading()
 
     def cleanup(self) -> None:
         if self._job is not None:
@@ -864,6 +897,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._createJob.cancel()
         self._createTimer.stop()
         self.readingLogic.leaveReadingView()
+        for shortcut in self._readingShortcuts:  # parented to the main window: would outlive a module reload
+            shortcut.enabled = False
+            shortcut.deleteLater()
+        self._readingShortcuts = []
         self._timer.stop()
         self.removeObservers()
 
@@ -875,8 +912,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        for job in (self._job, self._analysisJob):  # their results belong to the scene being closed
+            if job is not None:
+                job.cancel()
+        self.logic.lastOutcome = None
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -929,6 +968,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.maskSelector.setCurrentNode(node.GetNodeReference("Mask"))
             self.ui.realVolumeSelector.setCurrentNode(node.GetNodeReference("Real"))
             self.ui.outputSelector.setCurrentNode(node.GetNodeReference("Output"))
+            self.ui.labelMapSelector.setCurrentNode(node.GetNodeReference("LabelMap"))
+            if self.ui.segmenterLineEdit.text != node.GetParameter("Segmenter"):  # keeps the cursor while typing
+                self.ui.segmenterLineEdit.text = node.GetParameter("Segmenter")
+            self.ui.analysisFolderLineEdit.currentPath = node.GetParameter("AnalysisFolder")
             self.ui.realVolumeLabel.text = f"Real {display_name(missing)}:" if missing else "Real volume:"
             self.ui.uncertaintyCheckBox.checked = node.GetParameter("Uncertainty") == "true"
             self.ui.bestQualityCheckBox.checked = node.GetParameter("BestQuality") == "true"
@@ -953,6 +996,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node.SetNodeReferenceID("Mask", self.ui.maskSelector.currentNodeID or None)
         node.SetNodeReferenceID("Real", self.ui.realVolumeSelector.currentNodeID or None)
         node.SetNodeReferenceID("Output", self.ui.outputSelector.currentNodeID or None)
+        node.SetNodeReferenceID("LabelMap", self.ui.labelMapSelector.currentNodeID or None)
+        node.SetParameter("Segmenter", self.ui.segmenterLineEdit.text)
+        node.SetParameter("AnalysisFolder", self.ui.analysisFolderLineEdit.currentPath)
         if self.ui.missingContrastComboBox.count:  # empty while no model card could be read
             self._setMissing(self.ui.missingContrastComboBox.currentData or "")
             node.SetParameter("Reference", self.ui.referenceComboBox.currentData or "")
@@ -990,9 +1036,12 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             + ("any missing ones from any others (leave rows empty)" if anySubset else "any one from the others")
             if self._card else self._cardError)
         self.ui.modelCardTextBrowser.setHtml(describeCard(self._card) if self._card else html.escape(self._cardError))
-        self.ui.missingContrastComboBox.clear()
-        for key in contrasts:
-            self.ui.missingContrastComboBox.addItem(display_name(key), key)
+        for combo in (self.ui.missingContrastComboBox, self.ui.readingContrastComboBox):
+            chosen = combo.currentData
+            combo.clear()
+            for key in contrasts:
+                combo.addItem(display_name(key), key)
+            combo.setCurrentIndex(max(0, combo.findData(chosen or "t1gd")))
         self._rebuildInputRows(contrasts)
 
     def _rebuildInputRows(self, contrasts: list[str]) -> None:
@@ -1046,12 +1095,15 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             problems = [self._cardError] if self._card is None else self.logic.inputProblems(
                 self._contrasts(), self._missing(), self._inputs(), self.logic.mostMissing(self._card))
             empty = [display_name(k) for k, n in self._inputs().items() if n is None]
+            if self._analysisJob is not None:
+                problems = ["Wait for the analysis to finish, or cancel it"]
             self.ui.applyButton.enabled = not problems
             self.ui.applyButton.toolTip = "\n".join(problems) if problems else (
                 f"Impute {display_name(self._missing())}" + (f" (and {', '.join(empty)}, left empty)" if empty else ""))
         hasOutput = self.ui.outputSelector.currentNode() is not None
         self.ui.showComparisonButton.enabled = hasOutput and not running
-        self.ui.evaluateButton.enabled = (not running and self.logic.lastOutcome is not None
+        outcome = self.logic.currentOutcome()
+        self.ui.evaluateButton.enabled = (not running and outcome is not None and outcome.imputation.missing == self._missing()
                                           and self.ui.realVolumeSelector.currentNode() is not None)
         for widget in (self.ui.inputsCollapsibleButton, self.ui.modelCollapsibleButton):
             widget.enabled = not running and self._analysisJob is None
@@ -1139,18 +1191,25 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onShowComparison()
 
     def onShowComparison(self) -> None:
-        outcome = self.logic.lastOutcome
+        """The run that made the chosen output as it was run (its inputs, real volume, maps, other outputs),
+        whatever the panel shows now; any other volume beside the panel's inputs and real volume."""
         output = self.ui.outputSelector.currentNode()
-        sameRun = outcome is not None and output is not None and outcome.outputNode.GetID() == output.GetID()
-        difference = outcome.differenceNode if sameRun else None
-        missing = self._missing()
+        outcome = self.logic.currentOutcome(output) if output is not None else None
+        orientation = self.ui.orientationComboBox.currentText
         with slicer.util.tryWithErrorDisplay("Could not set up the comparison views."):
+            if outcome is None:
+                self.logic.showComparison(self._inputs(), output, realNode=self.ui.realVolumeSelector.currentNode(),
+                                          orientation=orientation)
+                return
+            def present(node):  # the user may have deleted some since
+                return node if node is not None and slicer.mrmlScene.IsNodePresent(node) else None
+
+            missing = outcome.imputation.missing
             self.logic.showComparison(
-                self._inputs(), output,
-                realNode=self.ui.realVolumeSelector.currentNode(), differenceNode=difference,
-                orientation=self.ui.orientationComboBox.currentText,
-                uncertaintyNode=outcome.uncertaintyNodes.get(missing) if sameRun else None,
-                otherOutputs={k: n for k, n in outcome.outputNodes.items() if k != missing} if sameRun else None)
+                {k: present(n) for k, n in outcome.inputNodes.items()}, output, realNode=present(outcome.realNode),
+                differenceNode=present(outcome.differenceNode), orientation=orientation,
+                uncertaintyNode=present(outcome.uncertaintyNodes.get(missing)),
+                otherOutputs={k: n for k, n in outcome.outputNodes.items() if k != missing and present(n)})
 
     def onEvaluate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Scoring failed.", waitCursor=True):
@@ -1177,9 +1236,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot analyse: {error}")
             return
-        request = self._analysisRequest
-        self._analysisJob = ThreadJob(lambda job: self.logic.computeImportance(request, job.report, lambda: job.cancelled),
-                                      stage="Starting").start()
+        self._analysisJob = self.logic.startImportance(self._analysisRequest)
         self.ui.analysisProgressBar.show()
         self._analysisTimer.start()
         self._updateButtons()
@@ -1230,8 +1287,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.readingStudiesLineEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
         for text in READING_CONFIDENCE:
             self.ui.confidenceComboBox.addItem(text)
-        for key in self._contrasts() or ["t1gd"]:
-            self.ui.readingContrastComboBox.addItem(display_name(key), key)
         self.ui.startReadingButton.connect("clicked()", self.onStartReading)
         self.ui.realButton.connect("clicked()", lambda: self.onAnswer("real"))
         self.ui.syntheticButton.connect("clicked()", lambda: self.onAnswer("synthetic"))
@@ -1328,9 +1383,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    "--progress", "lines"]
         if self._parameterNode is not None and self._parameterNode.GetParameter("ModelPath"):
             command += ["--weights", self._parameterNode.GetParameter("ModelPath")]
-        self._createJob = self.logic.commandJob(command, stage="Building the reading session").start()
-        self.ui.createSessionButton.text = "Cancel"
-        self._createTimer.start()
+        with slicer.util.tryWithErrorDisplay("Cannot start building the reading session."):
+            self._createJob = self.logic.commandJob(command, stage="Building the reading session").start()
+            self.ui.createSessionButton.text = "Cancel"
+            self._createTimer.start()
 
     def _pollCreateJob(self) -> None:
         state = self._createJob.state()
@@ -1340,15 +1396,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._createTimer.stop()
         job, self._createJob = self._createJob, None
         self.ui.createSessionButton.text = "Create session"
-        try:
-            job.result()
-        except Cancelled:
-            self.ui.readingStatusLabel.text = "Cancelled: no session was written."
-        except (InputError, RuntimeError) as error:
-            self.ui.readingStatusLabel.text = "Failed."
-            slicer.util.errorDisplay(f"Cannot create the reading session: {error}")
-        else:
-            self.ui.readingStatusLabel.text = "Session created: enter the rater's name and start reading."
+        finishJob(self.ui.readingStatusLabel, job.result,
+                  lambda _: setattr(self.ui.readingStatusLabel, "text", "Session created: enter the rater's name and start reading."),
+                  cancelled="Cancelled: no session was written.", refused="Cannot create the reading session",
+                  failed="Creating the reading session failed")
 
     def onScoreSession(self, export: bool = False) -> None:
         folder = self.ui.readingFolderLineEdit.currentPath

@@ -182,9 +182,10 @@ def test_slicer_shows_every_item_alike(module, session_dir):
         seen.setdefault(key[item.id]["class"], set()).add((node.GetName(), json.dumps(attributes, sort_keys=True)))
         assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(item.window)
         assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1
+        assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeDisplayNode") == 1  # the last item's went with it
     assert seen["real"] == seen["synthetic"] and len(seen["real"]) == 1
     logic.clearItem()
-    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 0
+    assert scene.GetNumberOfNodes() == 0
 
 
 # ----- answers: resume, undo, kill -------------------------------------------------------------------

@@ -193,6 +193,49 @@ def test_cancel_leaves_no_node_and_threaded_run_finishes(module, scene, tiny_mod
     assert outcome.outputNode.GetAttribute(module.ROLE_ATTRIBUTE) == "imputed"
 
 
+def test_a_cancel_after_the_work_ended_still_drops_its_result():
+    """The panel polls every 100 ms: a Cancel pressed after the worker finished must not become nodes."""
+    from CollaGANImputeLib.jobs import ThreadJob
+
+    job = ThreadJob(lambda job: "volumes").start()
+    assert job.wait() == "volumes"
+    job.cancel()
+    with pytest.raises(Cancelled):
+        job.result()
+
+
+def test_last_run_is_tied_to_its_nodes_and_forgotten_with_its_scene(module, scene, tiny_model_path, monkeypatch):
+    """Evaluate and Show comparison use the run that made the output, and never a volume of a later scene
+    that happens to get the same node ID; a |difference| that cannot be dressed leaves nothing behind."""
+    inputs = {k: synthetic_node(scene, k, i) for i, k in enumerate(("t1", "t2", "flair"))}
+    real = synthetic_node(scene, "real t1gd", 3)
+    logic = module.CollaGANImputeLogic()
+    output = logic.impute(inputs, "t1gd", real=real, weights=str(tiny_model_path))
+    outcome = logic.currentOutcome(output)
+    assert outcome is logic.lastOutcome and outcome.inputNodes == inputs and outcome.realNode is real
+    assert logic.currentOutcome(real) is None
+
+    def undressable(node, *percentiles):
+        raise RuntimeError("no display node")
+
+    count, difference = scene.GetNumberOfNodes(), outcome.differenceNode
+    monkeypatch.setattr(module.mrml, "set_window_to_brain", undressable)
+    with pytest.raises(RuntimeError, match="no display node"):
+        logic.evaluate(inputs["t1"])
+    assert scene.GetNumberOfNodes() == count and outcome.differenceNode is difference and scene.IsNodePresent(difference)
+    monkeypatch.undo()
+    logic.evaluate(inputs["t1"])  # another real volume: the |difference| is replaced, the run remembers it
+    assert outcome.realNode is inputs["t1"] and not scene.IsNodePresent(difference) and scene.IsNodePresent(outcome.differenceNode)
+
+    outputID = output.GetID()
+    scene.Clear(0)
+    strangers = [synthetic_node(scene, f"new {i}", i) for i in range(6)]
+    stranger = next(node for node in strangers if node.GetID() == outputID)  # the new scene reuses the ID ...
+    assert logic.currentOutcome() is None and logic.currentOutcome(stranger) is None  # ... but not the run
+    with pytest.raises(InputError, match="impute first"):
+        logic.evaluate(stranger)
+
+
 def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped, tiny_model_path, tmp_path):
     """A model trained for any subset: T1 alone gives T1Gd, T2 and FLAIR, each with its uncertainty overlay."""
     from CollaGANImputeLib.model_io import save_model

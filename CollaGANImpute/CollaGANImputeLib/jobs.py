@@ -104,6 +104,14 @@ class ThreadJob(Job):
         except BaseException as error:  # handed to the watching thread by result()
             self._finish(error=error)
 
+    def result(self) -> object:
+        """As Job.result, except that a cancel wins even when it came after the work had ended (before
+        the watcher took the result): what the user cancelled is never handed on to become nodes or files."""
+        value = super().result()
+        if self.cancelled:
+            raise Cancelled("cancelled")
+        return value
+
 
 class CommandJob(Job):
     """An engine command (`python -m CollaGANImputeLib ...`) in a background process.

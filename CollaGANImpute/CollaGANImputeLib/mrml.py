@@ -87,9 +87,22 @@ def add_volume_node(image: sitk.Image, name: str, scene=None):
     try:
         node.CreateDefaultDisplayNodes()
     except Exception:
-        scene.RemoveNode(node)
+        remove_volume_node(node, scene)
         raise
     return node
+
+
+def remove_volume_node(node, scene=None) -> None:
+    """Take a volume node this module made out of the scene with its display nodes, which the scene
+    would otherwise keep as orphans."""
+    import slicer
+
+    scene = scene if scene is not None else slicer.mrmlScene
+    displays = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    scene.RemoveNode(node)
+    for display in displays:
+        if display is not None and scene.IsNodePresent(display):
+            scene.RemoveNode(display)
 
 
 def set_window_to_brain(node, low_percentile: float = 1.0, high_percentile: float = 99.0) -> None:
