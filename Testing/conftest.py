@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -16,6 +17,16 @@ sys.path.insert(0, str(REPO / "CollaGANImpute"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 MANIFEST = SHARED_DATA / "manifest.json"
 CONTRASTS = ["t1", "t1gd", "t2", "flair"]
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where a test renders a README screenshot: a temporary folder, so a test run never changes the
+    checkout, unless COLLAGAN_SCREENSHOTS names a folder (Resources/Screenshots refreshes the README's)."""
+    folder = os.environ.get("COLLAGAN_SCREENSHOTS")
+    path = REPO / folder if folder else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """The Reading session section of the .ui file, and the README screenshot of a rater mid-session.
 
-The screenshot is real: the bundled model imputes T1Gd of the bundled sample case (16 axial slices), a
-session is built from it, a rater answers two items through the engine's Reader, and the picture shows
-the next item (windowed as the module windows it) beside the panel in the state the module sets.
+The session is real: the bundled model imputes T1Gd of the bundled sample case (16 axial slices), a
+session is built from it, and a rater answers two items through the engine's Reader. The picture shows
+the next item (windowed as the module windows it) beside the panel, whose texts are set by hand from
+the Reader's state as the module would set them (the stand-ins hold no scene).
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-from conftest import REPO
-from test_slicer_ui import UI_FILE, QtWidgets, StandInLoader, ui_names
-
-SCREENSHOT = REPO / "Resources" / "Screenshots" / "reading_session.png"
+from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
 READING_WIDGETS = {
     "readingCollapsibleButton": "ctkCollapsibleButton", "readingFolderLineEdit": "ctkPathLineEdit", "raterLineEdit": "QLineEdit",
     "startReadingButton": "QPushButton", "realButton": "QPushButton", "syntheticButton": "QPushButton",
@@ -37,7 +35,7 @@ def test_reading_section_has_its_widgets_and_shortcut_hints():
     assert texts["readingCollapsibleButton"] == "Reading session"
 
 
-def test_reading_panel_screenshot(module, sample_files, tmp_path):
+def test_reading_panel_screenshot(module, sample_files, tmp_path, screenshots):
     from CollaGANImputeLib.model_io import load_model
     from CollaGANImputeLib.reading_build import SessionSettings, create_session, find_studies
 
@@ -52,14 +50,10 @@ def test_reading_panel_screenshot(module, sample_files, tmp_path):
     reader.answer("synthetic", 2, seconds=9.5)
     item = reader.current()
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    QtWidgets.QApplication.setStyle("Fusion")
-    from PySide6.QtCore import QFile, Qt
+    from PySide6.QtCore import Qt
 
-    handle = QFile(str(UI_FILE))
-    assert handle.open(QFile.ReadOnly)
-    panel = StandInLoader().load(handle)
-    handle.close()
+    panel = load_panel()
+    QtWidgets.QApplication.setStyle("Fusion")
     find = panel.findChild
     for name in ("dependenciesFrame", "inputsCollapsibleButton", "modelCollapsibleButton", "applyButton", "outputCollapsibleButton",
                  "evaluationCollapsibleButton", "progressBar", "statusLabel"):
@@ -77,7 +71,7 @@ def test_reading_panel_screenshot(module, sample_files, tmp_path):
     panel.resize(440, 10)
     panel.show()
     panel.resize(440, panel.sizeHint().height())
-    app.processEvents()
+    QtWidgets.QApplication.processEvents()
     grabbed = tmp_path / "panel.png"
     assert panel.grab().save(str(grabbed), "PNG")
 
@@ -89,6 +83,5 @@ def test_reading_panel_screenshot(module, sample_files, tmp_path):
         canvas = Image.new("RGB", (view.width + shot.width, shot.height), "black")
         canvas.paste(view, (0, 0))
         canvas.paste(shot.convert("RGB"), (view.width, 0))
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(SCREENSHOT, "PNG")
-    assert SCREENSHOT.stat().st_size > 10_000 and reader.progress_text() == "3 / 4"
+    canvas.save(screenshots / "reading_session.png", "PNG")
+    assert (screenshots / "reading_session.png").stat().st_size > 10_000 and reader.progress_text() == "3 / 4"

@@ -1,118 +1,25 @@
 """The module's .ui file outside Slicer: it loads, it names every widget the Python code uses, and it
-renders to the panel screenshot used by the README.
-
-PySide6 stands in for Slicer's Qt: CTK and qMRML classes are not available, so a loader maps each to a
-plain Qt class that looks alike (a collapsible button becomes a titled group box, a node selector a
-combo box). That checks the file's structure and names, not Slicer's widgets themselves.
+renders to the panel screenshot used by the README (PySide6 with stand-ins for the Slicer widgets,
+ui_stand_ins.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import xml.etree.ElementTree as ElementTree
 
 import pytest
 
 from conftest import REPO
+from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
+from PySide6.QtCore import Qt  # noqa: E402  (after the stand-ins' skip guard)
 
 MODULE = REPO / "CollaGANImpute" / "CollaGANImpute.py"
-UI_FILE = REPO / "CollaGANImpute" / "Resources" / "UI" / "CollaGANImpute.ui"
-SCREENSHOT = REPO / "Resources" / "Screenshots" / "panel.png"
-
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed (pip install PySide6-Essentials)")
-from PySide6.QtCore import Property, QFile, Qt  # noqa: E402
-from PySide6.QtUiTools import QUiLoader  # noqa: E402
-
-
-class CollapsibleButton(QtWidgets.QGroupBox):
-    """ctkCollapsibleButton look-alike: its `text` is the group title; `collapsed` hides the contents."""
-
-    def _text(self) -> str:
-        return self.title()
-
-    def _set_text(self, value: str) -> None:
-        self.setTitle(value)
-
-    def _collapsed(self) -> bool:
-        return bool(self.property("_collapsed"))
-
-    def _set_collapsed(self, value: bool) -> None:
-        self.setProperty("_collapsed", value)
-
-    text = Property(str, _text, _set_text)
-    collapsed = Property(bool, _collapsed, _set_collapsed)
-
-
-class CollapsibleGroupBox(QtWidgets.QGroupBox):
-    """ctkCollapsibleGroupBox look-alike: a checkable group box whose contents hide when collapsed."""
-
-    def _collapsed(self) -> bool:
-        return bool(self.property("_collapsed"))
-
-    def _set_collapsed(self, value: bool) -> None:
-        self.setProperty("_collapsed", value)
-
-    collapsed = Property(bool, _collapsed, _set_collapsed)
-
-    def showEvent(self, event) -> None:  # children exist only after the loader set the properties
-        self.setCheckable(True)
-        self.setChecked(not self._collapsed())
-        for child in self.findChildren(QtWidgets.QWidget):
-            child.setVisible(not self._collapsed())
-        super().showEvent(event)
-
-
-class NodeComboBox(QtWidgets.QComboBox):
-    """qMRMLNodeComboBox look-alike with its list-type properties accepted."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.addItem("None")
-
-    def _types(self) -> list:
-        return []
-
-    nodeTypes = Property(list, _types, lambda self, value: None)
-
-
-STAND_INS = {
-    "qMRMLWidget": QtWidgets.QWidget,
-    "qMRMLNodeComboBox": NodeComboBox,
-    "ctkCollapsibleButton": CollapsibleButton,
-    "ctkCollapsibleGroupBox": CollapsibleGroupBox,
-    "ctkPathLineEdit": QtWidgets.QLineEdit,
-}
-
-
-class StandInLoader(QUiLoader):
-    def createWidget(self, class_name, parent=None, name=""):
-        if class_name in STAND_INS:
-            widget = STAND_INS[class_name](parent)
-            widget.setObjectName(name)
-            return widget
-        return super().createWidget(class_name, parent, name)
 
 
 @pytest.fixture(scope="module")
-def app():
-    return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-
-
-@pytest.fixture(scope="module")
-def panel(app):
-    handle = QFile(str(UI_FILE))
-    assert handle.open(QFile.ReadOnly)
-    widget = StandInLoader().load(handle)
-    handle.close()
-    assert widget is not None, "the .ui file did not load"
-    return widget
-
-
-def ui_names() -> dict[str, str]:
-    root = ElementTree.parse(UI_FILE).getroot()
-    return {w.get("name"): w.get("class") for w in root.iter("widget")}
+def panel():
+    return load_panel()
 
 
 def test_every_ui_name_the_module_uses_exists():
@@ -137,11 +44,12 @@ def test_ui_follows_slicer_conventions():
     assert {c for c in names.values() if c.startswith(("ctk", "qMRML"))} <= declared
 
 
-def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files):
-    """The panel after Auto-assign and an evaluated run, filled with a real run's figures, saved for the README.
+def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files, screenshots):
+    """The panel as it looks after an evaluated run, rendered for the README (screenshots fixture).
 
-    The run is real: the bundled model imputes T1Gd of the sample case on this machine, and the texts
-    come from the module's own formatting functions.
+    The stand-ins hold no scene, so the widgets are filled by hand; the figures are real: the bundled
+    model imputes T1Gd of the sample case on this machine, and the texts come from the module's own
+    formatting functions.
     """
     import time
 
@@ -200,6 +108,5 @@ def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files):
     QtWidgets.QApplication.processEvents()
     image = panel.grab()
     assert image.width() >= 400 and image.height() > 400
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert image.save(str(SCREENSHOT), "PNG")
-    assert SCREENSHOT.stat().st_size > 10_000
+    assert image.save(str(screenshots / "panel.png"), "PNG")
+    assert (screenshots / "panel.png").stat().st_size > 10_000
