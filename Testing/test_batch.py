@@ -10,7 +10,7 @@ import threading
 import pytest
 import SimpleITK as sitk
 
-from CollaGANImputeLib.batch import MANIFEST_NAME, impute_folder, output_path
+from CollaGANImputeLib.batch import impute_folder, manifest_path, output_path
 from CollaGANImputeLib.errors import Cancelled, InputError
 from conftest import REPO, subject_files
 
@@ -38,19 +38,19 @@ def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_mod
         impute_folder(tiny_model, studies, out, "t1gd", progress=lambda done, total, stage: done and first_done.set(),
                       cancel=first_done.is_set)
     first = output_path(out, SUBJECTS[0], "t1gd")
-    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, MANIFEST_NAME])  # no partial file either
-    assert list(json.loads((out / MANIFEST_NAME).read_text())["cases"]) == [SUBJECTS[0]]
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, manifest_path(out, "t1gd").name])  # no partial file either
+    assert list(json.loads(manifest_path(out, "t1gd").read_text())["cases"]) == [SUBJECTS[0]]
     first_written = first.stat().st_mtime_ns
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "CollaGANImpute")}
     rerun = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "batch", "--studies", str(studies), "--out", str(out),
                             "--missing", "t1gd", "--weights", str(tiny_model_path), "--device", "cpu", "--workers", "2",
-                            "--progress", "lines"], env=env, capture_output=True, text=True, timeout=300)
+                            "--progress", "lines"], env=env, capture_output=True, encoding="utf-8", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     done_counts = [json.loads(line.split(" ", 1)[1])["done"] for line in rerun.stdout.splitlines() if line.startswith("collagan-progress")]
     assert done_counts[0] == 1 and done_counts[-1] == 3
     assert first.stat().st_mtime_ns == first_written  # the finished study was not imputed again
-    cases = json.loads((out / MANIFEST_NAME).read_text())["cases"]
+    cases = json.loads(manifest_path(out, "t1gd").read_text())["cases"]
     assert set(cases) == set(SUBJECTS) and all(case["status"] == "done" for case in cases.values())
     assert cases[SUBJECTS[0]]["notes"] == [] and cases[SUBJECTS[2]]["notes"] == []
     assert len(cases[SUBJECTS[1]]["notes"]) == 1 and cases[SUBJECTS[1]]["notes"][0].startswith("FLAIR (112x128x7")
@@ -65,6 +65,10 @@ def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_mod
     written = {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS}
     assert impute_folder(tiny_model, studies, out, "t1gd") == {name: output_path(out, name, "t1gd") for name in SUBJECTS}
     assert {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS} == written  # nothing left to do
+    flair = impute_folder(tiny_model, studies, out, "flair")  # another contrast into the same folder keeps its own record
+    assert all("T1Gd" in reason for reason in flair.values())  # these studies have no T1Gd to impute FLAIR from
+    impute_folder(tiny_model, studies, out, "t1gd")
+    assert {name: output_path(out, name, "t1gd").stat().st_mtime_ns for name in SUBJECTS} == written
 
 
 def test_an_impossible_number_of_views_stops_the_batch_before_any_study(studies, tiny_model, tmp_path):

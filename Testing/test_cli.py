@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from CollaGANImputeLib.cli import main
+from CollaGANImputeLib.errors import InputError
 from conftest import REPO, subject_files
 
 
@@ -65,8 +66,13 @@ def test_impute_writes_output_on_the_reference_grid(small_study, tiny_model_path
 
 
 def test_study_folder_is_recognised_from_file_names(small_study, tiny_model_path, tmp_path, capsys):
+    study = tmp_path / "study"
+    study.mkdir()
+    for path in small_study.values():
+        (study / path.name).write_bytes(path.read_bytes())
+    (study / "crop_pd.nii.gz").write_bytes(small_study["t2"].read_bytes())  # a contrast the model does not take
     output = tmp_path / "t1gd.nrrd"
-    code, err = run(["impute", "--study", small_study["t1"].parent, "--missing", "t1gd", "-o", output,
+    code, err = run(["impute", "--study", study, "--missing", "t1gd", "-o", output,
                      "--weights", tiny_model_path, "--progress", "lines"], capsys)
     assert code == 0, err
     assert output.is_file()
@@ -154,27 +160,43 @@ def test_weights_that_do_not_match_their_card(small_study, model_copy, tmp_path,
 
 
 def test_weights_without_card(small_study, model_copy, tmp_path, capsys):
+    code, err = run(impute_args(small_study, tmp_path / "out.nii.gz", tmp_path / "cpoy.safetensors"), capsys)  # a typo
+    assert code == 2 and f"weights file '{tmp_path / 'cpoy.safetensors'}' not found" in err, err
     model_copy.with_suffix(".json").unlink()
     code, err = run(impute_args(small_study, tmp_path / "out.nii.gz", model_copy), capsys)
     assert code == 2 and "copy.json" in err and "not found" in err, err
 
 
-def test_output_may_not_overwrite_an_input(small_study, tiny_model_path, capsys):
+def test_evaluating_a_contrast_the_model_lacks(tiny_model):
+    from CollaGANImputeLib.evaluation import evaluate_subjects
+
+    with pytest.raises(InputError, match="PD: model 'tiny' imputes only T1, T1Gd, T2, FLAIR"):
+        evaluate_subjects(tiny_model, [], missing=["pd"])
+
+
+def test_output_may_not_overwrite_an_input(small_study, tiny_model_path, tmp_path, capsys):
     before = small_study["t2"].read_bytes()
     code, err = run(impute_args(small_study, small_study["t2"], tiny_model_path), capsys)
     assert code == 2 and "is one of the inputs" in err
     assert small_study["t2"].read_bytes() == before
+    mask = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(sitk.Cast(sitk.ReadImage(str(small_study["t1"])) > 0, sitk.sitkUInt8), str(mask))
+    before = mask.read_bytes()
+    code, err = run([*impute_args(small_study, mask, tiny_model_path), "--mask", mask], capsys)
+    assert code == 2 and f"output '{mask}' is one of the inputs" in err and mask.read_bytes() == before
+    code, err = run(impute_args(small_study, tmp_path / "t1gd.mhd", tiny_model_path), capsys)  # a detached voxel file
+    assert code == 2 and "must end in one of .nii.gz, .nii, .nrrd, .mha" in err and not list(tmp_path.glob("*t1gd*"))
 
 
 def test_info_and_module_entry_point(tiny_model_path):
     done = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path)],
-                          capture_output=True, text=True, cwd=REPO / "CollaGANImpute", timeout=120)
+                          capture_output=True, encoding="utf-8", cwd=REPO / "CollaGANImpute", timeout=120)
     assert done.returncode == 0, done.stderr
     card = json.loads(done.stdout)
     assert card["contrasts"] == ["t1", "t1gd", "t2", "flair"] and "sha256 verified" in done.stderr
     bad = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path.parent / "none.safetensors")],
-                         capture_output=True, text=True, cwd=REPO / "CollaGANImpute", timeout=120)
-    assert bad.returncode == 2 and "none.json" in bad.stderr
+                         capture_output=True, encoding="utf-8", cwd=REPO / "CollaGANImpute", timeout=120)
+    assert bad.returncode == 2 and "weights file '" in bad.stderr and "none.safetensors' not found" in bad.stderr
 
 
 def test_views_option(small_study, tiny_model_path, tmp_path, capsys):

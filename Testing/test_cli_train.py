@@ -33,7 +33,7 @@ def small_data(manifest, tmp_path_factory):
 
 def engine(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "CollaGANImpute")}
-    return subprocess.Popen([sys.executable, "-m", "CollaGANImputeLib", *map(str, args)], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "CollaGANImputeLib", *map(str, args)], env=env, encoding="utf-8",
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
@@ -65,6 +65,10 @@ def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     assert training["train_subjects"] == ["TCGA-DU-7294"] and training["validation_subjects"] == ["AURORA-MET-example"]
     assert set(model.card["metrics"]["validation"]) == {"step", *CONTRASTS}
     assert training["config"]["bias_correct"] and model.bias_corrected  # kept through --resume; its inputs get N4 too
+    again = engine("train", "--data", small_data, "--out", out, "--resume", "--name", "tiny")  # no --steps: the run's own target
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert load_model(out / "tiny.safetensors").card["training"]["steps"] == stopped_at + 2
 
     report_path = tmp_path / "eval.json"
     evaluation = engine("evaluate", "--data", small_data, "--weights", out / "tiny.safetensors", "--json", report_path,

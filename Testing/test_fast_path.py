@@ -30,6 +30,10 @@ def case(manifest, tiny_model):
 
 def test_skipping_and_batching_are_exact_on_full_slices(case):
     generator, stack, target, mask, naive = case
+    one = np.ascontiguousarray(stack[:, 2:3])  # one slice: its network input is a view of the caller's array
+    before = one.copy()
+    synthesise_naive(generator, one, target, mask[2:3])
+    assert np.array_equal(one, before)  # the target channel is zeroed in a copy, not in the caller's stack
     fast = synthesise(generator, stack, target, mask, crop=False, batch_size=4)
     assert np.abs(fast - naive)[mask].max() <= EXACT
     assert not fast[~mask].any()

@@ -81,6 +81,10 @@ def test_user_mask_limits_the_output(manifest, tiny_model, tmp_path):
     result = impute({k: files[k] for k in ("t1", "t2", "flair")}, "t1gd", tiny_model, mask=mask_path)
     output = sitk.GetArrayFromImage(result.image)
     assert np.all(output[sitk.GetArrayFromImage(mask) == 0] == 0)
+    empty = tmp_path / "empty_mask.nii.gz"
+    sitk.WriteImage(mask * 0, str(empty))
+    with pytest.raises(InputError, match="brain mask: '.*empty_mask.nii.gz' is all zero"):
+        impute({k: files[k] for k in ("t1", "t2", "flair")}, "t1gd", tiny_model, mask=empty)
     assert np.count_nonzero(output) > 0
 
 

@@ -1,5 +1,8 @@
 """Contrast recognition from real file names, volume formats, metrics and checkpoint files."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -9,7 +12,7 @@ from CollaGANImputeLib.checkpoint import load_checkpoint, save_checkpoint
 from CollaGANImputeLib.contrasts import find_study_files, match_contrast
 from CollaGANImputeLib.errors import InputError, ModelError
 from CollaGANImputeLib.metrics import brasyn_normalise, image_metrics
-from CollaGANImputeLib.volumes import read_volume
+from CollaGANImputeLib.volumes import read_volume, write_volume
 from conftest import CONTRASTS, SHARED_DATA, subject_files
 
 
@@ -70,6 +73,10 @@ def test_formats_and_dicom_series_keep_geometry(manifest, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="T1: .*empty' holds no DICOM series"):
         read_volume(tmp_path / "empty", "t1")
+    for detached in ("out.mhd", "out.nhdr"):  # readable, but only the header could be renamed into place
+        with pytest.raises(InputError, match=f"output '.*{detached}' must end in one of .nii.gz, .nii, .nrrd, .mha"):
+            write_volume(reference, tmp_path / detached)
+    assert not list(tmp_path.glob("*out*"))
 
 
 def _write(image, path):
@@ -96,9 +103,22 @@ def test_metrics_on_real_volume(manifest):
 def test_checkpoint_round_trip_and_foreign_files(tmp_path):
     tree = {"step": 7, "nested": {0: torch.arange(3.0), "name": "x"}, "pair": (0.5, None)}
     save_checkpoint(tree, tmp_path / "c.safetensors")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # safetensors writes a 0600 file of its own over the temporary one: a shared model must stay readable
+    assert (tmp_path / "c.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     loaded = load_checkpoint(tmp_path / "c.safetensors")
     assert loaded["step"] == 7 and loaded["nested"]["name"] == "x" and loaded["pair"] == [0.5, None]
     assert torch.equal(loaded["nested"][0], torch.arange(3.0))
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
     with pytest.raises(ModelError, match="cannot be read"):
         load_checkpoint(tmp_path / "junk.safetensors")
+
+
+def test_a_manifest_entry_that_is_not_file_names_is_named(tmp_path):
+    from CollaGANImputeLib.data import discover_subjects
+
+    for entry in ({"t1": None}, ["t1.nii.gz"]):
+        (tmp_path / "manifest.json").write_text(json.dumps({"subjects": {"case-7": entry}}))
+        with pytest.raises(InputError, match="subject 'case-7' must map each contrast"):
+            discover_subjects(tmp_path / "manifest.json", CONTRASTS)

@@ -228,7 +228,7 @@ def test_a_killed_reader_keeps_every_answer_it_gave(fresh):
             print("answered", number + 1, flush=True)
             time.sleep(0.02 if number < 2 else 60)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, encoding="utf-8")
     try:
         for line in process.stdout:
             if line.strip() == "answered 3":

@@ -1,7 +1,8 @@
 """Batch imputation of a folder of studies, in this process or in several worker processes (one per
 GPU), with one progress report and a manifest of finished cases.
 
-The manifest (OUTPUT/collagan_batch.json) is rewritten atomically after every case, so a run that was
+The manifest (OUTPUT/collagan_batch_<missing>.json, one per imputed contrast, so runs for different
+contrasts into one folder keep theirs) is rewritten atomically after every case, so a run that was
 cancelled or killed is taken up by rerunning the same command: cases whose output is listed as done
 and still on disk are not imputed again. Each output file is itself written atomically. A done case
 keeps the notes of its imputation (inputs resampled onto another grid, ...): in a batch nobody reads
@@ -17,13 +18,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import write_text_atomic
 from .contrasts import VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import Cancelled, InputError, ModelError
 
+if TYPE_CHECKING:  # torch is imported only when work starts
+    from .model_io import Model
+
 Progress = Callable[[int, int, str], None]  # (studies done, studies in all, stage)
-MANIFEST_NAME = "collagan_batch.json"
 MANIFEST_FORMAT = "collagan-impute-batch/1"
 
 
@@ -41,10 +45,16 @@ def study_folders(folder: str | Path) -> list[Path]:
 
 
 def output_path(output: str | Path, study: str, missing: str) -> Path:
+    """Where a study's imputation of `missing` goes."""
     return Path(output) / f"{study}_{missing}_collagan.nii.gz"
 
 
-def impute_study(model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
+def manifest_path(output: str | Path, missing: str) -> Path:
+    """The record of the studies finished for `missing` in the output folder."""
+    return Path(output) / f"collagan_batch_{missing}.json"
+
+
+def impute_study(model: Model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, **options) -> tuple[Path | str, list[str]]:
     """One study: the file written, or 'skipped: <reason>' when its input is unusable, and the notes of the
     imputation. `options` (batch_size, bf16, views) go to `inference.impute`."""
@@ -60,7 +70,7 @@ def impute_study(model, folder: Path, output: str | Path, missing: str, *, progr
 
 
 def impute_folder(
-    model,
+    model: Model,
     studies: str | Path,
     output: str | Path,
     missing: str,
@@ -84,7 +94,7 @@ def impute_folder(
 
     check_views(options.get("views", 1))
     folders = study_folders(studies)
-    manifest = _Manifest(Path(output) / MANIFEST_NAME, model, missing)
+    manifest = _Manifest(manifest_path(output, missing), model, missing)
     report: dict[str, Path | str] = {}
     for folder in folders:
         if manifest.finished(folder.name, output_path(output, folder.name, missing)):
@@ -114,9 +124,9 @@ def impute_folder(
 
 
 class _Manifest:
-    """The record of finished cases; one made for another model or missing contrast starts afresh."""
+    """The record of finished cases; one made by another model starts afresh."""
 
-    def __init__(self, path: Path, model, missing: str) -> None:
+    def __init__(self, path: Path, model: Model, missing: str) -> None:
         self.path = path
         self.run = {"format": MANIFEST_FORMAT, "model": model.name, "sha256": model.card.get("sha256"), "missing": missing}
         try:
@@ -155,7 +165,7 @@ def _worker_study(folder: str, output: str, missing: str, options: dict) -> tupl
     return impute_study(_worker["model"], Path(folder), output, missing, cancel=_worker["cancel"].is_set, **options)
 
 
-def worker_devices(model, workers: int) -> list[str]:
+def worker_devices(model: Model, workers: int) -> list[str]:
     """One device per worker: the GPUs in turn for a CUDA model, else the CPU."""
     import torch
 
@@ -165,7 +175,7 @@ def worker_devices(model, workers: int) -> list[str]:
     return [f"cuda:{index % torch.cuda.device_count()}" for index in range(workers)]
 
 
-def _impute_in_processes(model, pending: Sequence[Path], output, missing: str, workers: int, options: dict,
+def _impute_in_processes(model: Model, pending: Sequence[Path], output, missing: str, workers: int, options: dict,
                          finish: Callable[[str, Path | str, list[str]], None], cancel: Callable[[], bool] | None) -> None:
     """Spawned processes (safe with CUDA and threads); the CPU's cores are shared out between them."""
     context = multiprocessing.get_context("spawn")

@@ -46,6 +46,7 @@ def _decode(node: dict, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(tree: dict, path: str | Path) -> None:
+    """Write a nested tree of tensors and plain values as one safetensors file, atomically."""
     tensors: dict[str, torch.Tensor] = {}
     encoded = _encode(tree, "", tensors)
     with atomic_path(path) as temp:
@@ -53,6 +54,7 @@ def save_checkpoint(tree: dict, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """The tree `save_checkpoint` wrote; ModelError for any other file (nothing is unpickled)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:

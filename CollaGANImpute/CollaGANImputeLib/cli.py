@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, display_name, find_study_files
+from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .cli_options import add_data_option, add_device_option, add_progress_option
 from .progress import ProgressReporter
@@ -26,8 +26,9 @@ from .reading_cli import cmd_reading_session
 
 
 def _check_output_path(output: Path, inputs: Sequence[Path]) -> None:
-    if not output.name.lower().endswith(VOLUME_SUFFIXES):
-        raise InputError(f"output '{output}' must end in one of {', '.join(VOLUME_SUFFIXES)}")
+    """Refuse, before any work, an output that cannot be written atomically or would replace an input."""
+    if not output.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise InputError(f"output '{output}' must end in one of {', '.join(WRITABLE_SUFFIXES)}")
     if any(output.resolve() == Path(p).resolve() for p in inputs):
         raise InputError(f"output '{output}' is one of the inputs; inputs are never overwritten")
 
@@ -75,7 +76,7 @@ def cmd_impute(argv: Sequence[str]) -> int:
     from .inference import impute_all, select_device
     from .model_card import bundled_weights, read_card
     from .model_io import load_model
-    from .volumes import write_volume
+    from .volumes import write_volumes
 
     weights = _weights_option(argv)
     card_contrasts = read_card(weights or bundled_weights())["contrasts"] if "-h" not in argv and "--help" not in argv else []
@@ -88,14 +89,15 @@ def cmd_impute(argv: Sequence[str]) -> int:
             raise InputError(f"{display_name(key)}: {len(given)} files were given ({', '.join(given)}); give one per contrast")
         if given:
             inputs[key] = Path(given[0])
-    if args.study is not None:
-        for key, path in find_study_files(args.study, [k for k in contrasts if k not in args.missing]).items():
+    if args.study is not None:  # only the model's contrasts: a study may hold others (PD, ...) it does not take
+        for key, path in find_study_files(args.study, [k for k in card_contrasts if k not in args.missing]).items():
             inputs.setdefault(key, path)
     outputs = _output_paths(args.output, args.missing)
+    protected = [*inputs.values(), *([args.mask] if args.mask is not None else [])]
     for output in outputs.values():
-        _check_output_path(output, list(inputs.values()))
+        _check_output_path(output, protected)
         if args.uncertainty:
-            _check_output_path(_beside(output, "uncertainty"), list(inputs.values()))
+            _check_output_path(_beside(output, "uncertainty"), protected)
     device = select_device(args.device)
     model = load_model(weights, device)
     names = ", ".join(display_name(k) for k in args.missing)
@@ -105,12 +107,15 @@ def cmd_impute(argv: Sequence[str]) -> int:
     reporter.close()
     for note in next(iter(results.values())).notes:
         print(f"note: {note}", file=sys.stderr)
+    files, lines = {}, []
     for key, result in results.items():
-        write_volume(result.image, outputs[key])
-        print(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name}; intensities in brain standard deviations)")
+        files[outputs[key]] = result.image
+        lines.append(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name}; intensities in brain standard deviations)")
         if result.uncertainty is not None:
-            write_volume(result.uncertainty, _beside(outputs[key], "uncertainty"))
-            print(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map: {result.uncertainty_meaning})")
+            files[_beside(outputs[key], "uncertainty")] = result.uncertainty
+            lines.append(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map: {result.uncertainty_meaning})")
+    write_volumes(files)  # all at once: an interrupted run leaves none of them
+    print("\n".join(lines))
     return 0
 
 
@@ -136,7 +141,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint, logs, exported model")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where its checkpoint stopped (its saved settings apply; only --steps may change)")
-    p.add_argument("--steps", type=int, default=1000, help="train until this step")
+    p.add_argument("--steps", type=int, help="train until this step (default 1000; with --resume, the run's own target unless given)")
     p.add_argument("--contrasts", default="t1,t1gd,t2,flair", help="comma-separated contrast keys, in model order")
     p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
     p.add_argument("--branch-width", type=int, default=16)
@@ -197,7 +202,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         # The run continues exactly as it was configured; only the number of steps may grow.
         saved = load_checkpoint(checkpoint)
         config = TrainConfig.from_dict(saved["config"])
-        config.steps = args.steps
+        config.steps = args.steps if args.steps is not None else config.steps
     else:
         if checkpoint.exists():
             raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
@@ -211,7 +216,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(direct_l1=args.direct_l1),
-            steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
+            steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, bias_correct=args.bias_correct,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
             bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
@@ -330,14 +335,14 @@ def cmd_demo(argv: Sequence[str]) -> int:
 def cmd_batch(argv: Sequence[str]) -> int:
     import torch
 
-    from .batch import MANIFEST_NAME, impute_folder
+    from .batch import impute_folder, manifest_path
     from .inference import select_device
     from .model_io import load_model
 
     p = argparse.ArgumentParser(prog="collagan-impute batch",
                                 description="Impute a missing contrast for every study folder in a folder; a rerun skips finished studies.")
     p.add_argument("--studies", required=True, type=Path, help="a folder of study folders whose file names say the contrast")
-    p.add_argument("--out", required=True, type=Path, help=f"output folder: <study>_<missing>_collagan.nii.gz and {MANIFEST_NAME}")
+    p.add_argument("--out", required=True, type=Path, help="output folder: <study>_<missing>_collagan.nii.gz and collagan_batch_<missing>.json")
     p.add_argument("--missing", required=True, help="the contrast to impute")
     p.add_argument("--weights", type=Path, help="model .safetensors with its .json card (default: the bundled model)")
     add_device_option(p)
@@ -362,7 +367,8 @@ def cmd_batch(argv: Sequence[str]) -> int:
     for name, reason in skipped.items():
         print(f"{name}: {reason}", file=sys.stderr)
     print(f"{len(report) - len(skipped)} of {len(report)} studies imputed in '{args.out}' "
-          f"(finished cases are listed in {MANIFEST_NAME} with the notes of each imputation; a rerun skips them)")
+          f"(finished cases are listed in {manifest_path(args.out, args.missing).name} with the notes of each imputation; "
+          "a rerun skips them)")
     return 0
 
 

@@ -33,7 +33,9 @@ KNOWN_CONTRASTS: dict[str, Contrast] = {
     )
 }
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")  # read
+# Written: formats that keep header and voxels in one file, so one rename makes the write atomic.
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def display_name(key: str) -> str:

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from .contrasts import display_name, find_study_files
 from .errors import InputError
-from .study import PreparedStudy, brain_slices, prepare_study
+from .study import PreparedStudy, brain_extent, brain_slices, prepare_study
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ def manifest_studies(manifest: Path, contrasts: Sequence[str]) -> dict[str, dict
             raise KeyError("subjects")
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise InputError(f"manifest '{manifest}' is not a JSON object with a 'subjects' mapping ({error})") from None
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not all(isinstance(entry[k], str) for k in (*contrasts, "dir") if k in entry):
+            raise InputError(f"manifest '{manifest}': subject '{name}' must map each contrast (and 'dir') to a file name, "
+                             f"not {json.dumps(entry)}")
     return {
         name: {key: manifest.parent / entry.get("dir", name) / entry[key] for key in contrasts if key in entry}
         for name, entry in entries.items()
@@ -98,9 +102,9 @@ def prepare_subject(subject: Subject, contrasts: Sequence[str]) -> PreparedStudy
 
 
 def bounding_box_centre(mask: np.ndarray) -> tuple[int, int]:
-    plane = mask.any(axis=0)
-    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
-    return (int(rows[0] + rows[-1] + 1) // 2, int(cols[0] + cols[-1] + 1) // 2)
+    """The centre of the brain's in-plane bounding box, where training canvases are centred."""
+    (top, bottom), (left, right) = brain_extent(mask)
+    return (top + bottom + 1) // 2, (left + right + 1) // 2
 
 
 def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray) -> np.ndarray:
@@ -156,10 +160,9 @@ def canvas_for(studies: dict[str, PreparedStudy], multiple: int) -> tuple[int, i
     """The smallest canvas (multiples of `multiple`) that holds every subject's brain box."""
     height = width = multiple
     for study in studies.values():
-        plane = study.mask.any(axis=0)
-        rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
-        height = max(height, math.ceil((rows[-1] - rows[0] + 1) / multiple) * multiple)
-        width = max(width, math.ceil((cols[-1] - cols[0] + 1) / multiple) * multiple)
+        (top, bottom), (left, right) = brain_extent(study.mask)
+        height = max(height, math.ceil((bottom - top + 1) / multiple) * multiple)
+        width = max(width, math.ceil((right - left + 1) / multiple) * multiple)
     return height, width
 
 

@@ -11,6 +11,7 @@ from .bias_field import METHOD as BIAS_METHOD
 from .bias_field import bias_corrected as corrected
 from .contrasts import display_name
 from .data import Subject, prepare_subject
+from .errors import InputError
 from .geometry import resample_onto, same_grid, to_canonical_array
 from .inference import Imputation, model_smoothing, model_inputs, synthesise
 from .metrics import NORMALISATION, image_metrics
@@ -52,6 +53,9 @@ def evaluate_subjects(
     imputation reproduces; the report's "reference" says which was scored against."""
     contrasts = model.contrasts
     targets = list(missing or contrasts)
+    unknown = [display_name(k) for k in targets if k not in contrasts]
+    if unknown:
+        raise InputError(f"{', '.join(unknown)}: model '{model.name}' imputes only {', '.join(display_name(k) for k in contrasts)}")
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)

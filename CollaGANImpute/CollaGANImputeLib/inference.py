@@ -46,6 +46,7 @@ class Imputation:
 
 
 def select_device(name: str = "auto") -> torch.device:
+    """'auto' is the GPU when there is one, else the CPU; 'cuda' without one is a clear error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -56,6 +57,7 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def one_hot(index: int, count: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The generator's target code: which contrast to synthesise, for each of `batch` samples."""
     target = torch.zeros(batch, count, device=device)
     target[:, index] = 1.0
     return target
@@ -201,7 +203,7 @@ def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask:
     output = np.zeros(mask.shape, dtype=np.float32)
     with torch.inference_mode():
         for index in range(mask.shape[0]):
-            image = torch.from_numpy(np.ascontiguousarray(stack[None, :, index]))
+            image = torch.from_numpy(np.array(stack[None, :, index]))  # a copy: the target channel is zeroed below
             image[:, target] = 0.0
             image = torch.nn.functional.pad(image, (0, pad_cols, 0, pad_rows)).to(device)
             output[index] = generator(image, one_hot(target, count, 1, device))[0, 0, :height, :width].cpu().numpy()

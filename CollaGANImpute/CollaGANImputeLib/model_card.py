@@ -25,6 +25,7 @@ INTENSITY_UNIT = (
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256, read in blocks (weights files are tens of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -44,6 +45,8 @@ def read_card(weights: str | Path) -> dict:
     """The model card of a weights file (or the card given directly)."""
     weights = Path(weights)
     card_file = weights if weights.suffix == ".json" else card_path_for(weights)
+    if card_file is not weights and not weights.is_file() and not card_file.is_file():
+        raise ModelError(f"weights file '{weights}' not found")
     if not card_file.is_file():
         raise ModelError(f"model card '{card_file}' not found; a weights file needs its JSON card beside it")
     try:

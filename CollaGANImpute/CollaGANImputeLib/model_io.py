@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_path, write_text_atomic
+from .atomic import atomic_paths
 from .bias_field import METHOD as BIAS_METHOD
 from .errors import ModelError
 from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, read_card, sha256_of
@@ -58,33 +58,32 @@ class Model:
 
 def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict, *,
                bias_corrected: bool = False) -> Path:
-    """Write the weights and their card (both atomically); returns the weights path. `bias_corrected`: the
+    """Write the weights and their card, atomically and together; returns the weights path. `bias_corrected`: the
     model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so)."""
     weights = Path(weights)
     if len(contrasts) != generator.config.num_contrasts:
         raise ValueError("the contrast list must have one entry per generator channel")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
-    with atomic_path(weights) as temp:
-        save_file(tensors, str(temp), metadata={"format": CARD_FORMAT})
-        digest = sha256_of(temp)
-    card = {
-        "format": CARD_FORMAT,
-        "name": weights.stem,
-        "contrasts": list(contrasts),
-        "architecture": {"generator": generator.config.to_dict()},
-        "normalisation": {
-            "input": "each input volume divided by the standard deviation of its brain voxels; negative voxels set to 0",
-            "brain_mask": "user-given, or the voxels non-zero in any input",
-            "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
-            **({"bias_field": f"each input freed of its coil shading first: {BIAS_METHOD}"} if bias_corrected else {}),
-        },
-        "output_intensity": INTENSITY_UNIT,
-        **card_fields,
-        "weights_file": weights.name,
-        "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),
-        "sha256": digest,
-    }
-    write_text_atomic(card_path_for(weights), json.dumps(card, indent=2) + "\n")
+    with atomic_paths(weights, card_path_for(weights)) as (weights_temp, card_temp):  # a weights file never meets another card
+        save_file(tensors, str(weights_temp), metadata={"format": CARD_FORMAT})
+        card = {
+            "format": CARD_FORMAT,
+            "name": weights.stem,
+            "contrasts": list(contrasts),
+            "architecture": {"generator": generator.config.to_dict()},
+            "normalisation": {
+                "input": "each input volume divided by the standard deviation of its brain voxels; negative voxels set to 0",
+                "brain_mask": "user-given, or the voxels non-zero in any input",
+                "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
+                **({"bias_field": f"each input freed of its coil shading first: {BIAS_METHOD}"} if bias_corrected else {}),
+            },
+            "output_intensity": INTENSITY_UNIT,
+            **card_fields,
+            "weights_file": weights.name,
+            "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),
+            "sha256": sha256_of(weights_temp),
+        }
+        card_temp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return weights
 
 

@@ -122,7 +122,7 @@ def _brain_mask(arrays: Mapping[str, np.ndarray], mask: VolumeSource | None, ref
     """The user's mask on the reference grid, or the voxels non-zero in any input."""
     if mask is None:
         return np.logical_or.reduce([a > 0 for a in arrays.values()])
-    image = load_volume(mask, None)
+    image = load_volume(mask, "brain mask")  # named in every message as a contrast would be
     if not same_grid(image, reference):
         image = resample_onto(image, reference, nearest=True)
     brain = to_canonical_array(image) > 0
@@ -137,18 +137,23 @@ def brain_slices(mask: np.ndarray, min_voxels: int = 1) -> np.ndarray:
     return np.nonzero(mask.reshape(mask.shape[0], -1).sum(axis=1) >= min_voxels)[0]
 
 
+def brain_extent(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """First and last row, first and last column of the brain in any slice of a canonical mask."""
+    plane = mask.any(axis=0)
+    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
+    return (int(rows[0]), int(rows[-1])), (int(cols[0]), int(cols[-1]))
+
+
 def padded_bounds(mask: np.ndarray, multiple: int) -> tuple[slice, slice, tuple[int, int]]:
     """In-plane crop of the brain's bounding box, widened to multiples of `multiple`.
 
     Returns row and column slices into the canonical volume plus the zero padding (rows, cols) still
     needed where the widened box runs past the image edge.
     """
-    plane = mask.any(axis=0)
-    rows, cols = np.nonzero(plane.any(axis=1))[0], np.nonzero(plane.any(axis=0))[0]
     bounds = []
     padding = []
-    for found, size in ((rows, plane.shape[0]), (cols, plane.shape[1])):
-        start, stop = int(found[0]), int(found[-1]) + 1
+    for (first, last), size in zip(brain_extent(mask), mask.shape[1:]):
+        start, stop = first, last + 1
         length = -(-(stop - start) // multiple) * multiple
         extra = length - (stop - start)
         start = max(0, start - extra // 2)

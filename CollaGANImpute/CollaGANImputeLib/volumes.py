@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from .atomic import atomic_path
-from .contrasts import display_name
+from .atomic import atomic_paths
+from .contrasts import WRITABLE_SUFFIXES, display_name
 from .errors import InputError
 
 
@@ -73,7 +74,19 @@ def check_volume(image: sitk.Image, what: str) -> None:
 
 def write_volume(image: sitk.Image, path: str | Path) -> Path:
     """Write atomically: the destination holds either the whole volume or what it held before."""
-    path = Path(path)
-    with atomic_path(path) as temp:
-        sitk.WriteImage(image, str(temp), useCompression=True)
-    return path
+    return write_volumes({Path(path): image})[0]
+
+
+def write_volumes(images: Mapping[Path, sitk.Image]) -> list[Path]:
+    """Write volumes that belong together (imputations and their reliability maps) so that all appear at
+    once or none does. Formats with a separate voxel file (.mhd, .nhdr) are refused: only their header
+    could be renamed into place."""
+    paths = [Path(p) for p in images]
+    for path in paths:
+        if not path.name.lower().endswith(WRITABLE_SUFFIXES):
+            raise InputError(f"output '{path}' must end in one of {', '.join(WRITABLE_SUFFIXES)} "
+                             "(formats that keep the voxels in the same file, so the write can be atomic)")
+    with atomic_paths(*paths) as temps:
+        for temp, image in zip(temps, images.values()):
+            sitk.WriteImage(image, str(temp), useCompression=True)
+    return paths
