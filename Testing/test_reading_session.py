@@ -90,6 +90,13 @@ def test_same_seed_same_session_and_each_rater_has_an_order(session_dir, studies
         assert again.item_path(item).read_bytes() == (session_dir / item.file).read_bytes()
     other = create_session(find_studies(studies, synthetic), SessionSettings(("t1gd",), 3, seed=8, min_gap=2), tmp_path / "other")
     assert other.session_id != again.session_id
+    # No seed given: a secret one, so the ids cannot be matched to classes by replaying a known seed; key.json keeps it.
+    secret = create_session(find_studies(studies, synthetic), SessionSettings(("t1gd",), 3, min_gap=2), tmp_path / "secret")
+    seed = json.loads((tmp_path / "secret" / "key.json").read_text())["settings"]["seed"]
+    assert isinstance(seed, int) and secret.session_id not in (again.session_id, other.session_id)
+    rebuilt = create_session(find_studies(studies, synthetic), SessionSettings(("t1gd",), 3, seed=seed, min_gap=2), tmp_path / "rebuilt")
+    assert rebuilt.session_id == secret.session_id
+    assert (tmp_path / "rebuilt" / "key.json").read_bytes() == (tmp_path / "secret" / "key.json").read_bytes()
 
     session = Session(session_dir)
     first, second = session.reader("Dr A"), session.reader("Dr B")
@@ -159,13 +166,17 @@ def test_items_are_the_real_and_synthetic_slices_masked_and_scaled_alike(session
         real = np.clip(to_canonical_array(sitk.ReadImage(str(studies / study / f"{study}_t1gd.nii.gz"))), 0, None)
         fake = np.clip(to_canonical_array(sitk.ReadImage(str(synthetic / f"{study}_t1gd_collagan.nii.gz"))), 0, None)
         mask = (real > 0) | (fake > 0)
-        normalise_in_brain(real, mask)
+        real_sd = normalise_in_brain(real, mask)  # the scan stores integers: multiples of 1 / real_sd once scaled
         normalise_in_brain(fake, mask)
         for item_id, truth in key.items():
             if truth["study"] == study:
                 shown = sitk.GetArrayFromImage(sitk.ReadImage(str(session.item_path(session.by_id[item_id]))))[0]
                 expected = (real if truth["class"] == "real" else fake)[truth["slice"]]
-                assert np.allclose(shown, expected, atol=1e-6)
+                # Both classes on the real scan's lattice: continuous synthetic values would give themselves away.
+                assert np.allclose(shown * real_sd, np.round(shown * real_sd), rtol=0, atol=1e-2), item_id
+                assert np.allclose(shown, expected, atol=0.5 / real_sd + 1e-6)
+                if truth["class"] == "real":
+                    assert np.allclose(shown, expected, rtol=1e-6, atol=1e-6)  # the real image keeps its values
                 assert not shown[~mask[truth["slice"]]].any()
 
 
@@ -266,9 +277,12 @@ def test_scores_of_two_raters_with_agreement_and_exports(fresh, tmp_path):
 
 def test_command_line_create_and_report(studies, synthetic, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["reading-session", "create", "--studies", str(studies), "--synthetic", str(synthetic), "--contrast", "t1gd",
-                 "--per-class", "2", "--min-gap", "2", "--out", str(out), "--seed", "5"]) == 0
-    assert "4 items" in capsys.readouterr().out
+    assert main(["reading-session", "create", "--studies", str(studies), "--synthetic", str(synthetic), "--contrast", "t1ce",
+                 "--contrast", "T1Gd", "--per-class", "2", "--min-gap", "2", "--out", str(out), "--seed", "5"]) == 0
+    assert "4 items (T1Gd)" in capsys.readouterr().out  # both spellings name one contrast, as in file names
+    assert main(["reading-session", "create", "--studies", str(studies), "--contrast", "t3", "--per-class", "2",
+                 "--out", str(tmp_path / "none")]) == 2
+    assert "--contrast 't3' names no known contrast" in capsys.readouterr().err and not (tmp_path / "none").exists()
     reader = Session(out).reader("Dr C")
     while not reader.finished:
         reader.answer("synthetic", 3)

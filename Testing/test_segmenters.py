@@ -14,6 +14,7 @@ from CollaGANImputeLib.regions import dice, enhancement_proxy, label_convention,
 from CollaGANImputeLib.segmenters import (
     Segmenter, callable_segmenter, command_segmenter, load_segmenter, python_segmenter, threshold_labels, threshold_segmenter,
 )
+from conftest import assert_same_grid
 
 SHAPE = (8, 10, 12)  # SimpleITK array order (z, y, x)
 
@@ -108,13 +109,6 @@ def command(script, mode: str, seen) -> str:
     return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {mode} {{flair}} {{t1gd}} {{output}} {shlex.quote(str(seen))}"
 
 
-def assert_same_grid(result: sitk.Image, reference: sitk.Image) -> None:
-    assert result.GetSize() == reference.GetSize()
-    assert result.GetSpacing() == reference.GetSpacing()
-    assert result.GetOrigin() == reference.GetOrigin()
-    assert result.GetDirection() == reference.GetDirection()
-
-
 # ----- the three adapters ---------------------------------------------------------------------------
 def test_python_callable_round_trips_on_the_input_grid(images):
     result = callable_segmenter(fake_segmenter)(images)
@@ -125,7 +119,9 @@ def test_python_callable_round_trips_on_the_input_grid(images):
 
 def test_file_spec_loads_the_function_and_an_array_result_gets_the_input_grid(images, tmp_path):
     module = tmp_path / "my_seg.py"
-    module.write_text(FAKE_MODULE)
+    # A dataclass under postponed annotations looks its module up in sys.modules while the file runs.
+    module.write_text("from __future__ import annotations\nfrom dataclasses import dataclass\n\n\n@dataclass\n"
+                      "class Settings:\n    level: float = 2.0\n" + FAKE_MODULE)
     segmenter = load_segmenter(f"{module}:segment")
     result = segmenter(images)
     assert_same_grid(result, images["t1"])
@@ -176,6 +172,7 @@ def test_command_line_that_does_not_exist(images):
     ("no_such_module_xyz:segment", "cannot import 'no_such_module_xyz'"),
     ("/no/such/file.py:segment", "no Python file"),
     ("tool {t1gd {output}", "braces"),
+    ("mytool '{t1} -o {output}", "cannot be split into words: No closing quotation"),
 ])
 def test_bad_specs_are_refused(spec, message):
     with pytest.raises(InputError, match=message):

@@ -4,9 +4,11 @@ For each contrast, K real and K synthetic images are sampled: axial slices with 
 one study closer than `min_gap` slices (and never the real and the synthetic of one slice), or whole
 volumes, one per study. Nothing a rater can see tells the class: both images of a study are cut from the
 same canonical grid, zero outside the same brain mask, divided by their own brain standard deviation,
-written by the same writer as uncompressed float32 NIfTI (equal file sizes, empty description fields,
+rounded to one lattice of values (`shared_value_step`), written by the same writer as uncompressed float32 NIfTI (equal file sizes, empty description fields,
 unit direction, origin 0, the study's spacing), with neutral ids given in a shuffled order, equal file
-times, and one display-window rule (1st-99th percentile of the item's non-zero voxels).
+times, and one display-window rule (1st-99th percentile of the item's non-zero voxels). The seed that
+decides which picks are real and which id each item gets is fresh from the operating system unless the
+organiser gives one: a known seed (such as a default) would let a rater rebuild the key from the ids.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,12 +31,15 @@ import SimpleITK as sitk
 from .contrasts import KNOWN_CONTRASTS, display_name, find_study_files
 from .errors import InputError
 from .geometry import CANONICAL, resample_onto, same_grid, to_canonical_array
-from .batch import study_folders
+from .batch import output_path, study_folders
 from .data import manifest_studies
 from .model_card import sha256_of
 from .reading_session import ITEMS_DIR, KEY_FILE, SESSION_FILE, SESSION_FORMAT, Session, write_json
 from .study import brain_slices, load_volume, normalise_in_brain, prepare_study
 from .volumes import write_volume
+
+if TYPE_CHECKING:  # torch is imported only when a model is used
+    from .model_io import Model
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -48,9 +55,11 @@ class ReadingStudy:
 
 @dataclass(frozen=True)
 class SessionSettings:
+    """What to sample; `seed` None draws a secret one (recorded in key.json, which raters must not have)."""
+
     contrasts: tuple[str, ...]
     per_class: int
-    seed: int = 0
+    seed: int | None = None
     volumes: bool = False  # whole volumes instead of axial slices
     min_gap: int = 5  # slices of one study and contrast at least this far apart
     min_brain_fraction: float = 0.5  # a slice's brain area relative to the study's largest
@@ -70,7 +79,7 @@ def find_studies(source: str | Path, synthetic: str | Path | None = None) -> lis
     for name, files in found:
         made = {}
         if synthetic is not None:
-            made = {k: p for k in files if (p := Path(synthetic) / f"{name}_{k}_collagan.nii.gz").is_file()}
+            made = {k: p for k in files if (p := output_path(synthetic, name, k)).is_file()}
         studies.append(ReadingStudy(name, files, made))
     return studies
 
@@ -129,10 +138,23 @@ def _pair(study: ReadingStudy, contrast: str, model) -> _Pair:
         real = real_on_reference(imputation, study.files[contrast])
         mask = imputation.study.mask
         reference = imputation.study.reference
-    for array in (real, fake):
-        if normalise_in_brain(array, mask) <= 0:
-            raise InputError(f"study '{study.name}': the real or imputed {display_name(contrast)} is constant in the brain")
+    stores_integers = bool(np.array_equal(real, np.round(real)))  # not so once resampled onto another grid
+    real_sd, fake_sd = (normalise_in_brain(array, mask) for array in (real, fake))
+    if real_sd <= 0 or fake_sd <= 0:
+        raise InputError(f"study '{study.name}': the real or imputed {display_name(contrast)} is constant in the brain")
+    real, fake = shared_value_step(real, fake, real_sd if stores_integers else 1 / FINEST_STEP)
     return _Pair(real, fake, mask, tuple(sitk.DICOMOrient(reference, CANONICAL).GetSpacing()))
+
+
+FINEST_STEP = 1e-3  # brain SDs: the lattice both classes get when the real image stores no integers
+
+
+def shared_value_step(real: np.ndarray, synthetic: np.ndarray, levels: float) -> tuple[np.ndarray, np.ndarray]:
+    """Both images rounded to multiples of 1/`levels`, computed alike. A real scan stores integers, so once
+    divided by its brain SD (`levels`) it takes only multiples of one step, while a network's output is
+    continuous: a rater who opened the files could tell them apart by counting distinct values. With the
+    real image's own step the real image keeps its values (to the last bit or so)."""
+    return tuple((np.round(array.astype(np.float64) * levels) / levels).astype(np.float32) for array in (real, synthetic))
 
 
 def _candidates(mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -178,11 +200,12 @@ def create_session(
     studies: Sequence[ReadingStudy],
     settings: SessionSettings,
     out: str | Path,
-    model=None,
+    model: Model | None = None,
     progress: Progress | None = None,
 ) -> Session:
     """Sample, blind and write a session to `out` (a new or empty folder); the same seed, studies and
-    model give the same session, id included. Built in a temporary sibling folder, renamed when whole."""
+    model give the same session, id included (without a seed, a secret one is drawn and recorded in
+    key.json). Built in a temporary sibling folder, renamed when whole."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"'{out}' already exists and is not an empty folder; a new session needs a new folder")
@@ -196,6 +219,8 @@ def create_session(
             raise InputError(f"study '{lacking[0]}' has no real {display_name(contrast)} ({len(lacking)} of {len(studies)} studies lack it): "
                              "a reading session needs the real image of every contrast it shows")
     report = progress or (lambda done, total, what: None)
+    if settings.seed is None:
+        settings = replace(settings, seed=secrets.randbits(63))
     rng = np.random.default_rng(settings.seed)
     steps = len(studies) * len(settings.contrasts) * 2
     picks: dict[str, list[tuple[str, int]]] = {}

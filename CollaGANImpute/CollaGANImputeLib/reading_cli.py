@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .cli_options import add_device_option, add_progress_option
-from .contrasts import display_name
-from .errors import EXIT_BAD_INPUT
+from .contrasts import KNOWN_CONTRASTS, display_name, match_contrast
+from .errors import EXIT_BAD_INPUT, InputError
 from .progress import ProgressReporter
 
 
@@ -24,7 +24,8 @@ def _create(argv: Sequence[str]) -> int:
     p.add_argument("--contrast", action="append", required=True, help="contrast to test (repeatable), e.g. t1gd")
     p.add_argument("--per-class", type=int, required=True, help="images per contrast per class (real, synthetic)")
     p.add_argument("--out", required=True, type=Path, help="new session folder")
-    p.add_argument("--seed", type=int, default=0, help="sampling and shuffling seed (default 0); recorded in key.json")
+    p.add_argument("--seed", type=int, help="sampling and blinding seed, to rebuild a session exactly (default: a secret one, "
+                                            "recorded in key.json); raters who know it can rebuild the key")
     p.add_argument("--volumes", action="store_true", help="whole volumes (one per study) instead of axial slices")
     p.add_argument("--min-gap", type=int, default=5, help="slices of one study at least this far apart (default 5)")
     p.add_argument("--min-brain", type=float, default=0.5, help="a slice's brain area, relative to the study's largest (default 0.5)")
@@ -33,13 +34,21 @@ def _create(argv: Sequence[str]) -> int:
     add_device_option(p)
     add_progress_option(p)
     args = p.parse_args(argv)
+    contrasts = []
+    for given in args.contrast:  # 't1ce' or 'T1Gd' mean the key 't1gd', as in file names
+        key = match_contrast(given)
+        if key is None:
+            raise InputError(f"--contrast '{given}' names no known contrast ({', '.join(KNOWN_CONTRASTS)})")
+        contrasts += [key] if key not in contrasts else []
     studies = find_studies(args.studies, args.synthetic)
-    needs_model = any(c not in s.synthetic for s in studies for c in args.contrast)
+    needs_model = any(c not in s.synthetic for s in studies for c in contrasts)
     model = load_model(args.weights, select_device(args.device)) if needs_model else None
-    settings = SessionSettings(tuple(args.contrast), args.per_class, args.seed, args.volumes, args.min_gap, args.min_brain)
+    settings = SessionSettings(tuple(contrasts), args.per_class, args.seed, args.volumes, args.min_gap, args.min_brain)
     reporter = ProgressReporter("building the reading session", lines=args.progress == "lines", unit="volume")
-    session = create_session(studies, settings, args.out, model, progress=lambda done, total, what: reporter.update(done, total))
-    reporter.close()
+    try:
+        session = create_session(studies, settings, args.out, model, progress=lambda done, total, what: reporter.update(done, total))
+    finally:
+        reporter.close()
     print(f"wrote session {session.session_id} to {args.out}: {len(session.items)} items "
           f"({', '.join(display_name(c) for c in session.contrasts)}); keep key.json from the raters")
     return 0
@@ -68,6 +77,7 @@ def _report(argv: Sequence[str]) -> int:
 
 
 def cmd_reading_session(argv: Sequence[str]) -> int:
+    """`reading-session create ...` or `reading-session report ...`."""
     commands = {"create": _create, "report": _report}
     if not argv or argv[0] not in commands:
         print("usage: collagan-impute reading-session {create,report} ... (-h for each)", file=sys.stderr)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .atomic import atomic_path, write_text_atomic
+from .atomic import write_text_atomic
 from .contrasts import display_name
 from .errors import InputError
+from .montage import write_png
 from .reading_session import Session, load_answers
 from .reading_stats import INTERVAL_METHOD, TEST_METHOD, Score, agreement, score
 
@@ -22,6 +23,8 @@ POOLED = "all raters (pooled)"
 
 @dataclass
 class Results:
+    """A scored session: each rater's scores per contrast and pooled, and the raters' agreement."""
+
     session_id: str
     raters: list[str]
     scores: list[Score]
@@ -41,6 +44,7 @@ class Results:
 
 
 def label(contrast: str) -> str:
+    """A contrast's name in tables, 'All contrasts' for the pooled rows."""
     return "All contrasts" if contrast == ALL else display_name(contrast)
 
 
@@ -75,6 +79,7 @@ def score_session(session: Session, raters: list[str] | None = None) -> Results:
 
 
 def write_csv(results: Results, path: str | Path) -> Path:
+    """One row per rater and contrast, every score as a column, written atomically."""
     buffer = io.StringIO()
     fields = list(results.scores[0].as_dict())
     writer = csv.DictWriter(buffer, fieldnames=["session_id", *fields], lineterminator="\n")
@@ -106,9 +111,7 @@ def write_plot(results: Results, path: str | Path) -> Path:
         draw.text((10, y - 6), f"{s.rater[:22]} - {label(s.contrast)}", fill="black")
         draw.line([(x(s.ci_low), y), (x(s.ci_high), y)], fill="#1f4e9c", width=2)
         draw.ellipse([x(s.accuracy) - 4, y - 4, x(s.accuracy) + 4, y + 4], fill="#1f4e9c")
-    with atomic_path(path) as temp:
-        image.save(temp, format="PNG")
-    return Path(path)
+    return write_png(image, path)
 
 
 def write_report(results: Results, path: str | Path) -> Path:

@@ -57,6 +57,7 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def write_json(path: Path, value: dict) -> None:
+    """A session file, written atomically (a crash leaves the previous version)."""
     write_text_atomic(path, json.dumps(value, indent=1) + "\n")
 
 
@@ -70,7 +71,8 @@ def rater_file_name(rater: str) -> str:
 
 def rater_order(item_ids: list[str], session_id: str, rater: str) -> list[str]:
     """The rater's own shuffle of the items, fixed by the session id (itself derived from the seed and
-    the items) and the rater's name; session.json never holds the seed, so a rater cannot rebuild the key."""
+    the items) and the rater's name; session.json never holds the seed, and the default seed is secret,
+    so a rater cannot rebuild the key."""
     digest = hashlib.sha256(f"{session_id}\n{rater.strip()}".encode()).digest()
     permutation = np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(len(item_ids))
     return [item_ids[i] for i in permutation]
@@ -105,6 +107,7 @@ class Session:
 
     @property
     def contrasts(self) -> list[str]:
+        """The contrasts shown, in the order items first name them."""
         return list(dict.fromkeys(item.contrast for item in self.items))
 
     def item_path(self, item: Item) -> Path:

@@ -18,6 +18,7 @@ TEST_METHOD = "exact two-sided binomial test against 0.5"
 
 
 def binomial_pmf(k: int, n: int, p: float) -> float:
+    """P(K = k) for K ~ Binomial(n, p), through logarithms so that large n does not overflow."""
     if p <= 0.0 or p >= 1.0:
         return float(k == (0 if p <= 0.0 else n))
     return math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shlex
+import sys
 import string
 import subprocess
 import tempfile
@@ -109,7 +110,12 @@ def python_segmenter(spec: str) -> Segmenter:
                 raise InputError(f"segmenter '{spec}': no Python file '{path}'")
             loader_spec = importlib.util.spec_from_file_location(f"collagan_user_segmenter_{path.stem}", path)
             module = importlib.util.module_from_spec(loader_spec)
-            loader_spec.loader.exec_module(module)
+            sys.modules[loader_spec.name] = module  # its own code may look itself up (dataclasses do)
+            try:
+                loader_spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[loader_spec.name]
+                raise
         else:
             module = importlib.import_module(where)
     except InputError:
@@ -132,7 +138,10 @@ def command_segmenter(template: str, timeout: float | None = None) -> Segmenter:
     written as NIfTI files into a temporary folder, removed afterwards; the command must write the label
     map to {output} (a .nii.gz path), on the grid of its inputs. Write literal braces as {{ and }}.
     """
-    words = shlex.split(template)
+    try:
+        words = shlex.split(template)
+    except ValueError as error:  # an unbalanced quote, say
+        raise InputError(f"segmenter command '{template}' cannot be split into words: {error}") from None
     if not words:
         raise InputError("the segmenter command line is empty")
     try:
