@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,24 @@ def crop_volumes(files: dict, region: tuple, folder: Path, prefix: str = "") -> 
         paths[key] = folder / f"{prefix}{key}.nii.gz"
         sitk.WriteImage(sitk.ReadImage(str(path))[region], str(paths[key]))
     return paths
+
+
+def cropped_manifest(manifest: dict, subjects: Sequence[str], root: Path, region: tuple = SHARED_CROP) -> Path:
+    """Shared subjects cut to `region`, each in root/<subject>/<key>.nii.gz, with a manifest.json listing them."""
+    entries = {}
+    for name in subjects:
+        paths = crop_volumes(subject_files(manifest, name), region, root / name)
+        entries[name] = {"dir": name, **{key: path.name for key, path in paths.items()}}
+    (root / "manifest.json").write_text(json.dumps({"subjects": entries}))
+    return root
+
+
+def assert_same_grid(image, reference) -> None:
+    """Same size, spacing, origin and direction: the one check of 'written on the reference grid'."""
+    assert image.GetSize() == reference.GetSize()
+    assert image.GetSpacing() == reference.GetSpacing()
+    assert image.GetOrigin() == reference.GetOrigin()
+    assert image.GetDirection() == reference.GetDirection()
 
 
 @pytest.fixture(scope="session")

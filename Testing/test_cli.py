@@ -11,20 +11,13 @@ import SimpleITK as sitk
 
 from CollaGANImputeLib.cli import main
 from CollaGANImputeLib.errors import InputError
-from conftest import REPO, subject_files
+from conftest import REPO, SHARED_CROP, crop_volumes, subject_files
 
 
 @pytest.fixture(scope="module")
 def small_study(manifest, tmp_path_factory):
     """A 64x64x12 crop of a real study's T1, T1Gd, T2 and FLAIR (fast, still real voxels)."""
-    folder = tmp_path_factory.mktemp("study")
-    files = subject_files(manifest, "TCGA-DU-7294")
-    paths = {}
-    for key, path in files.items():
-        image = sitk.ReadImage(str(path))[88:152, 88:152, 70:82]
-        paths[key] = folder / f"crop_{key}.nii.gz"
-        sitk.WriteImage(image, str(paths[key]))
-    return paths
+    return crop_volumes(subject_files(manifest, "TCGA-DU-7294"), SHARED_CROP, tmp_path_factory.mktemp("study"), "crop_")
 
 
 def run(argv, capsys):

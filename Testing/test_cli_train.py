@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-import SimpleITK as sitk
 
 from CollaGANImputeLib.checkpoint import load_checkpoint
 from CollaGANImputeLib.model_io import load_model
-from conftest import CONTRASTS, REPO, subject_files
+from conftest import CONTRASTS, REPO, cropped_manifest
 
 TINY = ["--branch-width", "4", "--decoder-width", "8", "--depth", "3", "--lr", "1e-3"]
 
@@ -19,16 +18,8 @@ TINY = ["--branch-width", "4", "--decoder-width", "8", "--depth", "3", "--lr", "
 @pytest.fixture(scope="module")
 def small_data(manifest, tmp_path_factory):
     """Two real subjects cropped to 64x64x10 voxels around the brain centre, with a manifest."""
-    root = tmp_path_factory.mktemp("data")
-    entries = {}
-    for name in ("TCGA-DU-7294", "AURORA-MET-example"):
-        (root / name).mkdir()
-        entries[name] = {"dir": name}
-        for key, path in subject_files(manifest, name).items():
-            sitk.WriteImage(sitk.ReadImage(str(path))[88:152, 88:152, 70:80], str(root / name / f"{key}.nii.gz"))
-            entries[name][key] = f"{key}.nii.gz"
-    (root / "manifest.json").write_text(json.dumps({"subjects": entries}))
-    return root
+    return cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path_factory.mktemp("data"),
+                            (slice(88, 152), slice(88, 152), slice(70, 80)))
 
 
 def engine(*args, **kwargs):

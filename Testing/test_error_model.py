@@ -18,7 +18,7 @@ from CollaGANImputeLib.model_card import WEAK_RANKING, held_out_caveat, read_car
 from CollaGANImputeLib.model_io import load_model, save_model
 from CollaGANImputeLib.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
 from CollaGANImputeLib.study import prepare_study
-from conftest import CONTRASTS, REPO, SHARED_CROP, crop_volumes, subject_files
+from conftest import CONTRASTS, REPO, cropped_manifest, subject_files
 
 T2 = 2
 ANY_SUBSET = {"contrasts": CONTRASTS, "missing_inputs": {"min": 1, "max": 3}}
@@ -27,13 +27,7 @@ ANY_SUBSET = {"contrasts": CONTRASTS, "missing_inputs": {"min": 1, "max": 3}}
 @pytest.fixture(scope="module")
 def shared_crops(manifest, tmp_path_factory):
     """Two shared subjects cut to a block, with a manifest listing them."""
-    root = tmp_path_factory.mktemp("calibration")
-    entries = {}
-    for name in ("TCGA-DU-7294", "AURORA-MET-example"):  # LPS and RAS files
-        paths = crop_volumes(subject_files(manifest, name), SHARED_CROP, root / name)
-        entries[name] = {"dir": name, **{key: path.name for key, path in paths.items()}}
-    (root / "manifest.json").write_text(json.dumps({"subjects": entries}))
-    return root
+    return cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path_factory.mktemp("calibration"))  # LPS, RAS
 
 
 @pytest.fixture()

@@ -37,6 +37,8 @@ def test_skipping_and_batching_are_exact_on_full_slices(case):
     fast = synthesise(generator, stack, target, mask, crop=False, batch_size=4)
     assert np.abs(fast - naive)[mask].max() <= EXACT
     assert not fast[~mask].any()
+    channels_last = synthesise(generator, stack, target, mask, crop=False, batch_size=4, channels_last=True)
+    assert np.abs(channels_last - naive)[mask].max() <= EXACT  # a memory layout, not a different computation
 
 
 def test_cropped_path_is_exact_on_its_canvas(case):

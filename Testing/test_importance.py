@@ -13,7 +13,7 @@ from CollaGANImputeLib.errors import Cancelled, InputError
 from CollaGANImputeLib.importance import analyse_study, analyse_subjects, paired_test, write_report
 from CollaGANImputeLib.importance_cli import cmd_importance, label_files
 from CollaGANImputeLib.segmenters import callable_segmenter, threshold_segmenter
-from conftest import CONTRASTS, SHARED_CROP, crop_volumes, subject_files
+from conftest import CONTRASTS, crop_volumes, cropped_manifest
 
 # A slab of the sample case (BraTS-GLI-00001-000) through its tumour: 96 x 96 voxels, 12 slices. Small
 # enough to impute all four contrasts in seconds; the metrics are those of the slab, not of the volume.
@@ -49,14 +49,10 @@ def sample_crop(sample_files, tmp_path_factory):
 @pytest.fixture(scope="module")
 def shared_crops(manifest, tmp_path_factory):
     """Two shared subjects, cropped, with hand-made label maps, and a manifest listing them."""
-    root = tmp_path_factory.mktemp("shared")
+    root = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path_factory.mktemp("shared"))  # LPS, RAS
     (root / "labels").mkdir()
-    entries = {}
-    for name in ("TCGA-DU-7294", "AURORA-MET-example"):  # LPS and RAS files
-        paths = crop_volumes(subject_files(manifest, name), SHARED_CROP, root / name)
-        box_labels(paths["t1"], root / "labels" / f"{name}-seg.nii.gz")
-        entries[name] = {"dir": name, **{key: path.name for key, path in paths.items()}}
-    (root / "manifest.json").write_text(json.dumps({"subjects": entries}))
+    for name in ("TCGA-DU-7294", "AURORA-MET-example"):
+        box_labels(root / name / "t1.nii.gz", root / "labels" / f"{name}-seg.nii.gz")
     return root
 
 
@@ -155,7 +151,7 @@ def test_bad_study_input_is_refused(sample_crop, tiny_model, tmp_path):
         analyse_study(sample_crop, tiny_model, labels=tmp_path / "none.nii.gz")
 
 
-def test_cancel_stops_before_anything_is_written(sample_crop, tiny_model):
+def test_cancel_stops_at_the_next_step(sample_crop, tiny_model):
     calls = []
 
     def cancel():
@@ -164,6 +160,7 @@ def test_cancel_stops_before_anything_is_written(sample_crop, tiny_model):
 
     with pytest.raises(Cancelled):
         analyse_study(sample_crop, tiny_model, cancel=cancel)
+    assert len(calls) == 3  # checked before each step; none ran after the cancel
 
 
 def test_cli_over_a_manifest_with_label_maps(shared_crops, tiny_model_path, tmp_path, capsys):

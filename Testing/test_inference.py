@@ -13,18 +13,11 @@ from CollaGANImputeLib.inference import (
 )
 from CollaGANImputeLib.model_io import load_model
 from CollaGANImputeLib.study import prepare_study
-from conftest import SHARED_CROP, crop_volumes, subject_files
+from conftest import SHARED_CROP, assert_same_grid, crop_volumes, subject_files
 
 
 def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def assert_same_geometry(image: sitk.Image, reference: sitk.Image) -> None:
-    assert image.GetSize() == reference.GetSize()
-    assert image.GetOrigin() == reference.GetOrigin()
-    assert image.GetSpacing() == reference.GetSpacing()
-    assert image.GetDirection() == reference.GetDirection()
 
 
 @pytest.mark.parametrize("subject", ["BraTS-GLI-00001-000", "AURORA-MET-example"])  # LPS and RAS on disk
@@ -34,7 +27,7 @@ def test_output_on_reference_grid_and_zero_outside_brain(manifest, tiny_model, s
     before = {k: digest(p) for k, p in inputs.items()}
     result = impute(inputs, "t1gd", tiny_model)
     reference = sitk.ReadImage(str(files["t1"]))
-    assert_same_geometry(result.image, reference)
+    assert_same_grid(result.image, reference)
     assert result.image.GetPixelID() == sitk.sitkFloat32
     output = sitk.GetArrayFromImage(result.image)
     brain = np.logical_or.reduce([sitk.GetArrayFromImage(sitk.ReadImage(str(inputs[k]))) > 0 for k in inputs])
@@ -65,7 +58,7 @@ def test_raw_study_on_its_own_grids(manifest, tiny_model, reference):
     files = subject_files(manifest, "TCGA-FG-6692-native", group="raw")
     inputs = {k: files[k] for k in ("t1", "t2", "flair")}
     result = impute(inputs, "t1gd", tiny_model, reference=reference)
-    assert_same_geometry(result.image, sitk.ReadImage(str(files[reference])))
+    assert_same_grid(result.image, sitk.ReadImage(str(files[reference])))
     resampled = [note.split(" (")[0] for note in result.notes]
     assert sorted(resampled) == sorted(k.upper() if k != "flair" else "FLAIR" for k in inputs if k != reference)
 

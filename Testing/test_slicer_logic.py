@@ -30,20 +30,6 @@ from CollaGANImputeLib.inference import impute as engine_impute  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory) -> Path:
-    """An untrained depth-2 generator with its card: the geometry and plumbing tests need no skill."""
-    import torch
-
-    from CollaGANImputeLib.model_io import save_model
-    from CollaGANImputeLib.networks import Generator, GeneratorConfig
-
-    torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(num_contrasts=4, branch_width=4, decoder_width=8, depth=2))
-    return save_model(generator, CONTRASTS, tmp_path_factory.mktemp("model") / "tiny.safetensors",
-                      {"description": "untrained test model"})
-
-
 @pytest.fixture
 def scene():
     slicer.mrmlScene = slicer.vtkMRMLScene()
@@ -356,7 +342,7 @@ def test_train_reports_the_engines_error(module, tmp_path):
         module.CollaGANImputeLogic().train(str(tmp_path / "absent"), str(tmp_path / "run"), steps=1)
 
 
-def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_path):
+def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_path):
     """Slicer's own layout logic turns the layout XML into one slice view per volume, in one view group."""
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
     layout_logic = slicer.vtkMRMLLayoutLogic()
@@ -374,7 +360,8 @@ def test_comparison_layout_builds_linked_slice_views(module, scene, tiny_model_p
     bundled = module.describeCard(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
     ssim = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]["t1gd"]["ssim_brain"]
     assert "Held out (BraTS-GLI-00001-000)" in bundled and f"<td>T1Gd</td><td>{ssim:.3f}</td>" in bundled
-    assert "<b>Reliability map, calibrated:</b> T1 0.15, T1Gd 0.77, T2 0.52, FLAIR 0.53" in bundled
+    ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
+    assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
     assert "Reliability map" not in text  # nothing measured for the test model
 
 

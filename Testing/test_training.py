@@ -9,7 +9,7 @@ from CollaGANImputeLib.data import Subject, build_slice_set, prepare_subject, sp
 from CollaGANImputeLib.errors import InputError
 from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig
 from CollaGANImputeLib.training import TrainConfig, Trainer
-from conftest import CONTRASTS, subject_files
+from conftest import CONTRASTS, MANIFEST, subject_files
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +107,12 @@ def test_run_writes_logs_checkpoint_and_validation(slices, tmp_path):
 def test_split_is_by_subject(manifest):
     from CollaGANImputeLib.data import discover_subjects
 
-    subjects = discover_subjects(manifest_path := __import__("conftest").MANIFEST, CONTRASTS)
+    subjects = discover_subjects(MANIFEST, CONTRASTS)
     train, validation = split_subjects(subjects, ["AURORA-MET-example"])
     assert [s.name for s in validation] == ["AURORA-MET-example"]
     assert "AURORA-MET-example" not in {s.name for s in train} and len(train) == 3
     with pytest.raises(InputError, match="not in the training data"):
         split_subjects(subjects, ["nobody"])
-    assert manifest_path.is_file()
 
 
 def test_folder_of_subject_folders_is_discovered(manifest):

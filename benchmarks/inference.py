@@ -145,18 +145,24 @@ def main() -> None:
 
 
 def compare(results: list[dict], device: str) -> None:
-    """Speed-up over, and largest voxel difference inside the brain to, the same device's naive output."""
+    """Speed-up over, and voxel differences inside the brain to, the same device's naive and fast outputs."""
     here = [r for r in results if r["device"] == device and "error" not in r]
     naive = next((r for r in here if r["path"] == "naive"), None)
     if naive is None:
         return
     reference, mask = np.load(naive["array"]), np.load(naive["array"].with_suffix(".mask.npy"))
+    fast = next((np.load(r["array"]) for r in here if r["path"] == "fast"), None)
     for result in here:
-        difference = np.abs(np.load(result["array"]) - reference)[mask]
+        output = np.load(result["array"])
+        difference = np.abs(output - reference)[mask]
         result["speedup_over_naive"] = round(naive["study_s"] / result["study_s"], 2)
         result["max_abs_diff_vs_naive"] = float(difference.max())
         result["mean_abs_diff_vs_naive"] = float(difference.mean())
         result["naive_brain_mean"] = float(np.abs(reference[mask]).mean())
+        if fast is not None:  # what an opt-in (bf16, views) changes in the default output
+            result["max_abs_diff_vs_fast"] = float(np.abs(output - fast)[mask].max())
+            result["mean_abs_diff_vs_fast"] = float(np.abs(output - fast)[mask].mean())
+            result["fast_brain_max"] = float(np.abs(fast[mask]).max())
 
 
 def targets_met(results: list[dict]) -> dict:
