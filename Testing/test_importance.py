@@ -13,6 +13,7 @@ from CollaGANImputeLib.errors import Cancelled, InputError
 from CollaGANImputeLib.importance import analyse_study, analyse_subjects, paired_test, write_report
 from CollaGANImputeLib.importance_cli import cmd_importance, label_files
 from CollaGANImputeLib.segmenters import callable_segmenter, threshold_segmenter
+from CollaGANImputeLib.study import prepare_study
 from conftest import CONTRASTS, crop_volumes, cropped_manifest
 
 # A slab of the sample case (BraTS-GLI-00001-000) through its tumour: 96 x 96 voxels, 12 slices. Small
@@ -90,14 +91,20 @@ def test_bundled_model_on_the_held_out_subject_writes_a_sound_report(sample_crop
     assert sorted(report.ranking) == sorted(CONTRASTS)
     assert report.subjects == [{"name": "BraTS-GLI-00001-000", "trained_on": False, "regions": report.subjects[0]["regions"]}]
     assert "enhancement proxy" in report.subjects[0]["regions"]
+    brain = int(prepare_study(sample_crop, model.contrasts).mask.sum())
     for row in report.rows:
         assert -1 <= row["ssim_brain"] <= 1 and -1 <= row["ssim_volume"] <= 1
         assert np.isfinite(row["psnr_brain"]) and row["nmse_brain"] >= 0
+        assert row["outside_tumour"]["voxels"] + row["regions"]["enh_proxy"]["voxels"] == brain  # inside and outside
+        outside = row["outside_tumour"]
+        assert -1 <= outside["ssim_brain"] <= 1 and np.isfinite(outside["psnr_brain"]) and outside["nmse_brain"] >= 0
         region = row["regions"]["enh_proxy"]
         assert region["voxels"] > 0 and -1 <= region["ssim_brain"] <= 1 and np.isfinite(region["psnr_brain"])
         assert all(0 <= row[kind][r] <= 1 for kind in ("dice_real", "dice_imputed") for r in ("wt", "tc", "et"))
         assert row["dice_real"] == {"wt": 1.0, "tc": 1.0, "et": 1.0}  # agreement with itself
         assert row["segmenter_reads"] == (row["contrast"] != "t2")
+    header = report.table()[0]
+    assert header[header.index("SSIM enhancement proxy") + 1] == "SSIM outside tumour"
     t2 = next(r for r in report.rows if r["contrast"] == "t2")
     assert t2["score"] == 0.0 and any("does not read T2" in note for note in report.notes)
     assert report.summary["t1gd"]["tests"]["score"]["reason"].startswith("a paired test needs two")

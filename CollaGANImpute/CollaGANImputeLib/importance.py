@@ -42,6 +42,7 @@ CancelCheck = Callable[[], bool]
 FORMAT = "collagan-impute-importance/1"
 METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
 REGION_METRICS = ("ssim_brain", "psnr_brain", "nmse_brain")  # computed over the region instead of the brain
+OUTSIDE = "outside_tumour"  # the brain outside every tumour region: METHOD's "inside and outside the tumour"
 INPUT_UNITS = ("every volume in brain standard deviations: each real contrast divided by the standard deviation of its "
                "brain voxels (METHOD.md), the imputed one as the model outputs it on that scale; 0 outside the brain")
 TEST_NAME = ("Wilcoxon signed-rank test, two-sided, paired over subjects (scipy.stats.wilcoxon): zero differences "
@@ -142,7 +143,7 @@ class ImportanceReport:
         """Rows of text, ranking order: the header, then one row per contrast (for the module and Markdown)."""
         regions = self.region_keys
         header = ["Rank", "Contrast", "Score", "Per subject"] + (["1 - SSIM tumour"] if self.segmenter is not None else [])
-        header += ["SSIM brain", "PSNR brain (dB)"] + [f"SSIM {REGION_NAMES[r]}" for r in regions]
+        header += ["SSIM brain", "PSNR brain (dB)"] + [f"SSIM {REGION_NAMES[r]}" for r in regions] + ["SSIM outside tumour"]
         if self.segmenter is not None:
             header += [f"Dice {r.upper()} imputed" for r in REGIONS] + ["p (score)"]
         rows = [header]
@@ -152,7 +153,7 @@ class ImportanceReport:
                    ", ".join(_number(s["score_per_subject"][x["name"]]) for x in self.subjects)]
             row += [_number(s["ssim_score"])] if self.segmenter is not None else []
             row += [_number(s["ssim_brain"]), _number(s["psnr_brain"], 2)]
-            row += [_number(s["regions"][r]["ssim_brain"]) for r in regions]
+            row += [_number(s["regions"][r]["ssim_brain"]) for r in regions] + [_number(s[OUTSIDE]["ssim_brain"])]
             if self.segmenter is not None:
                 row += [_number(s["dice_imputed"][r]) for r in REGIONS] + [_p_value(s["tests"]["score"])]
             rows.append(row)
@@ -244,6 +245,9 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
             inside = mask & study.mask
             scores = image_metrics(study.images[key], fake, study.mask, region=inside) if inside.any() else None
             row["regions"][region] = {"voxels": int(inside.sum()), **{m: scores[m] if scores else None for m in REGION_METRICS}}
+        outside = study.mask & ~np.logical_or.reduce(list(regions.masks.values()))
+        scores = image_metrics(study.images[key], fake, study.mask, region=outside) if outside.any() else None
+        row[OUTSIDE] = {"voxels": int(outside.sum()), **{m: scores[m] if scores else None for m in REGION_METRICS}}
         ssim = _mean([v["ssim_brain"] for v in row["regions"].values()])
         row["ssim_score"] = None if ssim is None else 1.0 - ssim
         row["score"] = row["ssim_score"]
@@ -281,6 +285,7 @@ def _finish(model: Model, subjects: list[dict], rows: list[dict], segmenter: Seg
             **{m: _mean([r[m] for r in mine]) for m in METRICS},
             "regions": {region: {m: _mean([r["regions"][region][m] for r in mine]) for m in REGION_METRICS}
                         for region in report.region_keys},
+            OUTSIDE: {m: _mean([r[OUTSIDE][m] for r in mine]) for m in REGION_METRICS},
         }
         if segmenter is not None:
             summary["dice_real"] = {g: _mean([r["dice_real"][g] for r in mine]) for g in REGIONS}
@@ -371,7 +376,7 @@ def analyse_study(
 def write_csv(report: ImportanceReport, path: str | Path) -> Path:
     """One row per subject and imputed contrast, every number flat."""
     columns = ["subject", "trained_on", "contrast", "rank", "score", "ssim_score", *METRICS]
-    for region in report.region_keys:
+    for region in [*report.region_keys, OUTSIDE]:
         columns += [f"{region}_voxels"] + [f"{region}_{m}" for m in REGION_METRICS]
     if report.segmenter is not None:
         columns += ["segmenter_reads"] + [f"dice_real_{r}" for r in REGIONS] + [f"dice_imputed_{r}" for r in REGIONS]
@@ -385,6 +390,7 @@ def write_csv(report: ImportanceReport, path: str | Path) -> Path:
                 **{m: row[m] for m in METRICS}}
         for region in report.region_keys:
             flat.update({f"{region}_{m}": v for m, v in row["regions"][region].items()})
+        flat.update({f"{OUTSIDE}_{m}": v for m, v in row[OUTSIDE].items()})
         if report.segmenter is not None:
             flat["segmenter_reads"] = row["segmenter_reads"]
             flat.update({f"dice_real_{r}": row["dice_real"][r] for r in REGIONS})
@@ -460,6 +466,7 @@ def markdown(report: ImportanceReport, figure_name: str) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
     lines += ["", f"![Contrast importance]({figure_name})", "", "## Per subject", ""]
     columns = ["Subject", "Contrast", "Score", "SSIM brain", "PSNR brain (dB)"] + [f"SSIM {REGION_NAMES[r]} (voxels)" for r in report.region_keys]
+    columns += ["SSIM outside tumour (voxels)"]
     if report.segmenter is not None:
         columns += [f"Dice {r.upper()} real / imputed" for r in REGIONS]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -467,6 +474,7 @@ def markdown(report: ImportanceReport, figure_name: str) -> str:
     for row in report.rows:
         cells = [row["subject"] + (" (training subject)" if trained_on[row["subject"]] else ""), display_name(row["contrast"]), _number(row["score"]), _number(row["ssim_brain"]), _number(row["psnr_brain"], 2)]
         cells += [f"{_number(row['regions'][r]['ssim_brain'])} ({row['regions'][r]['voxels']})" for r in report.region_keys]
+        cells.append(f"{_number(row[OUTSIDE]['ssim_brain'])} ({row[OUTSIDE]['voxels']})")
         if report.segmenter is not None:
             cells += [f"{row['dice_real'][r]:.3f} / {row['dice_imputed'][r]:.3f}" for r in REGIONS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -474,7 +482,8 @@ def markdown(report: ImportanceReport, figure_name: str) -> str:
               f"- Imputation: each contrast in turn from the other {len(report.contrasts) - 1} with model {report.model} "
               f"(weights sha256 {report.weights_sha256[:12]}...). Inputs: {INPUT_UNITS}.",
               f"- Metrics: SSIM, PSNR and NMSE after {NORMALISATION}; in a region they are computed over the region's voxels.",
-              "- Tumour regions: " + "; ".join(sorted({s['regions'] for s in report.subjects})) + "."]
+              "- Tumour regions: " + "; ".join(sorted({s['regions'] for s in report.subjects}))
+              + ". Outside tumour: the brain outside every tumour region (for the proxy, outside the enhancement)."]
     if report.segmenter is not None:
         lines += [f"- Segmenter: {report.segmenter}; it sees {INPUT_UNITS}. Dice against the "
                   + ("label map" if report.labels else "segmentation of the real inputs (agreement; Dice(real inputs) is 1 by definition)")
