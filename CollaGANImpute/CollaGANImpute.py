@@ -701,8 +701,11 @@ class ReadingSessionLogic:
         slicer.util.setViewControllersVisible(visible)
         slicer.util.setDataProbeVisible(visible)
         annotations = self._sliceAnnotations()
-        if annotations is not None:
-            annotations.sliceViewAnnotationsEnabled = visible and annotationsEnabled is not False
+        if annotations is not None:  # DataProbe keeps the setting as an int
+            enabled = visible and (annotationsEnabled is None or bool(annotationsEnabled))
+            annotations.sliceViewAnnotationsEnabled = int(enabled)
+            if enabled:  # disabling dropped its observers, and updateSliceViewFromGUI alone does not add them back
+                annotations.createCornerAnnotations()
             annotations.updateSliceViewFromGUI()
 
     @staticmethod
@@ -838,6 +841,11 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._inputRows: dict = {}
         self._job = None
         self._request = None
+        self._analysisJob = self._analysisRequest = self._createJob = None
+        self._timer = self._analysisTimer = self._createTimer = None
+        self.readingLogic = None
+        self._reader = None
+        self._readingShortcuts: list = []
 
     # ----- setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -864,13 +872,17 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         for selector in (self.ui.maskSelector, self.ui.realVolumeSelector, self.ui.outputSelector):
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
-        for path in (self.ui.modelPathLineEdit, self.ui.analysisFolderLineEdit):
-            path.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        # The model path has its own slot: a new model rebuilds the input rows, which must never happen inside
+        # a signal of one of those rows (the Bundled button clears it). A cleared report folder sends no path
+        # change, only its loss of valid input.
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelPathChanged)
+        for signal in ("currentPathChanged(QString)", "validInputChanged(bool)"):
+            self.ui.analysisFolderLineEdit.connect(signal, self.updateParameterNodeFromGUI)
         self.ui.labelMapSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
         self.ui.segmenterLineEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.uncertaintyCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.bestQualityCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
-        self.ui.bundledModelButton.connect("clicked()", lambda: setattr(self.ui.modelPathLineEdit, "currentPath", ""))
+        self.ui.bundledModelButton.connect("clicked()", self.onBundledModel)
         self.ui.autoAssignButton.connect("clicked()", self.onAutoAssign)
         self.ui.applyButton.connect("clicked()", self.onApplyButton)
         self.ui.showComparisonButton.connect("clicked()", self.onShowComparison)
@@ -878,8 +890,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.installDependenciesButton.connect("clicked()", self.onInstallDependencies)
         self.ui.analyseButton.connect("clicked()", self.onAnalyse)
         self.ui.analysisProgressBar.hide()
-        self._analysisJob = None
-        self._analysisRequest = None
         self._analysisTimer = qt.QTimer()
         self._analysisTimer.setInterval(200)
         self._analysisTimer.connect("timeout()", self._pollAnalysis)
@@ -889,20 +899,19 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-        if self._analysisJob is not None:
-            self._analysisJob.cancel()
-        self._analysisTimer.stop()
-        if self._createJob is not None:
-            self._createJob.cancel()
-        self._createTimer.stop()
-        self.readingLogic.leaveReadingView()
+        """Stop everything this panel started; safe on a panel whose setup did not finish."""
+        for job in (self._job, self._analysisJob, self._createJob):
+            if job is not None:
+                job.cancel()
+        for timer in (self._timer, self._analysisTimer, self._createTimer):
+            if timer is not None:
+                timer.stop()
+        if self.readingLogic is not None:
+            self.readingLogic.leaveReadingView()
         for shortcut in self._readingShortcuts:  # parented to the main window: would outlive a module reload
             shortcut.enabled = False
             shortcut.deleteLater()
         self._readingShortcuts = []
-        self._timer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -911,12 +920,14 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def exit(self) -> None:
         if self._parameterNode is not None:
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._stopReading("Stopped on leaving the module; every answer is saved. Start again to continue.")
 
     def onSceneStartClose(self, caller, event) -> None:
         for job in (self._job, self._analysisJob):  # their results belong to the scene being closed
             if job is not None:
                 job.cancel()
         self.logic.lastOutcome = None
+        self._stopReading("Stopped: the scene was closed; every answer is saved. Start again to continue.")
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -945,6 +956,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _inputs(self) -> dict:
         """Contrast -> chosen node (None for an empty row) for every input of the model but the missing contrast."""
+        if self._parameterNode is None:
+            return {}
         missing = self._missing()
         return {k: self._parameterNode.GetNodeReference(INPUT_REFERENCE + k) for k in self._contrasts() if k != missing}
 
@@ -957,8 +970,12 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             modelPath = node.GetParameter("ModelPath")
             if modelPath != self._cardPath:
                 self._loadCard(modelPath)
-            self.ui.modelPathLineEdit.currentPath = modelPath
+            if self.ui.modelPathLineEdit.currentPath != modelPath:  # setting it moves the cursor of someone typing
+                self.ui.modelPathLineEdit.currentPath = modelPath
             missing = node.GetParameter("Missing")
+            if self._card is not None and missing not in self._contrasts():  # a scene saved with another model
+                missing = self._contrasts()[0]
+                node.SetParameter("Missing", missing)  # this pass shows it; the event it sends is ignored while updating
             self.ui.missingContrastComboBox.setCurrentIndex(self.ui.missingContrastComboBox.findData(missing))
             self._fillReferenceCombo(missing, node.GetParameter("Reference"))
             for key, (label, selector) in self._inputRows.items():
@@ -972,7 +989,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.labelMapSelector.setCurrentNode(node.GetNodeReference("LabelMap"))
             if self.ui.segmenterLineEdit.text != node.GetParameter("Segmenter"):  # keeps the cursor while typing
                 self.ui.segmenterLineEdit.text = node.GetParameter("Segmenter")
-            self.ui.analysisFolderLineEdit.currentPath = node.GetParameter("AnalysisFolder")
+            if self.ui.analysisFolderLineEdit.currentPath != node.GetParameter("AnalysisFolder"):
+                self.ui.analysisFolderLineEdit.currentPath = node.GetParameter("AnalysisFolder")
             self.ui.realVolumeLabel.text = f"Real {display_name(missing)}:" if missing else "Real volume:"
             self.ui.uncertaintyCheckBox.checked = node.GetParameter("Uncertainty") == "true"
             self.ui.bestQualityCheckBox.checked = node.GetParameter("BestQuality") == "true"
@@ -987,7 +1005,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         node = self._parameterNode
         wasModified = node.StartModify()
-        node.SetParameter("ModelPath", self.ui.modelPathLineEdit.currentPath)
         node.SetParameter("Device", self.ui.deviceComboBox.currentData or "auto")
         node.SetParameter("Orientation", self.ui.orientationComboBox.currentText)
         node.SetParameter("Uncertainty", "true" if self.ui.uncertaintyCheckBox.checked else "false")
@@ -1072,6 +1089,15 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 combo.addItem(f"{display_name(key)} grid", key)
         combo.setCurrentIndex(max(0, combo.findData(reference)))
 
+    def onModelPathChanged(self, *args) -> None:
+        if self._parameterNode is not None and not self._updatingGUI:
+            self._parameterNode.SetParameter("ModelPath", self.ui.modelPathLineEdit.currentPath)
+
+    def onBundledModel(self) -> None:
+        # Through the parameter node: an empty path is not valid input for the path field, which then stays silent.
+        if self._parameterNode is not None:
+            self._parameterNode.SetParameter("ModelPath", "")
+
     def _refreshDependencies(self) -> None:
         missing = self.logic.missingDependencies()
         self.ui.dependenciesFrame.visible = bool(missing)
@@ -1127,10 +1153,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _dependenciesReady(self) -> bool:
         """Install missing packages after the user agrees; False (panel refreshed) when they are still missing."""
-        if self.logic.installDependencies(askConfirmation=True):
-            return True
+        ready = self.logic.installDependencies(askConfirmation=True)
         self._refreshDependencies()
-        return False
+        return ready
 
     def _modelChoice(self) -> dict:
         """The weights and device chosen in the panel, as the logic's keyword arguments."""
@@ -1247,18 +1272,26 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         job, self._analysisJob = self._analysisJob, None
 
-        def finish() -> tuple:
-            report, folder = job.result(), self.ui.analysisFolderLineEdit.currentPath
-            return report, self.logic.writeImportance(report, folder) if folder else {}
-
         try:
-            finishJob(self.ui.analysisStatusLabel, finish, lambda done: self._showImportance(*done),
+            finishJob(self.ui.analysisStatusLabel, job.result, self._showImportance,
                       cancelled="Cancelled.", refused="Cannot analyse", failed="The analysis failed")
         finally:
             self._analysisRequest = None
             self._updateButtons()
 
-    def _showImportance(self, report, written: dict) -> None:
+    def _writeImportance(self, report) -> str:
+        """Write the report into the chosen folder; a failure is said without losing what is shown."""
+        folder = self.ui.analysisFolderLineEdit.currentPath
+        if not folder:
+            return ""
+        try:
+            written = self.logic.writeImportance(report, folder)
+        except OSError as error:
+            slicer.util.errorDisplay(f"The analysis is shown, but its report could not be written to '{folder}': {error}")
+            return " The report was not written."
+        return f" Report written to {Path(next(iter(written.values()))).parent}."
+
+    def _showImportance(self, report) -> None:
         from CollaGANImputeLib.importance import figure
 
         fillTable(self.ui.analysisTable, report.table())
@@ -1270,8 +1303,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.analysisStatusLabel.text = (
             "From redundant to indispensable: " + " < ".join(display_name(k) for k in report.ranking) + "."
             + (f" {report.place('t1gd')}." if "t1gd" in report.ranking else ""))
-        if written:
-            self.ui.analysisStatusLabel.text += f" Report written to {Path(next(iter(written.values()))).parent}."
+        self.ui.analysisStatusLabel.text += self._writeImportance(report)
 
     # ----- reading session (visual Turing test) -------------------------------------------------
     def _setupReading(self) -> None:
@@ -1283,7 +1315,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._readingItem = None
         self._readingShownAt = 0.0
         self._readingPaused = False
-        self._createJob = None
         self.ui.readingFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
         self.ui.readingStudiesLineEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
         for text in READING_CONFIDENCE:
@@ -1298,7 +1329,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportResultsButton.connect("clicked()", lambda: self.onScoreSession(export=True))
         keys = [("R", lambda: self.onAnswer("real")), ("S", lambda: self.onAnswer("synthetic")), ("Ctrl+Z", self.onUndoAnswer)]
         keys += [(str(n), lambda n=n: setattr(self.ui.confidenceComboBox, "currentIndex", n)) for n in range(1, 6)]
-        self._readingShortcuts = []
         for key, slot in keys:
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
             shortcut.connect("activated()", slot)
@@ -1326,11 +1356,17 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if status is not None:
             self.ui.readingStatusLabel.text = status
 
+    def _stopReading(self, status: str) -> None:
+        """Leave the reading view and forget the reader (its answers are on disk); no-op when not reading."""
+        if self._reader is None:
+            return
+        self.readingLogic.leaveReadingView()
+        self._reader = self._readingItem = None
+        self._updateReading(status)
+
     def onStartReading(self) -> None:
         if self._reader is not None:
-            self.readingLogic.leaveReadingView()
-            self._reader = self._readingItem = None
-            self._updateReading("Stopped; every answer is saved. Start again to continue at the next item.")
+            self._stopReading("Stopped; every answer is saved. Start again to continue at the next item.")
             return
         try:
             self._reader = self.readingLogic.open(self.ui.readingFolderLineEdit.currentPath, self.ui.raterLineEdit.text)

@@ -48,7 +48,7 @@ def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
 
-    from CollaGANImputeLib.data import discover_subjects
+    from CollaGANImputeLib.data import discover_subjects, only_subjects
     from CollaGANImputeLib.inference import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model_io import load_model
     from CollaGANImputeLib.study import brain_slices, prepare_study
@@ -56,7 +56,7 @@ def run_path(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = load_model(args.weights, device)
-    subject = next(s for s in discover_subjects(args.data, model.contrasts) if s.name == args.subject)
+    subject, = only_subjects(discover_subjects(args.data, model.contrasts), [args.subject], args.data)
     inputs = {k: v for k, v in subject.files.items() if k != args.missing}
     options = PATHS[args.worker]
     times = []
@@ -113,26 +113,12 @@ def main() -> None:
     import torch
 
     devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-    results, scratch = [], Path(tempfile.mkdtemp(prefix="collagan-bench-"))
-    for device in devices:
-        for name in DEVICE_PATHS[device]:
-            array = scratch / f"{device}-{len(results)}.npy"
-            command = [sys.executable, __file__, "--worker", name, "--device", device, "--array", str(array),
-                       "--data", str(args.data), "--subject", args.subject, "--missing", args.missing,
-                       "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                       "--repeats", str(args.repeats or (2 if device == "cuda" else 1))]
-            if args.weights:
-                command += ["--weights", str(args.weights)]
-            print(f"{device}: {name} ...", file=sys.stderr, flush=True)
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(done.stderr[-2000:], file=sys.stderr)
-                results.append({"path": name, "device": device, "error": done.stderr.strip().splitlines()[-1]})
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            result["array"] = array
-            results.append(result)
-        compare(results, device)
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="collagan-bench-") as scratch:  # each path's output: compared, then removed
+        for device in devices:
+            for name in DEVICE_PATHS[device]:
+                results.append(measure_path(args, device, name, Path(scratch) / f"{device}-{len(results)}.npy"))
+            compare(results, device)
     report = {"benchmark": "inference", "subject": args.subject, "missing": args.missing,
               "machine": machine(), "targets": TARGETS, "results": [{k: v for k, v in r.items() if k != "array"} for r in results]}
     report["targets_met"] = targets_met(results)
@@ -142,6 +128,22 @@ def main() -> None:
 
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
+
+
+def measure_path(args: argparse.Namespace, device: str, name: str, array: Path) -> dict:
+    """One path in a fresh process (so its peak memory is its own); its output is saved to `array`."""
+    command = [sys.executable, __file__, "--worker", name, "--device", device, "--array", str(array),
+               "--data", str(args.data), "--subject", args.subject, "--missing", args.missing,
+               "--threads", str(args.threads), "--batch-size", str(args.batch_size),
+               "--repeats", str(args.repeats or (2 if device == "cuda" else 1))]
+    if args.weights:
+        command += ["--weights", str(args.weights)]
+    print(f"{device}: {name} ...", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return {"path": name, "device": device, "error": done.stderr.strip().splitlines()[-1]}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "array": array}
 
 
 def compare(results: list[dict], device: str) -> None:

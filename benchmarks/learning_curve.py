@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -31,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
+from CollaGANImputeLib.atomic import atomic_path, write_text_atomic  # noqa: E402
+from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS, display_name  # noqa: E402
 from CollaGANImputeLib.data import discover_subjects  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION  # noqa: E402
 
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_ARGS = ["--branch-width", "8", "--decoder-width", "32", "--lr", "2e-4", "--lr-discriminator", "2e-4",
               "--validate-every", "500", "--checkpoint-every", "100", "--progress", "lines"]
 METRICS = ("ssim_brain", "psnr_brain")
-CONTRASTS = ["t1", "t1gd", "t2", "flair"]  # the train command's default
+CONTRASTS = list(DEFAULT_CONTRASTS)  # the train command's default
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,11 @@ def figure(results: list[dict], contrasts: list[str], step: int, path: Path) -> 
     axes[0].legend(fontsize=8)
     fig.suptitle(f"held-out quality after {step} steps", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    with atomic_path(path) as temp:
+        temp.write_bytes(buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
 from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise_missing  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
@@ -64,7 +64,13 @@ def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: li
     return rows
 
 
+def _mean_over_subjects(rows: list[dict], method: str, absent: list[str], key: str, metric: str) -> float:
+    """One pattern's figure for one imputed contrast, averaged over the held-out subjects."""
+    return float(np.mean([r[metric] for r in rows if r["method"] == method and r["absent"] == absent and r["contrast"] == key]))
+
+
 def markdown_table(rows: list[dict], pattern_list: list, methods: list[str]) -> str:
+    """One row per missing pattern: brain SSIM and PSNR of each imputed contrast, per method (subjects averaged)."""
     lines = ["| # | inputs | imputed | " + " | ".join(f"SSIM brain, {m}" for m in methods) + " | "
              + " | ".join(f"PSNR brain (dB), {m}" for m in methods) + " |",
              "|---|---|---|" + "---|" * (2 * len(methods))]
@@ -72,8 +78,7 @@ def markdown_table(rows: list[dict], pattern_list: list, methods: list[str]) -> 
         cells = []
         for metric, digits in (("ssim_brain", 3), ("psnr_brain", 2)):
             for method in methods:
-                chosen = {r["contrast"]: r[metric] for r in rows if r["absent"] == absent and r["method"] == method}
-                cells.append(" / ".join(f"{chosen[k]:.{digits}f}" for k in absent))
+                cells.append(" / ".join(f"{_mean_over_subjects(rows, method, absent, k, metric):.{digits}f}" for k in absent))
         lines.append(f"| {number} | {', '.join(display_name(k) for k in present)} | {' / '.join(display_name(k) for k in absent)} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -88,7 +93,7 @@ def summary(rows: list[dict], methods: list[str], contrasts: list[str]) -> dict:
                      for m in ("ssim_brain", "psnr_brain")} for method in methods}
     for key in contrasts:
         out["one_missing"][key] = {
-            method: {m: next(r[m] for r in rows if r["method"] == method and r["absent"] == [key]) for m in ("ssim_brain", "psnr_brain")}
+            method: {m: _mean_over_subjects(rows, method, [key], key, m) for m in ("ssim_brain", "psnr_brain")}
             for method in methods}
     return out
 
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--any-weights '{args.any_weights}' was trained for at most {any_model.most_missing} absent contrast(s)")
     held_out = args.held_out or any_model.card["training"]["validation_subjects"]
     methods = {"any-subset model": (any_model, "joint"), "chained one-missing model": (one_model, "chain")}
-    subjects = {s.name: s for s in discover_subjects(args.data, contrasts)}
+    subjects = {s.name: s for s in only_subjects(discover_subjects(args.data, contrasts), held_out, args.data)}
     pattern_list = patterns(contrasts)
     rows = []
     for name in held_out:

@@ -42,7 +42,7 @@ from quality import figure_slice  # noqa: E402
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.bias_field import bias_corrected  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
 from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
 from CollaGANImputeLib.model_io import load_model  # noqa: E402
@@ -104,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"the error model of '{model.name}' was fitted on {args.held_out}: its figures there would be in-sample")
     contrasts = model.contrasts
     if args.held_out in model.card.get("training", {}).get("train_subjects", []):
+        if args.write_card:  # the card would call in-sample figures held out
+            parser.error(f"--write-card: {args.held_out} is one of the model's training subjects, not held out")
         print(f"warning: {args.held_out} is one of the model's training subjects", file=sys.stderr)
-    subject = {s.name: s for s in discover_subjects(args.data, contrasts)}[args.held_out]
+    subject, = only_subjects(discover_subjects(args.data, contrasts), [args.held_out], args.data)
     study = prepare_subject(subject, contrasts)
     figure_at = figure_slice(study)
     kept = np.arange(figure_at % args.every, study.mask.shape[0], args.every)

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.weights)
     contrasts = model.contrasts
     names = args.subject or model.card["training"]["train_subjects"]
+    outside = sorted(set(names) - set(model.card.get("training", {}).get("train_subjects", [])))
+    if args.write_card and outside:  # the card says its smoothing was chosen on the training subjects
+        parser.error(f"--write-card: {', '.join(outside)} not among the model's training subjects; choose on those only")
     subjects = only_subjects(discover_subjects(args.data, contrasts), names, args.data)
     ratios: dict[float, dict[str, list[float]]] = {s: {k: [] for k in contrasts} for s in args.across_mm}
     imputed = []  # (study, contrast, raw imputation, stack): rule 2 smooths them again
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out / "smoothing.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     if args.write_card:
-        inference = {**model.card.get("inference", {}), **report["chosen"], "chosen_by": "benchmarks/smoothing.py (benchmarks/results/smoothing.md)"}
+        inference = {**model.card.get("inference", {}), **report["chosen"], "chosen_on": [s.name for s in subjects],
+                     "chosen_by": "benchmarks/smoothing.py (benchmarks/results/smoothing.md)"}
         print(f"wrote the choice into {update_card(model.weights_path, {'inference': inference})}", file=sys.stderr)
     return 0
 

@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from _measure import machine, peak_gpu_memory_mb, peak_host_memory_mb  # noqa: E402
 from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.data import build_slice_set, discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS  # noqa: E402
+from CollaGANImputeLib.data import build_slice_set, discover_subjects, only_subjects, prepare_subject  # noqa: E402
 from CollaGANImputeLib.inference import select_device  # noqa: E402
 from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig  # noqa: E402
 from CollaGANImputeLib.training import TrainConfig, Trainer  # noqa: E402
@@ -72,8 +73,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
 
     canvas = tuple(int(v) for v in args.canvas.split(","))
-    contrasts = ["t1", "t1gd", "t2", "flair"]
-    subject = next(s for s in discover_subjects(args.data, contrasts) if s.name == args.subject)
+    contrasts = list(DEFAULT_CONTRASTS)
+    subject, = only_subjects(discover_subjects(args.data, contrasts), [args.subject], args.data)
     slices = build_slice_set({subject.name: prepare_subject(subject, contrasts)}, contrasts, canvas)
     config = TrainConfig(generator=GeneratorConfig(4, args.branch_width, args.decoder_width), discriminator=DiscriminatorConfig(4),
                          batch_size=args.batch_size, bf16=args.bf16)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .contrasts import KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name, find_study_files
+from .contrasts import DEFAULT_CONTRASTS, KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .cli_options import add_data_option, add_device_option, add_progress_option
 from .progress import ProgressReporter
@@ -142,7 +142,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out exactly where its checkpoint stopped (its saved settings apply; only --steps may change)")
     p.add_argument("--steps", type=int, help="train until this step (default 1000; with --resume, the run's own target unless given)")
-    p.add_argument("--contrasts", default="t1,t1gd,t2,flair", help="comma-separated contrast keys, in model order")
+    p.add_argument("--contrasts", default=",".join(DEFAULT_CONTRASTS), help="comma-separated contrast keys, in model order")
     p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
     p.add_argument("--branch-width", type=int, default=16)
     p.add_argument("--decoder-width", type=int, default=64)

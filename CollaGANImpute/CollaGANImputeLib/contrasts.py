@@ -33,6 +33,9 @@ KNOWN_CONTRASTS: dict[str, Contrast] = {
     )
 }
 
+# What a model is trained on unless told otherwise, in model order (BraTS: METHOD.md's four contrasts).
+DEFAULT_CONTRASTS = ("t1", "t1gd", "t2", "flair")
+
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")  # read
 # Written: formats that keep header and voxels in one file, so one rename makes the write atomic.
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")

@@ -29,6 +29,7 @@ import torch
 
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
+from .contrasts import DEFAULT_CONTRASTS
 from .data import SliceSet, augment
 from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .errors import Cancelled, InputError
@@ -45,7 +46,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 class TrainConfig:
     """Defaults are METHOD.md's; every field is recorded with the checkpoint and in the model card."""
 
-    contrasts: list[str] = field(default_factory=lambda: ["t1", "t1gd", "t2", "flair"])
+    contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
     validation_subjects: list[str] = field(default_factory=list)  # the split is by subject, and part of the run
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
