@@ -4,8 +4,7 @@ For each held-out subject and each contrast in turn: impute it with the model, w
 other contrasts, with per-voxel linear and quadratic regressions and a random forest on small patches
 (PatchForestBaseline) fitted on the training subjects' brain voxels, and (with --single-input-weights)
 the same generator trained with a single input contrast (StarGAN-like: every input but one zero-filled),
-given each other contrast alone; its best input per subject and contrast is kept, chosen on the held-out
-subject itself, which favours that baseline. Scores (metrics.py: BraSyn normalisation) over the brain,
+given for each contrast the one input that did best on the training subjects. Scores (metrics.py: BraSyn normalisation) over the brain,
 over the whole volume, and in the enhancement proxy (no tumour labels are available: voxels whose
 z-scored T1Gd exceeds z-scored T1 by more than ENHANCEMENT_MARGIN inside the brain; this includes vessels
 and choroid plexus besides enhancing tumour). Slice consistency: mean |difference| between neighbouring axial slices of the imputed volume,
@@ -38,13 +37,14 @@ from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.bias_field import METHOD as BIAS_METHOD  # noqa: E402
 from CollaGANImputeLib.bias_field import n4_bias_field, remove_field  # noqa: E402
 from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
 from CollaGANImputeLib.error_model import local_contrast  # noqa: E402
 from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.model_io import Model, load_model  # noqa: E402
 from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
 from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
+from CollaGANImputeLib.study import PreparedStudy  # noqa: E402
 
 REGRESSION_VOXELS = 400_000  # brain voxels sampled per training subject to fit the regressions
 FOREST_VOXELS = 60_000  # the same for the random forest, which fits about a minute per contrast on 2 cores
@@ -139,25 +139,31 @@ def figure_slice(study) -> int:
 
 
 class SingleInputBaseline:
-    """A generator trained with one input contrast (card missing_inputs min = max = N-1), given each other
-    contrast alone; the prediction with the best brain SSIM is kept and its input remembered."""
+    """A generator trained with one input contrast (card missing_inputs min = max = N-1). For each contrast
+    it is given the one input with the best mean brain SSIM on the training subjects (`choose_on`), chosen
+    there and never on the held-out subject."""
 
-    def __init__(self, model, contrasts: list[str], smoothed_as) -> None:
+    def __init__(self, model: Model, contrasts: list[str], smoothed_as: Model, choose_on: list[PreparedStudy]) -> None:
         self.model, self.contrasts, self.smoothed_as = model, contrasts, smoothed_as  # the shipped model, for its smoothing
-        self.chosen: dict[tuple[int, str], str] = {}
+        self.choose_on = choose_on
+        self.chosen: dict[str, str] = {}
+        self.training_ssim: dict[str, dict[str, float]] = {}
 
-    def __call__(self, study, key: str) -> np.ndarray:
-        best = None
-        for source in (k for k in self.contrasts if k != key):
-            stack = model_inputs(self.model, study)
-            stack[[i for i, k in enumerate(self.contrasts) if k not in (source, key)]] = 0.0
-            fake = synthesise(self.model.generator, stack, self.contrasts.index(key), study.mask,
-                              smoothing=model_smoothing(self.smoothed_as, study))
-            ssim = image_metrics(study.images[key], fake, study.mask)["ssim_brain"]
-            if best is None or ssim > best[0]:
-                best = (ssim, fake, source)
-        self.chosen[(id(study), key)] = best[2]
-        return best[1]
+    def predict(self, study: PreparedStudy, key: str, source: str) -> np.ndarray:
+        """`key` imputed from `source` alone."""
+        stack = model_inputs(self.model, study)
+        stack[[i for i, k in enumerate(self.contrasts) if k not in (source, key)]] = 0.0
+        return synthesise(self.model.generator, stack, self.contrasts.index(key), study.mask,
+                          smoothing=model_smoothing(self.smoothed_as, study))
+
+    def __call__(self, study: PreparedStudy, key: str) -> np.ndarray:
+        if key not in self.chosen:
+            self.training_ssim[key] = {
+                source: float(np.mean([image_metrics(s.images[key], self.predict(s, key, source), s.mask)["ssim_brain"]
+                                       for s in self.choose_on]))
+                for source in self.contrasts if source != key}
+            self.chosen[key] = max(self.training_ssim[key], key=self.training_ssim[key].get)
+        return self.predict(study, key, self.chosen[key])
 
 
 def evaluate_subject(study, name: str, methods: dict, contrasts: list[str]) -> tuple[list[dict], dict, dict]:
@@ -231,8 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.weights)
     contrasts = model.contrasts
     held_out = args.held_out or model.card["training"]["validation_subjects"]
-    subjects = {s.name: s for s in discover_subjects(args.data, contrasts)}
+    everyone = discover_subjects(args.data, contrasts)
+    only_subjects(everyone, held_out, args.data)  # a mistyped name stops here, before any baseline is fitted
+    subjects = {s.name: s for s in everyone}
     trained_on = [n for n in subjects if n not in held_out]
+    seen = sorted(set(held_out) & set(model.card.get("training", {}).get("train_subjects", [])))
+    if seen:
+        parser.error(f"--held-out {', '.join(seen)}: the model was trained on it, so it is not held out")
     print(f"held out: {', '.join(held_out)}; baselines fitted on {', '.join(trained_on)}", file=sys.stderr)
     studies = {n: prepare_subject(subjects[n], contrasts) for n in subjects}
     regressions = {
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     single = None
     if args.single_input_weights is not None:
-        single = SingleInputBaseline(load_model(args.single_input_weights), contrasts, model)
+        single = SingleInputBaseline(load_model(args.single_input_weights), contrasts, model, [studies[n] for n in trained_on])
         methods["single-input CollaGAN"] = single
     rows, figure_rows, shading = [], [], {}
     for name in held_out:
@@ -263,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         subject_rows, fakes, shading[name] = evaluate_subject(study, name, methods, contrasts)
         for row in subject_rows:
             if single is not None and row["method"] == "single-input CollaGAN":
-                row["single_input"] = single.chosen[(id(study), row["contrast"])]
+                row["single_input"] = single.chosen[row["contrast"]]
         rows += subject_rows
         index = figure_slice(study)
         for key in contrasts:
@@ -286,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         "smoothing": {"through_plane_sigma_mm": model.through_plane_mm, "in_plane_sigma_voxels": model.in_plane_voxels},
         "single_input_model": None if single is None else {
             "name": single.model.name, "sha256": single.model.card["sha256"],
-            "choice": "per held-out subject and contrast, the single input with the best brain SSIM (favours this baseline)"},
+            "commands": single.model.card.get("training", {}).get("commands", []),
+            "choice": "per contrast, the single input with the best mean brain SSIM on the training subjects",
+            "chosen": single.chosen, "training_ssim_brain": single.training_ssim},
         "results": rows,
     }
     write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
