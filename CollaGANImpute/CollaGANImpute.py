@@ -445,14 +445,15 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def currentOutcome(self, outputNode=None) -> ImputationOutcome | None:
-        """The last imputation while its output node is still in the scene (and is `outputNode`, when given).
+        """The last imputation while its output node is still in the scene (and made `outputNode`, when given:
+        any of its imputed contrasts).
 
         Presence is checked on the node object, not its ID: a new scene hands the same IDs to other volumes.
         """
         outcome = self.lastOutcome
         if outcome is None or not slicer.mrmlScene.IsNodePresent(outcome.outputNode):
             return None
-        if outputNode is not None and outputNode.GetID() != outcome.outputNode.GetID():
+        if outputNode is not None and outputNode.GetID() not in {n.GetID() for n in outcome.outputNodes.values()}:
             return None
         return outcome
 
@@ -552,7 +553,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (moduleDir, env.get("PYTHONPATH", "")) if p)
         return CommandJob([self.pythonExecutable(), "-m", "CollaGANImputeLib", *command], env=env, stage=stage)
 
-    def train(self, dataFolder: str, outputFolder: str, *, steps: int = 1000, name: str = "model", resume: bool = False,
+    def train(self, dataFolder: str, outputFolder: str, *, steps: int | None = None, name: str = "model", resume: bool = False,
               device: str = "auto", extraArgs: tuple = (), wait: bool = True, progress=None, cancel=None):
         """Train with the engine's `train` command in a background process.
 
@@ -560,9 +561,10 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         `wait` (console) this blocks, forwarding (step, steps, stage) to `progress`, and returns the
         exported weights OUTPUT/NAME.safetensors, which the module loads like any model; otherwise it
         returns the running CommandJob to poll. Cancel interrupts the process; the checkpoint in
-        `outputFolder` stays whole, and `resume=True` continues from it.
+        `outputFolder` stays whole, and `resume=True` continues from it. `steps`: the engine's default
+        (1000) for a new run, the run's own target when resuming, unless given.
         """
-        command = ["train", "--data", str(dataFolder), "--out", str(outputFolder), "--steps", str(steps),
+        command = ["train", "--data", str(dataFolder), "--out", str(outputFolder), *(["--steps", str(steps)] if steps else []),
                    "--name", name, "--device", device, "--progress", "lines", *(["--resume"] if resume else []), *map(str, extraArgs)]
         job = self.commandJob(command, stage="Training").start()
         if not wait:
@@ -1217,8 +1219,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onShowComparison()
 
     def onShowComparison(self) -> None:
-        """The run that made the chosen output as it was run (its inputs, real volume, maps, other outputs),
-        whatever the panel shows now; any other volume beside the panel's inputs and real volume."""
+        """An output of the last run as that run was made (its inputs; real volume and |difference| for the
+        contrast it scored; the output's map; the run's other outputs), whatever the panel shows now; any
+        other volume beside the panel's inputs and real volume."""
         output = self.ui.outputSelector.currentNode()
         outcome = self.logic.currentOutcome(output) if output is not None else None
         orientation = self.ui.orientationComboBox.currentText
@@ -1230,12 +1233,14 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             def present(node):  # the user may have deleted some since
                 return node if node is not None and slicer.mrmlScene.IsNodePresent(node) else None
 
-            missing = outcome.imputation.missing
+            shown = next(k for k, n in outcome.outputNodes.items() if n.GetID() == output.GetID())
+            scored = shown == outcome.imputation.missing  # the real volume and |difference| are that contrast's
             self.logic.showComparison(
-                {k: present(n) for k, n in outcome.inputNodes.items()}, output, realNode=present(outcome.realNode),
-                differenceNode=present(outcome.differenceNode), orientation=orientation,
-                uncertaintyNode=present(outcome.uncertaintyNodes.get(missing)),
-                otherOutputs={k: n for k, n in outcome.outputNodes.items() if k != missing and present(n)})
+                {k: present(n) for k, n in outcome.inputNodes.items()}, output,
+                realNode=present(outcome.realNode) if scored else None,
+                differenceNode=present(outcome.differenceNode) if scored else None, orientation=orientation,
+                uncertaintyNode=present(outcome.uncertaintyNodes.get(shown)),
+                otherOutputs={k: n for k, n in outcome.outputNodes.items() if k != shown and present(n)})
 
     def onEvaluate(self) -> None:
         with slicer.util.tryWithErrorDisplay("Scoring failed.", waitCursor=True):

@@ -158,6 +158,25 @@ def test_nothing_the_rater_sees_tells_the_class(session_dir, live_session_dir, w
         assert item.window == pytest.approx(display_window(array))
 
 
+def test_items_imputed_while_building_share_the_real_scans_lattice(live_session_dir, studies, tiny_model):
+    """The default path (no --synthetic, and the Slicer panel's): the imputation is made while building, and
+    both classes must still take the real scan's steps, or counting distinct values would tell them apart."""
+    from CollaGANImputeLib.evaluation import real_on_grid
+    from CollaGANImputeLib.inference import impute
+
+    session, key = Session(live_session_dir), key_of(live_session_dir)
+    classes = set()
+    for study in find_studies(studies):
+        imputation = impute({k: p for k, p in study.files.items() if k != "t1gd"}, "t1gd", tiny_model)
+        real_sd = normalise_in_brain(real_on_grid(imputation, study.files["t1gd"]), imputation.study.mask)
+        for item_id, truth in key.items():
+            if truth["study"] == study.name:
+                shown = sitk.GetArrayFromImage(sitk.ReadImage(str(session.item_path(session.by_id[item_id]))))
+                assert np.allclose(shown * real_sd, np.round(shown * real_sd), rtol=0, atol=1e-2), (item_id, truth["class"])
+                classes.add(truth["class"])
+    assert classes == {"real", "synthetic"}
+
+
 def test_items_are_the_real_and_synthetic_slices_masked_and_scaled_alike(session_dir, studies, synthetic):
     """Real and synthetic are cut from one canonical grid, zero outside the same mask, each divided by
     its standard deviation over that mask (the engine's brain-std units)."""

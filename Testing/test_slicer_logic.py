@@ -236,6 +236,7 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
                           real=nodes["t1gd"], uncertainty=True)
     outcome = logic.lastOutcome
     assert output is outcome.outputNodes["t1gd"] and sorted(outcome.outputNodes) == ["flair", "t1gd", "t2"]
+    assert logic.currentOutcome(outcome.outputNodes["flair"]) is outcome  # every output of the run is of that run
     assert sorted(outcome.uncertaintyNodes) == ["flair", "t1gd", "t2"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count + 3 + 3 + 1  # outputs, reliability maps, |difference|
     expected = engine_impute({"t1": files["t1"]}, "t2", load_model(weights)).image
@@ -340,6 +341,10 @@ def test_engine_command_job_progress_cancel_and_success(module, tiny_model_path,
 def test_train_reports_the_engines_error(module, tmp_path):
     with pytest.raises(InputError, match="neither a manifest file nor a folder"):
         module.CollaGANImputeLogic().train(str(tmp_path / "absent"), str(tmp_path / "run"), steps=1)
+    job = module.CollaGANImputeLogic().train(str(tmp_path / "absent"), str(tmp_path / "run"), resume=True, wait=False)
+    assert "--resume" in job.args and "--steps" not in job.args  # a resumed run keeps its own step target
+    with pytest.raises(InputError, match="no checkpoint"):
+        job.wait()
 
 
 def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_path):

@@ -22,9 +22,10 @@ _UMASK = _read_umask()
 @contextlib.contextmanager
 def atomic_paths(*destinations: str | Path) -> Iterator[list[Path]]:
     """Yield a temporary path beside each destination, with its suffixes. When the block succeeds they are
-    renamed over their destinations together, after every one is written (weights and their card, a volume
-    and its reliability map); when it raises (Cancel included) they are deleted and the destinations keep
-    what they held."""
+    renamed over their destinations one after another, only once every one is written (weights and their
+    card, a volume and its reliability map); when the block raises (Cancel included) they are deleted and
+    the destinations keep what they held. A rename itself can fail only on a destination that is a folder
+    or on another file system; the ones renamed before it then stay renamed."""
     temps: list[Path] = []
     try:
         for destination in map(Path, destinations):

@@ -42,7 +42,7 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--missing", required=True, action="append",
                         help="a contrast to impute (repeatable: any set of the contrasts not given)")
     parser.add_argument("-o", "--output", required=True, type=Path,
-                        help="output volume (.nii.gz, .nrrd, .mha, ...); with several --missing put {contrast} in it")
+                        help="output volume (.nii.gz, .nii, .nrrd or .mha); with several --missing put {contrast} in it")
     parser.add_argument("--strategy", default="auto", choices=("auto", "joint", "chain"),
                         help="several absent contrasts: each from the inputs alone (joint, needs a model trained for any "
                              "subset) or one after another (chain); auto picks joint where the model allows")

@@ -21,13 +21,18 @@ from .study import VolumeSource, load_volume, normalise_in_brain
 METRIC_NAMES = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
 
 
-def real_on_reference(imputation: Imputation, real: VolumeSource) -> np.ndarray:
-    """The real volume of the imputed contrast as a canonical array on the imputation's grid, in the
-    imputation's units (divided by its standard deviation over the same brain mask)."""
+def real_on_grid(imputation: Imputation, real: VolumeSource) -> np.ndarray:
+    """The real volume of the imputed contrast as a canonical array on the imputation's grid, negatives set
+    to 0, still in its own units (a scan's stored integers, unless it had to be resampled)."""
     image = load_volume(real, imputation.missing)
     if not same_grid(image, imputation.study.reference):
         image = resample_onto(image, imputation.study.reference)
-    array = np.clip(to_canonical_array(image), 0.0, None)
+    return np.clip(to_canonical_array(image), 0.0, None)
+
+
+def real_on_reference(imputation: Imputation, real: VolumeSource) -> np.ndarray:
+    """`real_on_grid` in the imputation's units (divided by its standard deviation over the same brain mask)."""
+    array = real_on_grid(imputation, real)
     normalise_in_brain(array, imputation.study.mask)
     return array
 

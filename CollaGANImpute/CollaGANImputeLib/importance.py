@@ -2,8 +2,8 @@
 (redundant) and which cannot (indispensable)?
 
 For each subject with every contrast of the model, each contrast in turn is imputed from the others and
-compared with the real one, over the brain and inside the tumour regions (regions.py: from a label map,
-else the enhancement proxy). With a segmenter (segmenters.py), the study is also segmented from its real
+compared with the real one, over the brain, inside the tumour regions (regions.py: from a label map,
+else the enhancement proxy) and in the brain outside them. With a segmenter (segmenters.py), the study is also segmented from its real
 contrasts and from the contrasts with the imputed one in place of the real one; the Dice of each tumour
 region says what the segmentation loses. The contrasts are then ranked by one stated score.
 """

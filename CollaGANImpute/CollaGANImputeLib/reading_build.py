@@ -120,7 +120,7 @@ def _brain_mask(study: ReadingStudy, contrast: str, model) -> np.ndarray:
 
 def _pair(study: ReadingStudy, contrast: str, model) -> _Pair:
     """The real and the synthetic volume of one contrast on one grid, masked and normalised alike."""
-    from .evaluation import real_on_reference
+    from .evaluation import real_on_grid
     from .inference import impute
 
     if contrast in study.synthetic:
@@ -135,7 +135,7 @@ def _pair(study: ReadingStudy, contrast: str, model) -> _Pair:
     else:
         imputation = impute(_model_inputs(study, contrast, model), contrast, model)
         fake = to_canonical_array(imputation.image)
-        real = real_on_reference(imputation, study.files[contrast])
+        real = real_on_grid(imputation, study.files[contrast])  # still the scan's integers: its lattice is decided below
         mask = imputation.study.mask
         reference = imputation.study.reference
     stores_integers = bool(np.array_equal(real, np.round(real)))  # not so once resampled onto another grid
