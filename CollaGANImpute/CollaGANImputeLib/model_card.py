@@ -45,7 +45,7 @@ def read_card(weights: str | Path) -> dict:
     """The model card of a weights file (or the card given directly)."""
     weights = Path(weights)
     card_file = weights if weights.suffix == ".json" else card_path_for(weights)
-    if card_file is not weights and not weights.is_file() and not card_file.is_file():
+    if weights.suffix != ".json" and not weights.is_file() and not card_file.is_file():
         raise ModelError(f"weights file '{weights}' not found")
     if not card_file.is_file():
         raise ModelError(f"model card '{card_file}' not found; a weights file needs its JSON card beside it")
