@@ -167,6 +167,29 @@ def test_evaluating_a_contrast_the_model_lacks(tiny_model):
         evaluate_subjects(tiny_model, [], missing=["pd"])
 
 
+def test_a_study_too_thin_to_score_is_refused_before_any_imputation(sample_files, tiny_model, tmp_path, capsys):
+    """3-D SSIM's window is 7 voxels: a 4-slice study gets a clear error naming it, not skimage's."""
+    from CollaGANImputeLib.data import Subject
+    from CollaGANImputeLib.evaluation import evaluate_subjects, score_imputation
+    from CollaGANImputeLib.importance import analyse_study
+    from CollaGANImputeLib.inference import impute
+
+    thin = crop_volumes(sample_files, (slice(None), slice(None), slice(60, 64)), tmp_path / "thin")
+    with pytest.raises(InputError, match=r"subject 'thin': 4 x 198 x 148 voxels; SSIM's 7-voxel window needs at least 7"):
+        evaluate_subjects(tiny_model, [Subject("thin", thin)], ["t1"])
+    with pytest.raises(InputError, match="subject 'thin': .*cannot be scored"):
+        analyse_study(thin, tiny_model, name="thin")
+    imputation = impute({k: v for k, v in thin.items() if k != "t1"}, "t1", tiny_model)  # imputing it is fine
+    with pytest.raises(InputError, match=r"the study imputed \(T1\): .*cannot be scored"):
+        score_imputation(imputation, thin["t1"])
+
+    manifest = tmp_path / "thin" / "manifest.json"
+    manifest.write_text(json.dumps({"subjects": {"thin": {"dir": ".", **{k: p.name for k, p in thin.items()}}}}))
+    code, err = run(["evaluate", "--data", manifest, "--weights", tiny_model.weights_path, "--json", tmp_path / "e.json"], capsys)
+    assert code == 2 and "subject 'thin'" in err and "Traceback" not in err, err
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_output_may_not_overwrite_an_input(small_study, tiny_model_path, tmp_path, capsys):
     before = small_study["t2"].read_bytes()
     code, err = run(impute_args(small_study, small_study["t2"], tiny_model_path), capsys)

@@ -14,7 +14,7 @@ from .data import Subject, prepare_subject
 from .errors import InputError
 from .geometry import resample_onto, same_grid, to_canonical_array
 from .inference import Imputation, model_smoothing, model_inputs, synthesise
-from .metrics import NORMALISATION, image_metrics
+from .metrics import NORMALISATION, image_metrics, require_scorable
 from .model_io import Model
 from .study import VolumeSource, load_volume, normalise_in_brain
 
@@ -39,6 +39,7 @@ def real_on_reference(imputation: Imputation, real: VolumeSource) -> np.ndarray:
 
 def score_imputation(imputation: Imputation, real: VolumeSource) -> dict:
     """SSIM, PSNR and NMSE of an imputation against the real volume, inside the brain mask."""
+    require_scorable(imputation.study.mask.shape, f"the study imputed ({display_name(imputation.missing)})")
     fake = to_canonical_array(imputation.image)
     return image_metrics(real_on_reference(imputation, real), fake, imputation.study.mask)
 
@@ -64,6 +65,7 @@ def evaluate_subjects(
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
+        require_scorable(study.mask.shape, f"subject '{subject.name}'")
         stack = model_inputs(model, study)
         for key in targets:
             if progress is not None:

@@ -29,7 +29,7 @@ from .data import Subject, prepare_subject
 from .errors import Cancelled, InputError
 from .geometry import describe_grid, resample_onto, same_grid, to_canonical_array
 from .inference import model_smoothing, model_inputs, synthesise
-from .metrics import NORMALISATION, image_metrics
+from .metrics import NORMALISATION, image_metrics, require_scorable
 from .model_io import Model
 from .montage import write_png
 from .regions import PROXY_REGION, REGION_NAMES, REGIONS, TumourRegions, dice, proxy_regions, regions_from_labels
@@ -221,6 +221,7 @@ class _Steps:
 def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.ndarray | None, label_where: str,
                       convention: str | None, segmenter: Segmenter | None, steps: _Steps, batch_size: int) -> tuple[dict, list[dict]]:
     contrasts = model.contrasts
+    require_scorable(study.mask.shape, f"subject '{name}'")
     if labels is not None:
         regions = regions_from_labels(labels, label_where, convention)
     elif {"t1", "t1gd"} <= set(contrasts):

@@ -5,9 +5,14 @@ Published numbers are only comparable when the normalisation is stated, so every
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from .errors import InputError
+
+SSIM_WINDOW = 7  # voxels along each axis of the 3-D SSIM window
 NORMALISATION = "each volume clipped to the 0.5-99.5 percentiles of its brain voxels and scaled to [0, 1] (BraSyn)"
 
 
@@ -18,6 +23,13 @@ def brasyn_normalise(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, scaled, 0.0).astype(np.float32)
 
 
+def require_scorable(shape: Sequence[int], what: str) -> None:
+    """Refuse, naming `what`, a volume too small for the SSIM window before any imputation is spent on it."""
+    if min(shape) < SSIM_WINDOW:
+        raise InputError(f"{what}: {' x '.join(str(n) for n in shape)} voxels; SSIM's {SSIM_WINDOW}-voxel window needs at least "
+                         f"{SSIM_WINDOW} along every axis, so the imputation cannot be scored")
+
+
 def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slices_2d: bool = False,
                   region: np.ndarray | None = None) -> dict:
     """NMSE, PSNR (dB) and SSIM inside `mask`, plus SSIM over the whole array (the figure papers report).
@@ -25,7 +37,7 @@ def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slice
     Inputs are arrays on one grid; both are normalised here over `mask`. With `region` (a part of the
     brain, such as the enhancing tumour) the brain figures are computed over the region instead. With
     `slices_2d`, axis 0 indexes unrelated 2-D slices and SSIM is computed per slice; otherwise SSIM is
-    3-D (7-voxel window).
+    3-D (SSIM_WINDOW voxels; `require_scorable` says why a smaller volume cannot be scored).
     """
     mask = mask.astype(bool)
     region = mask if region is None else region.astype(bool) & mask
@@ -37,7 +49,7 @@ def image_metrics(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, *, slice
     nmse = mse / max(float(np.mean(real_n[region] ** 2)), 1e-12)
     psnr = float(10 * np.log10(1.0 / max(mse, 1e-12)))
     _, ssim_full = structural_similarity(
-        real_n, fake_n, data_range=1.0, full=True, channel_axis=0 if slices_2d else None
+        real_n, fake_n, data_range=1.0, win_size=SSIM_WINDOW, full=True, channel_axis=0 if slices_2d else None
     )
     return {
         "ssim_brain": float(ssim_full[region].mean()),
