@@ -173,14 +173,20 @@ def test_bundled_calibrated_map_ranks_held_out_error_better_than_its_spread(mani
 
 
 def test_bundled_card_records_the_held_out_reliability_benchmark_and_warns_for_t1():
-    """The card's held-out figures are those of benchmarks/results/reliability.json (same weights), and the
-    calibrated T1 map, which ranks the held-out error weakly, comes with a caveat for the user."""
+    """The card's held-out figures are those of benchmarks/results/reliability.json and reliability_flips.json
+    (same weights), for every map the model offers; the calibrated T1 map, which ranks the held-out error
+    weakly, comes with a caveat for the user, and so does the flips map, the only one from a single input."""
     card = load_model().card
-    report = json.loads((REPO / "benchmarks" / "results" / "reliability.json").read_text())
-    assert report["weights_sha256"] == card["sha256"]
-    for row in report["results"]:
-        recorded = card["reliability_held_out"][row["method"]]
-        assert recorded["subjects"] == [report["held_out"]]
-        assert recorded["spearman_brain"][row["contrast"]] == pytest.approx(row["spearman_brain"], abs=5e-4)
+    measured = set()
+    for stem in ("reliability", "reliability_flips"):
+        report = json.loads((REPO / "benchmarks" / "results" / f"{stem}.json").read_text())
+        assert report["weights_sha256"] == card["sha256"]
+        for row in report["results"]:
+            recorded = card["reliability_held_out"][row["method"]]
+            assert recorded["subjects"] == [report["held_out"]]
+            assert recorded["spearman_brain"][row["contrast"]] == pytest.approx(row["spearman_brain"], abs=5e-4)
+            measured.add(row["method"])
+    assert measured == set(available_methods(card))
     assert "T1 ranked the actual error weakly" in held_out_caveat(card, "calibrated", "t1")
     assert [k for k in card["contrasts"] if held_out_caveat(card, "calibrated", k)] == ["t1"]
+    assert "T1 ranked the actual error weakly" in held_out_caveat(card, "flips", "t1")
