@@ -18,7 +18,7 @@ from CollaGANImputeLib.model_card import WEAK_RANKING, held_out_caveat, read_car
 from CollaGANImputeLib.model_io import load_model, save_model
 from CollaGANImputeLib.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
 from CollaGANImputeLib.study import prepare_study
-from conftest import CONTRASTS, REPO, cropped_manifest, subject_files
+from conftest import CONTRASTS, REPO, crop_volumes, cropped_manifest, subject_files
 
 T2 = 2
 ANY_SUBSET = {"contrasts": CONTRASTS, "missing_inputs": {"min": 1, "max": 3}}
@@ -190,3 +190,12 @@ def test_bundled_card_records_the_held_out_reliability_benchmark_and_warns_for_t
     assert "T1 ranked the actual error weakly" in held_out_caveat(card, "calibrated", "t1")
     assert [k for k in card["contrasts"] if held_out_caveat(card, "calibrated", k)] == ["t1"]
     assert "T1 ranked the actual error weakly" in held_out_caveat(card, "flips", "t1")
+
+
+def test_an_imputation_from_one_input_gets_the_flips_map_and_its_caveat(sample_files, tmp_path):
+    """From T2 alone only the flips spread can be had; the card's held-out figure for it (T1 0.036) is weak,
+    so the user is told, as for the calibrated T1 map."""
+    t2 = crop_volumes({"t2": sample_files["t2"]}, (slice(60, 124), slice(60, 124), slice(60, 72)), tmp_path)["t2"]
+    result = impute_all({"t2": t2}, ["t1"], load_model(), uncertainty=True)["t1"]
+    assert result.uncertainty_meaning == describe("flips")
+    assert any("flips reliability map of T1 ranked the actual error weakly" in note for note in result.notes)
