@@ -82,11 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"subject": name, "training_subject": name in training, "contrast": key, "mapping": mapping,
                              "ssim_brain": round(scores["ssim_brain"], 4), "psnr_brain": round(scores["psnr_brain"], 3)})
 
-    def mean(key: str, mapping: str, metric: str, trained: bool) -> float:
-        values = [r[metric] for r in rows if r["contrast"] == key and r["mapping"] == mapping and r["training_subject"] == trained]
-        return float(np.mean(values)) if values else float("nan")
+    def training_mean(key: str, mapping: str, metric: str) -> float:
+        return float(np.mean([r[metric] for r in rows if r["contrast"] == key and r["mapping"] == mapping and r["training_subject"]]))
 
-    gains = {key: {metric: mean(key, "standard", metric, True) - mean(key, "as imputed", metric, True)
+    gains = {key: {metric: training_mean(key, "standard", metric) - training_mean(key, "as imputed", metric)
                    for metric in ("ssim_brain", "psnr_brain")} for key in contrasts}
     ship = all(gain >= 0 for by_metric in gains.values() for gain in by_metric.values())
     report = {
