@@ -364,11 +364,11 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def compare(imputation, real) -> Comparison:
         """SSIM/PSNR/NMSE (engine's score_imputation) and |imputed - real| on the imputation's grid."""
-        from CollaGANImputeLib.evaluation import real_on_reference, score_imputation
+        from CollaGANImputeLib.evaluation import score_imputation
         from CollaGANImputeLib.geometry import to_canonical_array
 
-        metrics = score_imputation(imputation, real)
-        difference = np.abs(to_canonical_array(imputation.image) - real_on_reference(imputation, real))
+        metrics, real_array = score_imputation(imputation, real)
+        difference = np.abs(to_canonical_array(imputation.image) - real_array)
         return Comparison(metrics, imputation.study.to_reference_image(difference))
 
     def startImputation(self, request: ImputationRequest) -> ThreadJob:

@@ -63,7 +63,7 @@ def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files, scr
     result = impute({k: sample_files[k] for k in ("t1", "t2", "flair")}, "t1gd", model,
                     progress=lambda done, total: slices.append(total))
     seconds = time.monotonic() - started
-    metrics = score_imputation(result, sample_files["t1gd"])
+    metrics, _ = score_imputation(result, sample_files["t1gd"])
 
     QtWidgets.QApplication.setStyle("Fusion")
     find = lambda cls, name: panel.findChild(cls, name)  # noqa: E731

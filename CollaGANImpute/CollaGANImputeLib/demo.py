@@ -7,10 +7,9 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .contrasts import display_name, find_study_files
-from .evaluation import real_on_reference
+from .evaluation import score_imputation
 from .geometry import to_canonical_array
 from .inference import impute, select_device
-from .metrics import image_metrics
 from .model_card import BUNDLED_MODELS
 from .model_io import load_model
 from .montage import montage_image, write_png
@@ -35,9 +34,8 @@ def run_demo(missing: str, out_dir: str | Path, weights: str | Path | None = Non
     volume_path = write_volume(result.image, out_dir / f"{stem}.nii.gz")
 
     fake = to_canonical_array(result.image)
-    real = real_on_reference(result, files[missing])
-    metrics = {"case": SAMPLE_CASE.name, "missing": missing, "model": model.name,
-               **image_metrics(real, fake, result.study.mask)}
+    scores, real = score_imputation(result, files[missing])
+    metrics = {"case": SAMPLE_CASE.name, "missing": missing, "model": model.name, **scores}
     metrics_path = out_dir / f"{stem}_metrics.json"
     write_text_atomic(metrics_path, json.dumps(metrics, indent=2) + "\n")
 

@@ -37,11 +37,12 @@ def real_on_reference(imputation: Imputation, real: VolumeSource) -> np.ndarray:
     return array
 
 
-def score_imputation(imputation: Imputation, real: VolumeSource) -> dict:
-    """SSIM, PSNR and NMSE of an imputation against the real volume, inside the brain mask."""
+def score_imputation(imputation: Imputation, real: VolumeSource) -> tuple[dict, np.ndarray]:
+    """SSIM, PSNR and NMSE of an imputation against the real volume, inside the brain mask, and that real
+    volume as `real_on_reference` made it (for a difference map or a figure, without reading it again)."""
     require_scorable(imputation.study.mask.shape, f"the study imputed ({display_name(imputation.missing)})")
-    fake = to_canonical_array(imputation.image)
-    return image_metrics(real_on_reference(imputation, real), fake, imputation.study.mask)
+    array = real_on_reference(imputation, real)
+    return image_metrics(array, to_canonical_array(imputation.image), imputation.study.mask), array
 
 
 def evaluate_subjects(
