@@ -39,7 +39,7 @@ def test_real_study_folders_are_recognised(manifest):
 def test_two_files_for_one_contrast_is_an_error(tmp_path):
     for name in ("a_t1.nii.gz", "b_t1n.nii.gz", "c_t2.nii.gz"):
         (tmp_path / name).write_bytes(b"")
-    with pytest.raises(InputError, match="T1: two or more files .*a_t1.nii.gz, b_t1n.nii.gz"):
+    with pytest.raises(InputError, match=r"T1: two or more series .*a_t1.nii.gz \(named T1 .*\); b_t1n.nii.gz \(named T1 "):
         find_study_files(tmp_path, CONTRASTS)
 
 

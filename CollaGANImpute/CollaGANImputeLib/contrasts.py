@@ -7,11 +7,9 @@ contrast not listed here still works: its key is its display name and files must
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
 
 
 @dataclass(frozen=True)
@@ -25,10 +23,13 @@ class Contrast:
 KNOWN_CONTRASTS: dict[str, Contrast] = {
     c.key: c
     for c in (
-        Contrast("t1", "T1", ("t1", "t1n", "t1w", "t1native", "t1pre")),
+        # Scanner sequence names count too: MPRAGE/SPGR/BRAVO/TFL/TFE are T1-weighted, and so is a T1 FLAIR.
+        Contrast("t1", "T1", ("t1", "t1n", "t1w", "t1native", "t1pre", "mprage", "spgr", "fspgr", "bravo", "tfl", "tfe",
+                              "t1se", "t1tse", "t1fse", "t1flair")),
         Contrast("t1gd", "T1Gd", ("t1gd", "t1c", "t1ce", "t1post", "t1contrast", "t1gad", "gd", "t1wce")),
-        Contrast("t2", "T2", ("t2", "t2w")),
-        Contrast("flair", "FLAIR", ("flair", "fla", "t2f", "t2flair")),
+        Contrast("t2", "T2", ("t2", "t2w", "t2tse", "t2fse")),
+        # TIRM and DarkFluid: Siemens's dark-fluid (FLAIR) inversion recovery.
+        Contrast("flair", "FLAIR", ("flair", "fla", "t2f", "t2flair", "tirm", "t2tirm", "darkfluid")),
         Contrast("pd", "PD", ("pd", "pdw")),
     )
 }
@@ -54,47 +55,26 @@ def strip_volume_suffix(name: str) -> str:
     return name
 
 
-def _tokens(stem: str) -> list[str]:
-    """Split a file stem into lower-case words at separators; 'T1_AX_POST_GAD' -> ['t1','ax','post','gad']."""
-    return [t for t in re.split(r"[^a-z0-9]+", stem.lower()) if t]
-
-
 def match_contrast(name: str, candidates: list[str] | tuple[str, ...] | None = None) -> str | None:
-    """The contrast a file or node name denotes, judged by its last matching word.
+    """The contrast a file, node or series name denotes, if it is one of `candidates` (default: any known).
 
-    Real names put the contrast last ('BraTS-GLI-00001-000-t1c', 'TCGA-DU-7294_fla_bet' has it before a
-    processing tag), so words are read from the end and the first that names a contrast decides.
-    Joined words such as 'T1CE' and 'T2FLAIR' count as one.
+    The name is read against every known contrast first (series_recognition.recognise_name), so a name
+    that denotes another contrast ('T1_AX_POST_GAD' where only T1 is wanted) matches nothing.
     """
+    from .series_recognition import recognise_name  # it reads this module's registry
+
     keys = list(candidates) if candidates is not None else list(KNOWN_CONTRASTS)
-    words = _tokens(strip_volume_suffix(Path(name).name))
-    joined_pairs = [a + b for a, b in zip(words, words[1:])]
-    for index in range(len(words) - 1, -1, -1):
-        for word in ([joined_pairs[index]] if index < len(joined_pairs) else []) + [words[index]]:
-            for key in keys:
-                contrast = KNOWN_CONTRASTS.get(key)
-                if word == key or (contrast is not None and word in contrast.tokens):
-                    return key
-    return None
+    found = recognise_name(name, keys).contrast
+    return found if found in keys else None
 
 
 def find_study_files(folder: str | Path, contrasts: list[str] | tuple[str, ...]) -> dict[str, Path]:
-    """Map each contrast to the one volume file in `folder` whose name denotes it.
+    """Map each contrast to the one volume file or DICOM series folder in `folder` that denotes it
+    (series_recognition.recognise_study).
 
-    Raises InputError when two files claim the same contrast; contrasts with no file are left out.
+    Raises InputError listing the candidates when two or more series claim a contrast; contrasts with no
+    series are left out.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"'{folder}' is not a folder")
-    found: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or strip_volume_suffix(path.name) == path.name:
-            continue
-        key = match_contrast(path.name, contrasts)
-        if key is not None:
-            found.setdefault(key, []).append(path)
-    for key, paths in found.items():
-        if len(paths) > 1:
-            names = ", ".join(p.name for p in paths)
-            raise InputError(f"{display_name(key)}: two or more files in '{folder}' match it ({names}); give it explicitly")
-    return {key: paths[0] for key, paths in found.items()}
+    from .series_recognition import recognise_study
+
+    return recognise_study(folder, contrasts).files
