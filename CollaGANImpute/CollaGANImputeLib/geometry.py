@@ -8,10 +8,26 @@ radiological view. The shared AURORA case is stored RAS and the others LPS; both
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
 
 CANONICAL = "LPS"  # DICOM convention: index i points Left, j Posterior, k Superior
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where an image's voxels lie, without its voxels: what the out-of-distribution checks read of each input
+    as it was acquired, before it is resampled onto the reference grid."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    direction: tuple[float, ...]  # row-major 3x3; column i is the direction of index axis i
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetDirection()))
 
 
 def describe_grid(image: sitk.Image) -> str:
