@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,26 +13,49 @@ import SimpleITK as sitk
 from .atomic import atomic_paths
 from .contrasts import WRITABLE_SUFFIXES, display_name
 from .errors import InputError
+from .volume_files import MAX_VOXELS, check_declared_size, require_spacing
 
 
 def read_volume(path: str | Path, contrast: str | None = None) -> sitk.Image:
-    """Read a volume file or a DICOM series folder as a float32 image, checked by `check_volume`."""
+    """Read a volume file or a DICOM series folder as a float32 image. Its header is checked against what the file
+    holds before any voxel is read (volume_files.py), the image by `check_volume` after."""
     path = Path(path)
     label = f"{display_name(contrast)}: " if contrast else ""
-    if not path.exists():
-        raise InputError(f"{label}'{path}' does not exist")
+    what = f"{label}'{path}'"
+    require_readable(path, what)
     try:
         if path.is_dir():
             image = _read_dicom_series(path, label)
         else:
-            image = sitk.ReadImage(str(path))
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            check_declared_size(reader, path, what)
+            image = reader.Execute()
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reader error"
         raise InputError(f"{label}cannot read '{path}': {first_line}") from None
-    check_volume(image, f"{label}'{path}'")
+    check_volume(image, what)
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        _check_nifti_finite(path, f"{label}'{path}'")
+        _check_nifti_finite(path, what)
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def require_readable(path: Path, what: str) -> None:
+    """Say what keeps a path from being read (absent, a dangling link or a loop of links, no permission) in the
+    words of the problem, rather than the reader's 'file does not exist' for all of them."""
+    try:
+        path.stat()
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"{what} is a loop of symbolic links") from None
+        if error.errno == errno.ENOENT and path.is_symlink():
+            raise InputError(f"{what} is a symbolic link to '{os.readlink(path)}', which does not exist") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise InputError(f"{what} does not exist") from None
+        raise InputError(f"{what} cannot be read: {error.strerror}") from None
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InputError(f"{what} cannot be read: permission denied")
 
 
 def _check_nifti_finite(path: Path, what: str) -> None:
@@ -54,7 +79,15 @@ def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
     if len(series) > 1:
         raise InputError(f"{label}'{folder}' holds {len(series)} DICOM series; give the folder of one")
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    first.ReadImageInformation()
+    rows_columns = first.GetSize()[0] * first.GetSize()[1]
+    if rows_columns * len(files) > MAX_VOXELS:
+        raise InputError(f"{label}'{folder}' declares {len(files)} slices of {first.GetSize()[0]}x{first.GetSize()[1]} voxels, "
+                         f"more than the {MAX_VOXELS} (512^3) a volume may have")
+    reader.SetFileNames(files)
     return reader.Execute()
 
 
@@ -66,6 +99,13 @@ def check_volume(image: sitk.Image, what: str) -> None:
         raise InputError(f"{what} is {image.GetDimension()}-D; expected a 3-D volume")
     if min(image.GetSize()) < 1:
         raise InputError(f"{what} is empty (size {image.GetSize()})")
+    require_spacing(image.GetSpacing(), what)
+    if not np.isfinite(image.GetOrigin()).all():
+        raise InputError(f"{what} has origin {image.GetOrigin()}; expected finite coordinates")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not (np.isfinite(direction).all() and np.allclose(direction.T @ direction, np.eye(3), atol=1e-3)):
+        raise InputError(f"{what} has a direction matrix whose axes are not orthogonal unit vectors (a sheared or "
+                         "scaled grid); resample it onto an orthogonal grid first")
     array = sitk.GetArrayViewFromImage(image)
     _require_finite(array, what)
     if not np.any(array):
