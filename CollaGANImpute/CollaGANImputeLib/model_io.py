@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from .atomic import atomic_paths
 from .bias_field import METHOD as BIAS_METHOD
@@ -104,16 +104,22 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         config = GeneratorConfig(**card["architecture"]["generator"])
     except (TypeError, ValueError, KeyError) as error:
         raise ModelError(f"model card of '{weights_file}' describes an unknown architecture: {error}") from None
-    if config.num_contrasts != len(card["contrasts"]):
-        raise ModelError(f"model card of '{weights_file}' lists {len(card['contrasts'])} contrasts for a {config.num_contrasts}-contrast generator")
+    with torch.device("meta"):  # the card's shapes, checked against the file's before any memory is taken for them
+        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
     try:
-        tensors = load_file(str(weights_file))
+        with safe_open(str(weights_file), framework="pt") as handle:
+            stored = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+            if stored != expected:
+                differing = sorted(set(stored.items()) ^ set(expected.items()))[0][0]
+                raise ModelError(f"weights file '{weights_file}' does not fit its card's architecture (tensor {differing!r})")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError) as error:
         raise ModelError(f"weights file '{weights_file}' cannot be read as safetensors: {error}") from None
+    for key, tensor in tensors.items():  # a NaN weight turns every imputation into NaN or zero
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelError(f"weights file '{weights_file}' holds {int((~torch.isfinite(tensor)).sum())} NaN or infinite "
+                             f"value(s) in {key!r}; it cannot impute")
     generator = Generator(config)
-    try:
-        generator.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    except RuntimeError as error:
-        raise ModelError(f"weights file '{weights_file}' does not fit its card's architecture: {str(error).splitlines()[0]}") from None
+    generator.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     generator.eval().to(device)
     return Model(generator, card, weights_file)
