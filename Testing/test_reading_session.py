@@ -409,3 +409,39 @@ def test_command_line_bad_input_exits_2(tmp_path, capsys):
     assert main(["reading-session", "report", str(tmp_path)]) == 2
     assert f"'{tmp_path}' is not a reading session folder" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+# ----- issue 21: a report never lands on the session's own files ----------------------------------------------
+def test_a_report_never_overwrites_the_key_or_answers(fresh, tmp_path, capsys):
+    reader = Session(fresh).reader("Dr A")
+    reader.answer("real")
+    protected = [fresh / "key.json", fresh / "session.json", reader.path]
+    before = {path: path.read_bytes() for path in protected}
+    for option, target, words in (("--report", fresh / "key.json", "is the answer key"),
+                                  ("--csv", reader.path, "lies inside the answers folder"),
+                                  ("--csv", fresh / "answers" / "new.json", "lies inside the answers folder"),
+                                  ("--report", fresh / "session.json", "is the session file")):
+        code = main(["reading-session", "report", str(fresh), option, str(target), "--overwrite"])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and err.count("\n") == 1, err
+    assert {path: path.read_bytes() for path in protected} == before
+    (tmp_path / "r.csv").write_text("an earlier report")
+    assert main(["reading-session", "report", str(fresh), "--csv", str(tmp_path / "r.csv")]) == 2
+    assert "r.csv' already exists; give --overwrite" in capsys.readouterr().err
+    assert main(["reading-session", "report", str(fresh), "--csv", str(tmp_path / "r.csv"), "--overwrite"]) == 0
+    assert (tmp_path / "r.csv").read_text().startswith("session_id,")
+
+
+def test_two_answers_files_of_one_rater_or_answers_that_are_not_records_are_named(fresh):
+    reader = Session(fresh).reader("Dr A")
+    reader.answer("real")
+    copy = reader.path.with_name("copy.json")
+    copy.write_bytes(reader.path.read_bytes())
+    with pytest.raises(InputError, match=r"answers files '.*Dr_A.json' and '.*copy.json' both hold rater 'Dr A'; keep one"):
+        score_session(Session(fresh))
+    copy.unlink()
+    damaged = json.loads(reader.path.read_text())
+    damaged["answers"] = ["real", "synthetic"]
+    reader.path.write_text(json.dumps(damaged))
+    with pytest.raises(InputError, match=r"Dr_A.json' is damaged: answer 1 is \"real\", not a record with an item and a call"):
+        score_session(Session(fresh))

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import write_text_atomic
+from .atomic import check_outputs, folder_lock, write_text_atomic
 from .contrasts import VOLUME_SUFFIXES, display_name, find_study_files
 from .errors import Cancelled, InputError, ModelError
 
@@ -76,6 +76,7 @@ def impute_folder(
     missing: str,
     *,
     workers: int = 1,
+    overwrite: bool = False,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     **options,
@@ -86,7 +87,9 @@ def impute_folder(
     study with bad input does not stop the others, and is tried again on a rerun). `workers` > 1 runs
     that many processes, each loading `model`'s weights file; on a CUDA model they share the GPUs in
     turn. Cancelling stops before the next slice batch and leaves no partial file. `options` (batch_size,
-    bf16, views) go to `inference.impute`.
+    bf16, views, strict) go to `inference.impute`. One run at a time imputes `missing` into a folder (a lock);
+    an output this model has not recorded as finished is replaced only with `overwrite`, and no output may
+    land inside `studies`; both are checked before any study is imputed.
     """
     if missing not in model.contrasts:
         raise ModelError(f"model '{model.name}' cannot impute {display_name(missing)}; it imputes {', '.join(model.contrasts)}")
@@ -94,12 +97,25 @@ def impute_folder(
 
     check_views(options.get("views", 1))
     folders = study_folders(studies)
+    with folder_lock(output, f"collagan_batch_{missing}"):
+        return _impute_unlocked(model, folders, Path(studies), output, missing, workers, overwrite, progress, cancel, options)
+
+
+def _impute_unlocked(model: Model, folders: list[Path], studies: Path, output: str | Path, missing: str, workers: int, overwrite: bool,
+                     progress: Progress | None, cancel: Callable[[], bool] | None, options: dict) -> dict[str, Path | str]:
+    """`impute_folder` once its output folder is locked."""
     manifest = _Manifest(manifest_path(output, missing), model, missing)
     report: dict[str, Path | str] = {}
     for folder in folders:
         if manifest.finished(folder.name, output_path(output, folder.name, missing)):
             report[folder.name] = output_path(output, folder.name, missing)
     pending = [f for f in folders if f.name not in report]
+    # An output of a case the manifest lists was written by a run of this model (one killed before it could record
+    # it as done); any other existing output is someone else's file.
+    for ours in (True, False):
+        check_outputs([output_path(output, f.name, missing) for f in pending if (f.name in manifest.cases) == ours],
+                      {studies: "the folder of studies"}, overwrite=overwrite or ours)
+    manifest.start([f.name for f in pending])
 
     def finish(name: str, outcome: Path | str, notes: list[str]) -> None:
         report[name] = outcome
@@ -136,6 +152,12 @@ class _Manifest:
         same_run = all(saved.get(key) == value for key, value in self.run.items())
         self.cases: dict[str, dict] = dict(saved.get("cases", {})) if same_run else {}
 
+    def start(self, names: list[str]) -> None:
+        """List the cases about to be imputed (status "started"), so that a rerun knows their outputs as its own."""
+        for name in names:
+            self.cases[name] = {"status": "started", "finished": None}
+        self._write()
+
     def finished(self, name: str, output: Path) -> bool:
         return self.cases.get(name, {}).get("status") == "done" and output.is_file()
 
@@ -145,6 +167,9 @@ class _Manifest:
         else:
             entry = {"status": "skipped", "reason": outcome}
         self.cases[name] = {**entry, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self._write()
+
+    def _write(self) -> None:
         write_text_atomic(self.path, json.dumps({**self.run, "cases": self.cases}, indent=2) + "\n")
 
 

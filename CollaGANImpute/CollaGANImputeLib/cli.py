@@ -16,21 +16,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .atomic import check_outputs
 from .contrasts import DEFAULT_CONTRASTS, KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name, find_study_files
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
-from .cli_options import add_data_option, add_device_option, add_progress_option
+from .cli_options import add_data_option, add_device_option, add_overwrite_option, add_progress_option, add_strict_option
 from .progress import ProgressReporter
 from .calibrate_cli import cmd_calibrate
 from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
 
 
-def _check_output_path(output: Path, inputs: Sequence[Path]) -> None:
-    """Refuse, before any work, an output that cannot be written atomically or would replace an input."""
-    if not output.name.lower().endswith(WRITABLE_SUFFIXES):
-        raise InputError(f"output '{output}' must end in one of {', '.join(WRITABLE_SUFFIXES)}")
-    if any(output.resolve() == Path(p).resolve() for p in inputs):
-        raise InputError(f"output '{output}' is one of the inputs; inputs are never overwritten")
+def _check_volume_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse, before any work, volume outputs that cannot be written atomically, or would replace an input or,
+    without --overwrite, any file (atomic.check_outputs)."""
+    for output in outputs:
+        if not output.name.lower().endswith(WRITABLE_SUFFIXES):
+            raise InputError(f"output '{output}' must end in one of {', '.join(WRITABLE_SUFFIXES)}")
+    check_outputs(outputs, {path: "one of the inputs" for path in inputs}, overwrite=overwrite)
 
 
 # ----- impute ---------------------------------------------------------------------------------------
@@ -54,6 +56,8 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
                         help="also write a reliability map beside each output (NAME_uncertainty.EXT): where not to trust it")
     parser.add_argument("--batch-size", type=int, default=8)
     add_views_option(parser)
+    add_overwrite_option(parser)
+    add_strict_option(parser)
     add_progress_option(parser)
     return parser
 
@@ -89,22 +93,28 @@ def cmd_impute(argv: Sequence[str]) -> int:
             raise InputError(f"{display_name(key)}: {len(given)} files were given ({', '.join(given)}); give one per contrast")
         if given:
             inputs[key] = Path(given[0])
+    study_files: dict[str, Path] = {}
     if args.study is not None:  # only the model's contrasts: a study may hold others (PD, ...) it does not take
-        for key, path in find_study_files(args.study, [k for k in card_contrasts if k not in args.missing]).items():
-            inputs.setdefault(key, path)
+        study_files = find_study_files(args.study, card_contrasts)  # the real scan of a "missing" contrast is kept safe too
+        for key, path in study_files.items():
+            if key not in args.missing:
+                inputs.setdefault(key, path)
     outputs = _output_paths(args.output, args.missing)
-    protected = [*inputs.values(), *([args.mask] if args.mask is not None else [])]
-    for output in outputs.values():
-        _check_output_path(output, protected)
-        if args.uncertainty:
-            _check_output_path(_beside(output, "uncertainty"), protected)
+    protected = [*inputs.values(), *study_files.values(), *([args.mask] if args.mask is not None else [])]
+    _check_volume_outputs([*outputs.values(), *([_beside(o, "uncertainty") for o in outputs.values()] if args.uncertainty else [])],
+                          protected, args.overwrite)
     device = select_device(args.device)
     model = load_model(weights, device)
     names = ", ".join(display_name(k) for k in args.missing)
     reporter = ProgressReporter(f"imputing {names}", lines=args.progress == "lines", unit="slice")
     results = impute_all(inputs, args.missing, model, strategy=args.strategy, mask=args.mask, reference=args.reference,
-                         batch_size=args.batch_size, views=args.views, uncertainty=args.uncertainty, progress=reporter.update)
+                         batch_size=args.batch_size, views=args.views, uncertainty=args.uncertainty, strict=args.strict,
+                         progress=reporter.update)
     reporter.close()
+    present = [key for key in args.missing if key in study_files]
+    if present:
+        results[present[0]].notes.append(f"the study folder holds a real {', '.join(display_name(k) for k in present)} "
+                                         f"('{study_files[present[0]].name}'): it was neither used nor replaced")
     for note in next(iter(results.values())).notes:
         print(f"note: {note}", file=sys.stderr)
     files, lines = {}, []
@@ -298,7 +308,9 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     p.add_argument("--bias-corrected", action="store_true",
                    help="score against each real volume after N4 bias field correction: its coil shading is absent from any imputation")
     add_device_option(p)
+    add_overwrite_option(p)
     args = p.parse_args(argv)
+    check_outputs([args.json], overwrite=args.overwrite)
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
     report = evaluate_subjects(model, subjects, args.missing or None, bias_corrected=args.bias_corrected,
@@ -350,6 +362,8 @@ def cmd_batch(argv: Sequence[str]) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")
     add_views_option(p)
+    add_overwrite_option(p)
+    add_strict_option(p)
     add_progress_option(p)
     args = p.parse_args(argv)
     if args.workers < 0:
@@ -360,7 +374,8 @@ def cmd_batch(argv: Sequence[str]) -> int:
     reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="study")
     try:
         report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=args.bf16,
-                               views=args.views, workers=workers, progress=lambda done, total, stage: reporter.update(done, total))
+                               views=args.views, workers=workers, overwrite=args.overwrite, strict=args.strict,
+                               progress=lambda done, total, stage: reporter.update(done, total))
     finally:
         reporter.close()
     skipped = {name: outcome for name, outcome in report.items() if isinstance(outcome, str)}

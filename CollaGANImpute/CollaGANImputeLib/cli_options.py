@@ -22,3 +22,14 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     """--progress bar|lines, the same for every command that reports progress."""
     parser.add_argument("--progress", choices=("bar", "lines"), default="bar",
                         help="a progress bar (default) or JSON lines for programs that run this command")
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    """--overwrite: without it no command replaces an existing file (atomic.check_outputs)."""
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that exist (never an input, key or answers file)")
+
+
+def add_strict_option(parser: argparse.ArgumentParser) -> None:
+    """--strict: refuse inputs that only look doubtful (prepare_study's doubts) instead of noting them."""
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse an input that covers only part of the reference grid instead of noting it beside the output")

@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 
 from .bias_field import corrected_study
 from .contrasts import display_name
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, ModelError
 from .model_card import held_out_caveat
 from .model_io import Model
 from .networks import Generator
@@ -313,6 +313,7 @@ def impute_all(
     bf16: bool = False,
     views: int = 1,
     uncertainty: bool = False,
+    strict: bool = False,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> dict[str, Imputation]:
@@ -328,12 +329,13 @@ def impute_all(
     (reliability.reliability_map; `uncertainty_meaning` says its unit): the card's error model where the
     model was calibrated, else the spread over input subsets for a model trained for any subset, else over
     flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the
-    one-view imputation whatever `views` is.
+    one-view imputation whatever `views` is. `strict` refuses inputs that only look wrong (`prepare_study`).
+    An imputation that is not finite everywhere, or is zero in the whole brain, is refused (ModelError).
     """
     chosen = plan_request(model, inputs, missing, strategy)
     check_views(views)
     contrasts = model.contrasts
-    study = prepare_study(inputs, contrasts, reference=reference, mask=mask)
+    study = prepare_study(inputs, contrasts, reference=reference, mask=mask, strict=strict)
     absent = [k for k in contrasts if k not in inputs]
     if chosen == "chain" and len(absent) > 1:
         study.notes.append(f"chained imputations: {' -> '.join(display_name(k) for k in absent)}, each from the inputs and the "
@@ -350,6 +352,8 @@ def impute_all(
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
         batch_size=batch_size, bf16=bf16, smoothing=smoothing, views=views,
     )
+    for key in missing:
+        require_usable_output(volumes[contrasts.index(key)], study.mask, model, key)
     results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
     if uncertainty:
         from .reliability import available_methods, describe, reliability_map
@@ -367,6 +371,16 @@ def impute_all(
             if caveat:
                 study.notes.append(caveat)
     return results
+
+
+def require_usable_output(volume: np.ndarray, mask: np.ndarray, model: Model, key: str) -> None:
+    """Refuse what no real volume looks like and nothing should be written as: NaN or infinite voxels (weights or
+    inputs that overflow), or nothing but zeros in the brain."""
+    bad = int(np.count_nonzero(~np.isfinite(volume)))
+    if bad:
+        raise ModelError(f"model '{model.name}' imputed {display_name(key)} with {bad} NaN or infinite voxels; nothing was written")
+    if not np.any(volume[mask]):
+        raise ModelError(f"model '{model.name}' imputed {display_name(key)} as zero in the whole brain; nothing was written")
 
 
 def impute(inputs: Mapping[str, VolumeSource], missing: str, model: Model, **options) -> Imputation:

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli_options import add_device_option, add_progress_option
+from .atomic import check_outputs
+from .cli_options import add_device_option, add_overwrite_option, add_progress_option
 from .contrasts import KNOWN_CONTRASTS, display_name, match_contrast
 from .errors import EXIT_BAD_INPUT, InputError
 from .progress import ProgressReporter
@@ -63,8 +64,12 @@ def _report(argv: Sequence[str]) -> int:
     p.add_argument("--rater", action="append", default=[], help="only these raters (repeatable; default: every answers file)")
     p.add_argument("--csv", type=Path, help="write the table as CSV")
     p.add_argument("--report", type=Path, help="write a Markdown report (and its plot, same name with .png)")
+    add_overwrite_option(p)
     args = p.parse_args(argv)
-    results = score_session(Session(args.session), args.rater or None)
+    session = Session(args.session)
+    outputs = [*([args.csv] if args.csv else []), *([args.report, args.report.with_suffix(".png")] if args.report else [])]
+    check_outputs(outputs, session.protected_files(), overwrite=args.overwrite)
+    results = score_session(session, args.rater or None)
     for row in results.table():
         print("  ".join(f"{cell:<22}" if i < 2 else f"{cell:>14}" for i, cell in enumerate(row)))
     for contrast, method, kappa, items in results.agreements:

@@ -60,7 +60,7 @@ def score_session(session: Session, raters: list[str] | None = None) -> Results:
             stored, answers = load_answers(session, path)
             calls[stored] = {a["item"]: a["call"] for a in answers}
     else:
-        calls = {rater: {a["item"]: a["call"] for a in load_answers(session, session.answers_path(rater))[1]} for rater in session.raters()}
+        calls = {rater: {a["item"]: a["call"] for a in load_answers(session, path)[1]} for rater, path in session.answer_files().items()}
     if not any(calls.values()):
         raise InputError(f"no rater has answered an item of the session in '{session.folder}' yet")
     contrasts = [*session.contrasts, ALL]

@@ -116,10 +116,21 @@ class Session:
     def answers_path(self, rater: str) -> Path:
         return self.folder / ANSWERS_DIR / rater_file_name(rater)
 
-    def raters(self) -> list[str]:
-        """The raters with an answers file, by the names stored in the files."""
+    def protected_files(self) -> dict[Path, str]:
+        """What no report may be written over or into: the session's own files, its key, its items and answers."""
+        return {self.folder / SESSION_FILE: "the session file", self.folder / KEY_FILE: "the answer key",
+                self.folder / ITEMS_DIR: "the items folder", self.folder / ANSWERS_DIR: "the answers folder"}
+
+    def answer_files(self) -> dict[str, Path]:
+        """Each rater's answers file, by the name stored in it; two files of one rater are refused."""
         folder = self.folder / ANSWERS_DIR
-        return [load_answers(self, path)[0] for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+        files: dict[str, Path] = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            rater = load_answers(self, path)[0]
+            if rater in files:  # scoring keeps one set of answers per rater, so one would be left out unseen
+                raise InputError(f"answers files '{files[rater]}' and '{path}' both hold rater {rater!r}; keep one of them")
+            files[rater] = path
+        return files
 
     def key(self) -> dict:
         """Item id -> {"class", "study", "slice", ...}: the organiser's truth, checked against this session."""
@@ -149,7 +160,11 @@ def load_answers(session: Session, path: Path) -> tuple[str, list[dict]]:
     answers = data.get("answers")
     if not isinstance(answers, list) or not isinstance(data.get("rater"), str):
         raise InputError(f"answers file '{path}' is damaged: it has no rater name or no list of answers")
-    items = [a.get("item") if isinstance(a, dict) else None for a in answers]
+    for number, answer in enumerate(answers, 1):
+        if not isinstance(answer, dict):
+            raise InputError(f"answers file '{path}' is damaged: answer {number} is {json.dumps(answer)[:40]}, "
+                             "not a record with an item and a call")
+    items = [a.get("item") for a in answers]
     unknown = [str(i) for i in items if i not in session.by_id]
     if unknown:
         raise InputError(f"answers file '{path}' names item(s) not in this session: {', '.join(unknown[:5])}")

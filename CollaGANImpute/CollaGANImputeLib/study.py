@@ -3,6 +3,7 @@ mask, and METHOD.md's normalisation (each volume divided by its standard deviati
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,11 +65,14 @@ def prepare_study(
     *,
     reference: str | None = None,
     mask: VolumeSource | None = None,
+    strict: bool = False,
 ) -> PreparedStudy:
     """Read, resample onto the reference grid, reorient, mask and normalise every given contrast.
 
     `order` is the model's contrast order; the reference grid defaults to the first given contrast in it.
-    Inputs on another grid are resampled linearly in physical space, and a note says so.
+    Inputs on another grid are resampled linearly in physical space, and a note says so. One volume given for
+    two contrasts is refused; an input that covers only part of the reference gets a note, or is refused with
+    `strict`.
     """
     unknown = [key for key in volumes if key not in order]
     if unknown:
@@ -82,11 +86,14 @@ def prepare_study(
 
     images = {key: load_volume(volumes[key], key) for key in available}
     reference_image = images[reference_key]
+    _refuse_same_voxels(images, volumes)
     notes: list[str] = []
+    doubts: list[str] = []
     arrays: dict[str, np.ndarray] = {}
     for key in available:
         image = images[key]
         if not same_grid(image, reference_image):
+            doubts += _coverage_doubt(image, reference_image, _describe(key, volumes[key]), display_name(reference_key))
             notes.append(
                 f"{display_name(key)} ({describe_grid(image)}) was resampled onto the {display_name(reference_key)} grid "
                 f"({describe_grid(reference_image)})"
@@ -105,7 +112,39 @@ def prepare_study(
         brain_std[key] = normalise_in_brain(array, brain)
         if brain_std[key] <= 0:
             raise InputError(f"{_describe(key, volumes[key])} is constant inside the brain mask; it cannot be normalised")
-    return PreparedStudy(reference_image, reference_key, arrays, brain, brain_std, notes)
+    if strict and doubts:
+        raise InputError(f"{doubts[0]} (refused: --strict)")
+    return PreparedStudy(reference_image, reference_key, arrays, brain, brain_std, notes + doubts)
+
+
+# Below this share of the reference's non-zero voxels inside an input's grid, the imputation of the rest is made
+# without that input (zero-filled) and says so.
+MIN_COVERAGE = 0.95
+
+
+def _coverage_doubt(image: sitk.Image, reference: sitk.Image, what: str, reference_name: str) -> list[str]:
+    """A note when `image`'s grid holds less than MIN_COVERAGE of the reference's non-zero voxels, naming the
+    axial slices it misses entirely."""
+    inside = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    inside.CopyInformation(image)
+    covered = to_canonical_array(resample_onto(inside, reference, nearest=True)) > 0
+    head = to_canonical_array(reference) != 0
+    share = float(covered[head].mean()) if head.any() else 1.0
+    if share >= MIN_COVERAGE:
+        return []
+    lacking = [int(k) for k in np.nonzero(head.any(axis=(1, 2)) & ~covered.any(axis=(1, 2)))[0]]
+    slices = ("" if not lacking else f"; axial slice {lacking[0]} of {head.shape[0]} lacks it entirely" if len(lacking) == 1
+              else f"; axial slices {lacking[0]}-{lacking[-1]} of {head.shape[0]} lack it entirely")
+    return [f"{what} covers only {100 * share:.0f} % of the {reference_name} volume's non-zero voxels{slices}: where it does not, "
+            "the imputation was made without it"]
+
+
+def _refuse_same_voxels(images: Mapping[str, sitk.Image], volumes: Mapping[str, VolumeSource]) -> None:
+    """One volume given for two contrasts (the same file twice, or a copy) can only give a wrong imputation."""
+    for (first, a), (second, b) in itertools.combinations(images.items(), 2):
+        if same_grid(a, b) and np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b)):
+            raise InputError(f"{_describe(first, volumes[first])} and {_describe(second, volumes[second])} hold the same voxels: "
+                             "one volume was given for two contrasts")
 
 
 def normalise_in_brain(array: np.ndarray, brain: np.ndarray) -> float:

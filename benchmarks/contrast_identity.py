@@ -1,0 +1,77 @@
+"""The figures behind contrast_identity.py: each contrast's histogram centroid over the training subjects, and
+how far, left out one subject at a time, the true assignment of each pair of contrasts is from the swapped one.
+
+A pair is checked (CHECKED_PAIRS) only where every subject is told apart; the printed centroids and spread are
+what contrast_identity.py holds. Writes JSON and a Markdown table.
+
+    python benchmarks/contrast_identity.py --data ../shared/data/training.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
+
+from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
+from CollaGANImputeLib.contrast_identity import CHECKED_PAIRS, brain_ml, histogram_features  # noqa: E402
+from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS, display_name  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def centroids(features: dict[str, dict[str, np.ndarray]], subjects: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each contrast's mean features over `subjects`, and the features' root mean square distance to them."""
+    centre = {k: np.mean([features[s][k] for s in subjects], axis=0) for k in DEFAULT_CONTRASTS}
+    spread = np.sqrt(np.mean([(features[s][k] - centre[k]) ** 2 for s in subjects for k in DEFAULT_CONTRASTS], axis=0))
+    return centre, spread
+
+
+def margin(values: dict[str, np.ndarray], first: str, second: str, centre: dict[str, np.ndarray], spread: np.ndarray) -> float:
+    """contrast_identity.swap_margin with given centroids: positive where the swapped assignment fits better."""
+    def distance(v: np.ndarray, k: str) -> float:
+        return float(np.sum(((v - centre[k]) / spread) ** 2))
+
+    return distance(values[first], first) + distance(values[second], second) - distance(values[first], second) - distance(values[second], first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=RESULTS / "contrast_identity")
+    args = parser.parse_args()
+    features, brains = {}, {}
+    for subject in discover_subjects(args.data, DEFAULT_CONTRASTS):
+        study = prepare_subject(subject, DEFAULT_CONTRASTS)
+        features[subject.name] = {k: histogram_features(a[study.mask]) for k, a in study.images.items()}
+        brains[subject.name] = round(brain_ml(study), 1)
+        print(subject.name, file=sys.stderr)
+    names = list(features)
+    pairs = {}
+    for first, second in itertools.combinations(DEFAULT_CONTRASTS, 2):
+        margins = [margin(features[s], first, second, *centroids(features, [n for n in names if n != s])) for s in names]
+        pairs[f"{first}-{second}"] = {"checked": (first, second) in CHECKED_PAIRS, "false_alarms": int(sum(m > 0 for m in margins)),
+                                      "closest_margin": -max(margins), "margins": dict(zip(names, margins))}
+    centre, spread = centroids(features, names)
+    report = {"subjects": names, "centroids": {k: [round(float(v), 4) for v in c] for k, c in centre.items()},
+              "spread": [round(float(v), 4) for v in spread], "pairs_left_one_out": pairs,
+              "brain_ml": brains, "smallest_brain_ml": min(brains.values())}
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    lines = [f"# Contrast identity: swapped pairs told apart, {len(names)} subjects left out one at a time", "",
+             "| Pair | Checked | Subjects whose swap fits better | Closest margin |", "|---|---|---|---|"]
+    lines += [f"| {display_name(p.split('-')[0])}-{display_name(p.split('-')[1])} | {'yes' if v['checked'] else 'no'} | "
+              f"{v['false_alarms']} of {len(names)} | {v['closest_margin']:.1f} |" for p, v in pairs.items()]
+    lines += ["", f"Brain masks: {min(brains.values()):.0f} to {max(brains.values()):.0f} ml."]
+    write_text_atomic(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print(json.dumps({k: report[k] for k in ("centroids", "spread")}))
+
+
+if __name__ == "__main__":
+    main()
