@@ -288,8 +288,8 @@ def test_input_problems_and_auto_assign(module, scene):
 def test_impute_folder_writes_each_study_and_reports_bad_ones(module, tiny_model_path, tmp_path):
     studies = tmp_path / "studies"
     for index, name in enumerate(("case-a", "case-b")):
-        for key, token in (("t1", "t1n"), ("t2", "t2w"), ("flair", "t2f")):
-            image = sitk.GetImageFromArray((np.random.default_rng(index).random((6, 32, 32)) * 50 + 10).astype(np.float32))
+        for number, token in enumerate(("t1n", "t2w", "t2f")):  # one volume per contrast (the same voxels twice are refused)
+            image = sitk.GetImageFromArray((np.random.default_rng([index, number]).random((6, 32, 32)) * 50 + 10).astype(np.float32))
             (studies / name).mkdir(parents=True, exist_ok=True)
             sitk.WriteImage(image, str(studies / name / f"{name}-{token}.nii.gz"))
     (studies / "case-b" / "case-b-t2w.nii.gz").unlink()
