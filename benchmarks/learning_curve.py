@@ -1,20 +1,32 @@
-"""Is the quality limited by the data? Held-out quality against the number of training subjects, and with
-augmentation on and off.
+"""Is the quality limited by the data? Held-out quality against the number of training subjects (3, 6, 12
+and all) at equal compute (issue 18).
 
-With four subjects the bundled model cannot reach the published quality; this benchmark shows why rather
-than tuning to the held-out subject. Every configuration trains the same small generator with the same
-command (that of the bundled model's first stage) for the same number of steps, from the same seed, and
-differs only in the training subjects (the first K non-held-out subjects of the data, in its order) or in
-`--no-augment`. Quality is the training's own validation on the held-out subject (metrics.py, BraSyn
-normalisation, evenly spaced brain slices) at every validation step, read from each run's
-validation.csv. Subjects left out of a smaller training set are passed as extra validation subjects, so
-the command and its validation of the held-out subject stay identical.
+Every configuration trains with the same command, the phase-1 recipe of the bundled model's training
+(RECIPE), for the same number of steps from the same seed, validating on the same subjects (the four of
+docs/validation_rule.md, or a card's validation_subjects); it differs only in its training subjects: the
+first K of the training list, in its order (a card's train_subjects, by default the data's subjects
+without the validation ones, the order the train command itself keeps). The train command trains on every
+subject of its data that is not a validation subject, so each configuration gets its own manifest of its K
+training and the validation subjects, written into its run folder.
 
-A configuration whose run folder already holds the steps asked for is read, not trained again; an
-interrupted one resumes from its checkpoint. `--reuse NAME=DIR` reads a run made elsewhere with the same
-command (checked against its model card), such as the bundled model's first stage for "3 subjects".
+Equal compute without a time budget in the train command: a step is one generator pass over a batch of 8
+random 128 x 128 crops whatever K is, and validation is the same subjects and slices every 250 steps, so
+equal steps are equal CPU time (only reading the K subjects before the first step differs). Each run's
+own training time (its card's time_s) is reported beside its figures to show it.
 
-    python benchmarks/learning_curve.py --runs runs/evidence --steps 1000 [--reuse subjects3=runs/bundled]
+Quality is measured twice. The exported model of each configuration is evaluated on the validation
+subjects' whole volumes (evaluation.evaluate_subjects: 3-D SSIM, the protocol of quality.py's CollaGAN
+row); that is the curve. The training's own validation (validation.csv: 2-D, evenly spaced slices, every
+250 steps) is the curve over steps; its slices sit on the run's canvas, which is the brain box of every
+subject the run read, so it can differ slightly between configurations (instance normalisation sees the
+background), which the whole-volume evaluation does not.
+
+A configuration whose run folder already holds its exported model is read, not trained again; an
+interrupted one resumes from its checkpoint. `--reuse NAME=DIR` reads a run made elsewhere (the bundled
+model's own run for the largest configuration, say), after checking its card: the same subjects in the
+same order, the same validation subjects, the same number of steps, and every option of RECIPE.
+
+    python benchmarks/learning_curve.py --runs runs/curve --steps S [--reuse subjects22=RUN]
 """
 
 from __future__ import annotations
@@ -23,9 +35,9 @@ import argparse
 import csv
 import io
 import json
+import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,97 +46,152 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.atomic import atomic_path, write_text_atomic  # noqa: E402
 from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS, display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects  # noqa: E402
+from CollaGANImputeLib.data import discover_subjects, only_subjects  # noqa: E402
+from CollaGANImputeLib.evaluation import METRIC_NAMES, evaluate_subjects  # noqa: E402
 from CollaGANImputeLib.metrics import NORMALISATION  # noqa: E402
+from CollaGANImputeLib.model_io import Model, load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# The bundled model's first stage (its model card's command), without data, output, steps and subjects.
-TRAIN_ARGS = ["--branch-width", "8", "--decoder-width", "32", "--lr", "2e-4", "--lr-discriminator", "2e-4",
-              "--validate-every", "500", "--checkpoint-every", "100", "--progress", "lines"]
-METRICS = ("ssim_brain", "psnr_brain")
+# docs/validation_rule.md: the bundled model's validation subjects, fixed before any training on training.json.
+VALIDATION = ["BraTS-GLI-00001-000", "TCGA-DU-7294", "Brats18_2013_11_1", "OpenMS-patient07"]
+# The phase-1 recipe (direct losses, any subset missing), without data, output, steps and subjects.
+RECIPE = ["--branch-width", "8", "--decoder-width", "32", "--batch-size", "8", "--crop", "128", "--optimizer", "adamw",
+          "--lr", "1e-3", "--weight-decay", "0.01", "--decay-every", "500", "--decay-rate", "0.7", "--cycle-l1", "0",
+          "--cycle-ssim", "0", "--adversarial", "0", "--direct-l1", "1", "--direct-ssim", "1", "--missing-max", "3",
+          "--validate-every", "250", "--checkpoint-every", "50", "--val-slices", "16"]
+SIZES = "3,6,12,all"
+CURVE_METRICS = ("ssim_brain", "psnr_brain")
 CONTRASTS = list(DEFAULT_CONTRASTS)  # the train command's default
 
 
-@dataclass(frozen=True)
-class Configuration:
-    name: str
-    subjects: int  # the first this many non-held-out subjects train
-    augment: bool
+def command_options(command: str) -> dict[str, str]:
+    """A recorded command line's options, --flag -> value (the last one given; '' for a bare flag)."""
+    words, options = shlex.split(command), {}
+    for i, word in enumerate(words):
+        if word.startswith("--"):
+            options[word] = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else ""
+    return options
 
 
-def configurations(available: int) -> list[Configuration]:
-    """Every training-set size with augmentation, and the largest without."""
-    return [Configuration(f"subjects{k}", k, True) for k in range(1, available + 1)] + [Configuration("noaug", available, False)]
-
-
-def validation_rows(run: Path, held_out: str) -> list[dict]:
-    path = run / "validation.csv"
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [r for r in csv.DictReader(handle) if r["subject"] == held_out]
-
-
-def check_reused(run: Path, config: Configuration, train_subjects: list[str]) -> None:
-    """A reused run must be the same command on the same subjects, or its figures compare nothing."""
-    cards = [p for p in run.glob("*.json") if p.name != "validation.json"]
-    if not cards:
-        raise SystemExit(f"--reuse {config.name}={run}: no model card (*.json) to check the run against")
+def check_reused(run: Path, name: str, train_subjects: list[str], validation: list[str], steps: int) -> Path:
+    """A reused run must be this configuration's command on its subjects, or its figures compare nothing.
+    Returns its exported weights."""
+    cards = [p for p in run.glob("*.json") if p.name != "validation.json" and p.with_suffix(".safetensors").exists()]
+    if len(cards) != 1:
+        raise SystemExit(f"--reuse {name}={run}: expected one exported model (NAME.safetensors with NAME.json), found {len(cards)}")
     training = json.loads(cards[0].read_text(encoding="utf-8"))["training"]
-    command = training.get("command") or training.get("commands", [""])[0]
     problems = []
-    if sorted(training["train_subjects"]) != sorted(train_subjects):
-        problems.append(f"trained on {training['train_subjects']}, not {train_subjects}")
-    if training["config"]["augment"] != config.augment:
-        problems.append(f"augment {training['config']['augment']}, not {config.augment}")
-    problems += [f"its command lacks {a} {b}" for a, b in zip(TRAIN_ARGS[:-2:2], TRAIN_ARGS[1:-2:2]) if f"{a} {b}" not in command]
+    if training.get("train_subjects") != train_subjects:
+        problems.append(f"trained on {training.get('train_subjects')}, not {train_subjects} (in that order)")
+    if sorted(training.get("validation_subjects", [])) != sorted(validation):
+        problems.append(f"validated on {training.get('validation_subjects')}, not {validation}")
+    if training.get("steps") != steps:
+        problems.append(f"{training.get('steps')} steps, not {steps} (equal steps are the equal compute)")
+    commands = training.get("commands") or [""]
+    if training.get("initialised_from") or any("--resume" not in command_options(c) for c in commands[1:]):
+        problems.append("it started from another run's networks or was continued by a command other than --resume")
+    options = command_options(commands[0])  # a --resume keeps the first command's settings
+    problems += [f"its command has {flag} {options.get(flag, '(absent)')}, not {value}"
+                 for flag, value in zip(RECIPE[::2], RECIPE[1::2]) if options.get(flag) != value]
     if problems:
-        raise SystemExit(f"--reuse {config.name}={run}: " + "; ".join(problems))
+        raise SystemExit(f"--reuse {name}={run}: " + "; ".join(problems))
+    return cards[0].with_suffix(".safetensors")
 
 
-def train(run: Path, config: Configuration, data: Path, held_out: str, left_out: list[str], steps: int) -> None:
-    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(data), "--out", str(run), "--steps", str(steps),
-               "--validation", held_out, *[a for name in left_out for a in ("--validation", name)], *TRAIN_ARGS,
-               "--name", f"evidence_{config.name}",
-               "--description", f"learning-curve evidence: {config.subjects} training subject(s), augmentation {'on' if config.augment else 'off'}"]
-    if not config.augment:
-        command.append("--no-augment")
+def write_manifest(run: Path, data: Path, names: list[str]) -> Path:
+    """The data's manifest cut to `names` (training subjects first, in order), folders made absolute so that
+    it works from the run folder. A run folder holding another configuration's manifest is refused."""
+    entries = json.loads(data.read_text(encoding="utf-8"))["subjects"]
+    subjects = {n: {**entries[n], "dir": str((data.parent / entries[n].get("dir", n)).resolve())} for n in names}
+    text = json.dumps({"description": f"learning-curve subset of {data}", "subjects": subjects}, indent=2) + "\n"
+    path = run / "manifest.json"
+    if path.exists() and path.read_text(encoding="utf-8") != text:
+        raise SystemExit(f"{path} lists other subjects than this configuration's: a run folder from another configuration")
+    run.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
+    return path
+
+
+def train(run: Path, name: str, manifest: Path, validation: list[str], steps: int, subjects: int, code: Path) -> None:
+    """The recipe on this configuration's manifest, run from `code` (a folder holding CollaGANImputeLib)."""
+    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(manifest), "--out", str(run), "--steps", str(steps),
+               "--progress", "lines"]
     if (run / "checkpoint.safetensors").exists():
-        command.append("--resume")
-    print(" ".join(command), file=sys.stderr)
-    subprocess.run(command, check=True, cwd=REPO / "CollaGANImpute")
+        command.append("--resume")  # the run's saved settings apply
+    else:
+        command += [*[a for v in validation for a in ("--validation", v)], *RECIPE, "--name", name,
+                    "--description", f"learning-curve evidence: the first {subjects} training subject(s), {steps} steps"]
+    print(" ".join(shlex.quote(c) for c in command), file=sys.stderr)
+    subprocess.run(command, check=True, cwd=code)
 
 
-def markdown_table(results: list[dict], contrasts: list[str]) -> str:
-    lines = ["| training subjects | augmentation | step | " + " | ".join(f"{display_name(k)} SSIM / PSNR" for k in contrasts) + " |",
-             "|---|---|---|" + "---|" * len(contrasts)]
-    for result in results:
-        for step, by_contrast in sorted(result["by_step"].items(), key=lambda item: int(item[0])):
-            cells = [f"{by_contrast[k]['ssim_brain']:.3f} / {by_contrast[k]['psnr_brain']:.2f}" for k in contrasts]
-            lines.append(f"| {result['subjects']} | {'on' if result['augment'] else 'off'} | {step} | " + " | ".join(cells) + " |")
+def curve_over_steps(run: Path, validation: list[str], steps: int) -> dict:
+    """validation.csv up to `steps`: per step, per contrast, the mean over the validation subjects (and each subject's)."""
+    with open(run / "validation.csv", newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["subject"] in validation and int(r["step"]) <= steps]
+    out = {}
+    for step in sorted({int(r["step"]) for r in rows}):
+        out[str(step)] = {}
+        for key in CONTRASTS:
+            chosen = [r for r in rows if int(r["step"]) == step and r["contrast"] == key]
+            out[str(step)][key] = {**{m: float(np.mean([float(r[m]) for r in chosen])) for m in CURVE_METRICS},
+                                   "by_subject": {r["subject"]: {m: float(r[m]) for m in CURVE_METRICS} for r in chosen}}
+    return out
+
+
+def evaluate(model: Model, data: Path, validation: list[str], cache: Path) -> dict:
+    """The exported model evaluated on the validation subjects' whole volumes; kept in `cache` (by the
+    weights' sha256 and the subjects) so that adding a configuration does not evaluate the others again."""
+    key = {"weights_sha256": model.card["sha256"], "validation": validation}
+    if cache.exists():
+        kept = json.loads(cache.read_text(encoding="utf-8"))
+        if kept["key"] == key:
+            return kept["evaluation"]
+    print(f"evaluating {model.weights_path} on {', '.join(validation)}", file=sys.stderr)
+    result = evaluate_subjects(model, only_subjects(discover_subjects(data, model.contrasts), validation, data))
+    evaluation = {"mean": result["mean"], "results": result["results"]}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(cache, json.dumps({"key": key, "evaluation": evaluation}, indent=2) + "\n")
+    return evaluation
+
+
+def pair(entry: dict) -> str:
+    return f"{entry['ssim_brain']:.3f} / {entry['psnr_brain']:.2f}"
+
+
+def final_table(results: list[dict]) -> str:
+    lines = ["| training subjects | training time (s) | " + " | ".join(f"{display_name(k)} SSIM / PSNR" for k in CONTRASTS) + " |",
+             "|---|---|" + "---|" * len(CONTRASTS)]
+    lines += [f"| {r['subjects']} | {r['time_s']:.0f} | " + " | ".join(pair(r["final"]["mean"][k]) for k in CONTRASTS) + " |" for r in results]
     return "\n".join(lines) + "\n"
 
 
-def figure(results: list[dict], contrasts: list[str], step: int, path: Path) -> None:
+def steps_table(results: list[dict]) -> str:
+    lines = ["| training subjects | step | " + " | ".join(f"{display_name(k)} SSIM / PSNR" for k in CONTRASTS) + " |",
+             "|---|---|" + "---|" * len(CONTRASTS)]
+    for r in results:
+        for step, by_contrast in r["by_step"].items():
+            lines.append(f"| {r['subjects']} | {step} | " + " | ".join(pair(by_contrast[k]) for k in CONTRASTS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(results: list[dict], steps: int, path: Path) -> None:
     import matplotlib  # the "bench" extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    with_aug = [r for r in results if r["augment"]]
-    without = [r for r in results if not r["augment"]]
-    for axis, metric, label in zip(axes, METRICS, ("brain SSIM", "brain PSNR (dB)")):
-        for key in contrasts:
-            line, = axis.plot([r["subjects"] for r in with_aug], [r["by_step"][str(step)][key][metric] for r in with_aug], "o-",
-                              label=display_name(key))
-            axis.plot([r["subjects"] for r in without], [r["by_step"][str(step)][key][metric] for r in without], "x",
-                      color=line.get_color(), markersize=9)
-        axis.set_xlabel("training subjects (x: augmentation off)")
+    sizes = [r["subjects"] for r in results]
+    for axis, metric, label in zip(axes, CURVE_METRICS, ("brain SSIM", "brain PSNR (dB)")):
+        for key in CONTRASTS:
+            axis.plot(sizes, [r["final"]["mean"][key][metric] for r in results], "o-", label=display_name(key))
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(sizes, [str(s) for s in sizes])
+        axis.set_xlabel("training subjects")
         axis.set_ylabel(label)
-        axis.set_xticks([r["subjects"] for r in with_aug])
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"held-out quality after {step} steps", fontsize=10)
+    fig.suptitle(f"validation subjects, whole volumes, after {steps} steps (equal compute)", fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -135,46 +202,77 @@ def figure(results: list[dict], contrasts: list[str], step: int, path: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "manifest.json")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "training.json")
     parser.add_argument("--runs", type=Path, required=True, help="one run folder per configuration is made (or resumed) here")
-    parser.add_argument("--held-out", default="BraTS-GLI-00001-000")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--reuse", action="append", default=[], metavar="NAME=DIR", help="read configuration NAME from an existing run")
+    parser.add_argument("--steps", type=int, required=True, help="steps of every configuration (equal steps: equal compute)")
+    parser.add_argument("--sizes", default=SIZES, help=f"training-set sizes, comma-separated; 'all' for every training subject (default {SIZES})")
+    parser.add_argument("--card", type=Path, help="a model card whose training.train_subjects (order) and validation_subjects are used")
+    parser.add_argument("--validation", action="append", default=[],
+                        help="validation subjects (default: the card's, else docs/validation_rule.md's four); fewer only for smoke runs")
+    parser.add_argument("--reuse", action="append", default=[], metavar="NAME=DIR", help="read configuration NAME (e.g. subjects22) from DIR")
+    parser.add_argument("--code", type=Path, default=REPO / "CollaGANImpute",
+                        help="folder whose CollaGANImputeLib trains (a frozen copy keeps every configuration on the same code "
+                             "while the checkout changes; default: this checkout)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     data = args.data.resolve()
+    if not (args.code / "CollaGANImputeLib" / "__main__.py").is_file():
+        raise SystemExit(f"--code {args.code}: no CollaGANImputeLib package there")
 
-    names = [s.name for s in discover_subjects(data, CONTRASTS)]
-    if args.held_out not in names:
-        raise SystemExit(f"held-out subject {args.held_out!r} is not in {data}")
-    pool = [n for n in names if n != args.held_out]
+    card = json.loads(args.card.read_text(encoding="utf-8"))["training"] if args.card else {}
+    validation = args.validation or card.get("validation_subjects") or VALIDATION
+    subjects = discover_subjects(data, CONTRASTS, incomplete=True)  # what the train command reads
+    only_subjects(subjects, validation, data)
+    names = [s.name for s in subjects]
+    pool = card.get("train_subjects") or [n for n in names if n not in validation]
+    absent = [n for n in pool if n not in names]
+    if absent or set(pool) & set(validation):
+        raise SystemExit(f"training list: {', '.join(absent)} not in {data}" if absent else "a validation subject is in the training list")
+    sizes = sorted({len(pool) if s.strip() == "all" else int(s) for s in args.sizes.split(",")})
+    if sizes[0] < 1 or sizes[-1] > len(pool):
+        raise SystemExit(f"--sizes {args.sizes}: between 1 and {len(pool)} training subjects")
     reused = dict(item.split("=", 1) for item in args.reuse)
+    unknown = sorted(set(reused) - {f"subjects{k}" for k in sizes})
+    if unknown:
+        raise SystemExit(f"--reuse {', '.join(unknown)}: no such configuration (subjects{', subjects'.join(map(str, sizes))})")
+
     results = []
-    for config in configurations(len(pool)):
-        train_subjects, left_out = pool[: config.subjects], pool[config.subjects:]
-        run = Path(reused[config.name]) if config.name in reused else args.runs / config.name
-        if config.name in reused:
-            check_reused(run, config, train_subjects)
-        elif not any(int(r["step"]) >= args.steps for r in validation_rows(run, args.held_out)):
-            train(run.resolve(), config, data, args.held_out, left_out, args.steps)
-        rows = [r for r in validation_rows(run, args.held_out) if int(r["step"]) <= args.steps]
-        if not rows:
-            raise SystemExit(f"{run}: no validation of {args.held_out} up to step {args.steps}")
-        by_step = {str(step): {k: {m: float(np.mean([float(r[m]) for r in rows if int(r["step"]) == step and r["contrast"] == k]))
-                                   for m in METRICS} for k in CONTRASTS}
-                   for step in sorted({int(r["step"]) for r in rows})}
-        results.append({"configuration": config.name, "subjects": config.subjects, "train_subjects": train_subjects,
-                        "augment": config.augment, "run": str(run), "by_step": by_step})
+    for k in sizes:
+        name, train_subjects = f"subjects{k}", pool[:k]
+        if name in reused:
+            run = Path(reused[name])
+            weights = check_reused(run, name, train_subjects, validation, args.steps)
+        else:
+            run = (args.runs / name).resolve()
+            weights = run / f"curve_{name}.safetensors"
+            if not weights.exists():
+                manifest = write_manifest(run, data, train_subjects + validation)
+                train(run, f"curve_{name}", manifest, validation, args.steps, k, args.code.resolve())
+        model = load_model(weights)
+        card, training = model.card, model.card["training"]
+        if training["train_subjects"] != train_subjects or training["steps"] != args.steps:
+            raise SystemExit(f"{weights}: trained on {training['train_subjects']} for {training['steps']} steps, not the first "
+                             f"{k} for {args.steps}")
+        final = evaluate(model, data, validation, args.runs.resolve() / name / "evaluation.json")
+        results.append({"configuration": name, "subjects": k, "train_subjects": train_subjects, "run": str(run), "weights": str(weights),
+                        "weights_sha256": card["sha256"], "time_s": training["time_s"], "canvas": training.get("canvas"),
+                        "final": final, "by_step": curve_over_steps(run, validation, args.steps)})
 
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"held_out": args.held_out, "steps": args.steps, "normalisation": NORMALISATION,
-              "train_command": ["collagan-impute", "train", *TRAIN_ARGS], "results": results}
+    report = {"validation_subjects": validation, "steps": args.steps, "train_list": pool, "sizes": sizes,
+              "normalisation": NORMALISATION, "train_command": ["collagan-impute", "train", *RECIPE], "code": str(args.code.resolve()),
+              "equal_compute": "equal steps at batch 8 of 128 x 128 crops; time_s is each run's own training time",
+              "final": "the exported model on the validation subjects' whole volumes (evaluation.evaluate_subjects: 3-D SSIM, "
+                       f"{', '.join(METRIC_NAMES)}, the model's smoothing), mean over the subjects",
+              "by_step": "the training's validation (validation.csv): 2-D SSIM on evenly spaced slices on the run's canvas",
+              "results": results}
     write_text_atomic(args.out / "learning_curve.json", json.dumps(report, indent=2) + "\n")
-    table = markdown_table(results, CONTRASTS)
-    write_text_atomic(args.out / "learning_curve.md",
-                      f"Held-out subject {args.held_out}, brain SSIM / PSNR (dB) of the training's validation slices. {NORMALISATION}.\n\n" + table)
-    figure(results, CONTRASTS, args.steps, args.out / "learning_curve.png")
-    print(table)
+    text = (f"Mean over the validation subjects ({', '.join(validation)}) after {args.steps} steps of the same recipe (equal compute), "
+            f"whole volumes, brain SSIM / PSNR (dB). {NORMALISATION}.\n\n" + final_table(results)
+            + "\nThe training's own validation (2-D, evenly spaced slices, mean over the same subjects) over steps:\n\n" + steps_table(results))
+    write_text_atomic(args.out / "learning_curve.md", text)
+    figure(results, args.steps, args.out / "learning_curve.png")
+    print(text)
     return 0
 
 
