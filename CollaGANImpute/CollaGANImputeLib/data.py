@@ -24,19 +24,22 @@ class Subject:
     files: dict[str, Path]
 
 
-def discover_subjects(data: str | Path, contrasts: Sequence[str]) -> list[Subject]:
+def discover_subjects(data: str | Path, contrasts: Sequence[str], *, incomplete: bool = False) -> list[Subject]:
     """Subjects with every one of `contrasts`, from a manifest JSON (or a folder holding manifest.json)
-    or a folder of subject folders whose file names say the contrast."""
+    or a folder of subject folders whose file names say the contrast.
+
+    With `incomplete` (training) a subject may lack contrasts, as long as two remain: one to learn
+    from and one to learn."""
     data = Path(data)
     manifest = data / "manifest.json" if data.is_dir() else data
     if manifest.is_file():
-        return _from_manifest(manifest, contrasts)
+        return _from_manifest(manifest, contrasts, incomplete)
     if not data.is_dir():
         raise InputError(f"training data '{data}' is neither a manifest file nor a folder")
     subjects = []
     for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = find_study_files(folder, contrasts)
-        _require_all(folder.name, files, contrasts, folder)
+        _require_contrasts(folder.name, files, contrasts, folder, incomplete)
         subjects.append(Subject(folder.name, files))
     if not subjects:
         raise InputError(f"'{data}' holds no subject folders")
@@ -61,18 +64,22 @@ def manifest_studies(manifest: Path, contrasts: Sequence[str]) -> dict[str, dict
     }
 
 
-def _from_manifest(manifest: Path, contrasts: Sequence[str]) -> list[Subject]:
+def _from_manifest(manifest: Path, contrasts: Sequence[str], incomplete: bool) -> list[Subject]:
     subjects = []
     for name, files in manifest_studies(manifest, contrasts).items():
-        _require_all(name, files, contrasts, manifest)
+        _require_contrasts(name, files, contrasts, manifest, incomplete)
         subjects.append(Subject(name, files))
     return subjects
 
 
-def _require_all(name: str, files: dict, contrasts: Sequence[str], where: Path) -> None:
+def _require_contrasts(name: str, files: dict, contrasts: Sequence[str], where: Path, incomplete: bool) -> None:
     absent = [display_name(k) for k in contrasts if k not in files]
-    if absent:
-        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; training needs every contrast")
+    if not absent:
+        return
+    if not incomplete:
+        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; this needs every contrast")
+    if len(files) < 2:
+        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; training needs at least two contrasts")
 
 
 def split_subjects(subjects: list[Subject], validation: Sequence[str]) -> tuple[list[Subject], list[Subject]]:
@@ -108,9 +115,11 @@ def bounding_box_centre(mask: np.ndarray) -> tuple[int, int]:
 
 
 def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray) -> np.ndarray:
-    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N, H, W)."""
+    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N, H, W).
+    A contrast the study lacks is zero-filled, as an absent input is."""
     centre = bounding_box_centre(study.mask)
-    stack = np.stack([study.images[k] for k in contrasts])[:, indices]
+    blank = np.zeros(study.mask.shape, dtype=np.float32)
+    stack = np.stack([study.images.get(k, blank) for k in contrasts])[:, indices]
     out = np.zeros((len(indices), len(contrasts), *canvas), dtype=np.float32)
     source, target = [], []
     for axis, size in enumerate(canvas):
@@ -124,15 +133,25 @@ def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[
 
 @dataclass
 class SliceSet:
-    """Axial brain slices of several subjects on one canvas: images (M, N, H, W), masks (M, H, W)."""
+    """Axial brain slices of several subjects on one canvas: images (M, N, H, W), masks (M, H, W),
+    and which contrasts each slice's subject has, present (M, N) (absent ones are zeros in images)."""
 
     images: torch.Tensor
     masks: torch.Tensor
     subjects: list[str]
     subject_index: np.ndarray
+    present: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.present is None:
+            self.present = torch.ones(self.images.shape[:2], dtype=torch.bool)
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.images, self.masks, self.present))
 
 
 def build_slice_set(
@@ -140,7 +159,7 @@ def build_slice_set(
     max_slices_per_subject: int | None = None,
 ) -> SliceSet:
     """Slices with at least `min_brain_fraction` of the canvas in the brain, optionally thinned evenly."""
-    images, masks, index = [], [], []
+    images, masks, index, present = [], [], [], []
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
     for number, (name, study) in enumerate(studies.items()):
         chosen = brain_slices(study.mask, max(min_voxels, 1))
@@ -150,9 +169,10 @@ def build_slice_set(
         images.append(slices)
         masks.append(slices.max(axis=1) > 0)
         index.append(np.full(len(chosen), number))
+        present.append(np.tile([key in study.images for key in contrasts], (len(chosen), 1)))
     return SliceSet(
         torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(masks)),
-        list(studies), np.concatenate(index),
+        list(studies), np.concatenate(index), torch.from_numpy(np.concatenate(present)),
     )
 
 
@@ -177,3 +197,16 @@ def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple
     theta[:, 1, 1] = 1.0 / scale
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A `size` x `size` window of each sample at a random place, the same window for all its contrasts.
+
+    Training on crops of the brain-centred canvas spends the generator's passes on brain rather than
+    on the background around it, and a smaller plane makes each pass cheaper."""
+    height, width = images.shape[-2:]
+    if size > min(height, width):
+        raise InputError(f"crop {size} is larger than the training canvas {height}x{width}")
+    tops = torch.randint(height - size + 1, (images.shape[0],), generator=generator).tolist()
+    lefts = torch.randint(width - size + 1, (images.shape[0],), generator=generator).tolist()
+    return torch.stack([sample[:, top : top + size, left : left + size] for sample, top, left in zip(images, tops, lefts)])

@@ -11,11 +11,13 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from .bias_field import corrected_study
+from .brain_prep import PrepareOptions, impute_prepared
 from .contrasts import display_name
 from .errors import Cancelled, InputError, ModelError
 from .model_card import held_out_caveat
 from .model_io import Model
 from .networks import Generator
+from .ood_checks import refuse_out_of_distribution
 from .study import PreparedStudy, VolumeSource, brain_slices, padded_bounds, prepare_study
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
@@ -314,6 +316,8 @@ def impute_all(
     views: int = 1,
     uncertainty: bool = False,
     strict: bool = False,
+    force: bool = False,
+    prepare: PrepareOptions | None = None,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> dict[str, Imputation]:
@@ -331,11 +335,20 @@ def impute_all(
     flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the
     one-view imputation whatever `views` is. `strict` refuses inputs that only look wrong (`prepare_study`).
     An imputation that is not finite everywhere, or is zero in the whole brain, is refused (ModelError).
+    A study unlike the training data (ood_checks: not skull-stripped, thick or non-axial slices, another
+    in-plane spacing, swapped contrasts) is refused with its reasons (ood_checks.OutOfDistribution) unless
+    `force` (the findings become notes) or `prepare` (brain_prep: register, extract the brain, resample to
+    1 mm, impute, map back onto the reference grid).
     """
     chosen = plan_request(model, inputs, missing, strategy)
     check_views(views)
+    if prepare is not None:
+        return impute_prepared(inputs, missing, model, prepare, reference=reference, mask=mask, cancel=cancel, strategy=strategy,
+                               batch_size=batch_size, bf16=bf16, views=views, uncertainty=uncertainty, strict=strict, force=force,
+                               progress=progress)
     contrasts = model.contrasts
     study = prepare_study(inputs, contrasts, reference=reference, mask=mask, strict=strict)
+    refuse_out_of_distribution(study, force)
     absent = [k for k in contrasts if k not in inputs]
     if chosen == "chain" and len(absent) > 1:
         study.notes.append(f"chained imputations: {' -> '.join(display_name(k) for k in absent)}, each from the inputs and the "

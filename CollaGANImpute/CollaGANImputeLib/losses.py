@@ -10,7 +10,10 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class LossWeights:
-    """The MRI paper's weights; `direct_l1` is the public MRI code's 0 (the CVPR code used 10)."""
+    """The MRI paper's weights; `direct_l1` is the public MRI code's 0 (the CVPR code used 10).
+
+    With every cycle and adversarial weight at 0 a step is one generator pass on the direct losses
+    alone (the fast first phase of training); the discriminator then rests."""
 
     cycle_l1: float = 10.0
     cycle_ssim: float = 1.0
@@ -18,9 +21,18 @@ class LossWeights:
     generator_classification: float = 1.0
     discriminator: float = 1.0
     direct_l1: float = 0.0
+    direct_ssim: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def uses_cycles(self) -> bool:
+        return bool(self.cycle_l1 or self.cycle_ssim)
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return bool(self.adversarial or self.generator_classification)
 
 
 def lsgan_real(prediction: torch.Tensor) -> torch.Tensor:
@@ -60,22 +72,36 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float,
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, window: int = 5) -> torch.Tensor:
     """-log( mean_p (1 + SSIM_p) / 2 ), one value per image, averaged over the batch."""
+    return ssim_loss_per_image(x, y, data_range, window).mean()
+
+
+def ssim_loss_per_image(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, window: int = 5) -> torch.Tensor:
     per_image = ssim_map(x, y, data_range, window).mean(dim=(1, 2, 3))
-    return -torch.log((1.0 + per_image) / 2.0).mean()
+    return -torch.log((1.0 + per_image) / 2.0)
 
 
-def multiple_cycle_l1(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int) -> torch.Tensor:
+def _sum_of_group_means(per_image: torch.Tensor, cycles: int, valid: torch.Tensor | None) -> torch.Tensor:
+    """sum over groups of the mean over samples; with `valid` ((cycles * B,) 0/1) the mean of the valid
+    samples only: a contrast the subject lacks has no real image to compare with (selective loss)."""
+    per_image = per_image.view(cycles, -1)
+    if valid is None:
+        return per_image.mean(dim=1).sum()
+    valid = valid.view(cycles, -1).to(per_image.dtype)
+    return ((per_image * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)).sum()
+
+
+def multiple_cycle_l1(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int, valid: torch.Tensor | None = None) -> torch.Tensor:
     """sum_j ||x_j - x_tilde_j|k||_1 (mean absolute error per image), averaged over the batch.
 
     Both tensors hold `cycles` groups of images stacked along the batch axis (group j, then sample).
     """
-    return torch.abs(reconstructed - real).view(cycles, -1).mean(dim=1).sum()
+    return _sum_of_group_means(torch.abs(reconstructed - real).flatten(1).mean(dim=1), cycles, valid)
 
 
-def multiple_cycle_ssim(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int, window: int = 5) -> torch.Tensor:
+def multiple_cycle_ssim(reconstructed: torch.Tensor, real: torch.Tensor, cycles: int, window: int = 5,
+                        valid: torch.Tensor | None = None) -> torch.Tensor:
     """sum_j L_SSIM(x_j, x_tilde_j|k), each real image's max - min as the dynamic range."""
-    groups = zip(reconstructed.chunk(cycles), real.chunk(cycles))
-    return sum(ssim_loss(fake, truth, dynamic_range(truth), window) for fake, truth in groups)
+    return _sum_of_group_means(ssim_loss_per_image(reconstructed, real, dynamic_range(real), window), cycles, valid)
 
 
 def dynamic_range(images: torch.Tensor) -> torch.Tensor:

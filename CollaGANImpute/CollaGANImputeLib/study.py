@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from .contrasts import display_name
 from .errors import InputError
-from .geometry import CANONICAL, describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
+from .geometry import CANONICAL, Grid, describe_grid, from_canonical_array, resample_onto, same_grid, to_canonical_array
 from .volumes import check_volume, read_volume
 
 VolumeSource = Union[str, Path, sitk.Image]  # Union: Slicer 5.6 runs Python 3.9
@@ -30,6 +30,7 @@ class PreparedStudy:
     mask: np.ndarray
     brain_std: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    input_grids: dict[str, Grid] = field(default_factory=dict)  # each input's grid as given (ood_checks reads them)
 
     @property
     def canonical_spacing(self) -> tuple[float, float, float]:
@@ -112,9 +113,12 @@ def prepare_study(
         brain_std[key] = normalise_in_brain(array, brain)
         if brain_std[key] <= 0:
             raise InputError(f"{_describe(key, volumes[key])} is constant inside the brain mask; it cannot be normalised")
+    study = PreparedStudy(reference_image, reference_key, arrays, brain, brain_std, notes,
+                          {key: Grid.of(image) for key, image in images.items()})
     if strict and doubts:
         raise InputError(f"{doubts[0]} (refused: --strict)")
-    return PreparedStudy(reference_image, reference_key, arrays, brain, brain_std, notes + doubts)
+    notes += doubts
+    return study
 
 
 # Below this share of the reference's non-zero voxels inside an input's grid, the imputation of the rest is made

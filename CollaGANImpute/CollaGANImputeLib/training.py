@@ -30,11 +30,12 @@ import torch
 from .atomic import atomic_path, write_text_atomic
 from .checkpoint import load_checkpoint, save_checkpoint
 from .contrasts import DEFAULT_CONTRASTS
-from .data import SliceSet, augment
+from .data import SliceSet, augment, random_crops
 from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .errors import Cancelled, InputError
 from .inference import one_hot
-from .losses import LossWeights, classification, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim
+from .losses import (LossWeights, classification, dynamic_range, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim,
+                     ssim_loss)
 from .metrics import NORMALISATION, image_metrics
 from .model_io import save_model
 from .networks import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -61,6 +62,8 @@ class TrainConfig:
     decay_every: int = 400
     discriminator_every: int = 2
     augment: bool = True
+    crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
+    optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
     bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
     missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
     missing_max: int = 1
@@ -124,7 +127,13 @@ class Trainer:
         # What the steps call: the networks themselves, or their DDP wrappers that average gradients.
         self.generator_step, self.discriminator_step = self._parallel(self.generator), self._parallel(self.discriminator)
         betas = (config.beta1, 0.999)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+        if config.optimizer not in ("adam", "adamw"):
+            raise InputError(f"unknown optimizer {config.optimizer!r}; expected 'adam' or 'adamw'")
+        if config.crop and (config.crop % config.generator.size_multiple or config.crop > min(train_set.images.shape[-2:])):
+            raise InputError(f"crop {config.crop} must be a multiple of {config.generator.size_multiple} and fit the "
+                             f"training canvas {tuple(train_set.images.shape[-2:])}")
+        optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.opt_g = optimizer(self.generator.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=betas)
         decay = lambda step: config.decay_rate ** (step // config.decay_every)  # noqa: E731 - staircase decay
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, decay)
@@ -146,13 +155,15 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda")
 
     def train_step(self) -> dict[str, float]:
-        cfg, n = self.config, len(self.config.contrasts)
+        cfg, n, w = self.config, len(self.config.contrasts), self.config.weights
         index = self.sampler.draw(cfg.batch_size, self.rng)
-        real = self.train_set.images[index]
+        real, present = self.train_set.images[index].float(), self.train_set.present[index]
         if cfg.augment:
             real = augment(real, self.rng)
-        target, absent = self.draw_missing(cfg.batch_size)
-        real, target, absent = real.to(self.device), target.to(self.device), absent.to(self.device)
+        if cfg.crop:
+            real = random_crops(real, cfg.crop, self.rng)
+        target, absent = self.draw_missing(cfg.batch_size, present)
+        real, target, absent, present = (t.to(self.device) for t in (real, target, absent, present))
         batch = real.shape[0]
         t_hot = torch.nn.functional.one_hot(target, n).float()
 
@@ -161,44 +172,53 @@ class Trainer:
         self.discriminator.requires_grad_(False)
         with self._autocast():
             fake = self.generator_step(real * (1 - absent[:, :, None, None]), t_hot)
-            cycle_in, others, cycle_real = cycle_inputs(real, fake, target, absent)
-            o_hot = torch.nn.functional.one_hot(others, n).float()
-            cycles = self.generator_step(cycle_in, o_hot)
-            target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
-
-            realness, logits = self.discriminator(torch.cat([fake, cycles]))
-        fake_realness, cycle_realness = realness[:batch].float(), realness[batch:].float()
-        losses = {
-            "cycle_l1": multiple_cycle_l1(cycles.float(), cycle_real, n - 1),
-            "cycle_ssim": multiple_cycle_ssim(cycles.float(), cycle_real, n - 1),
-            "direct_l1": torch.abs(fake.float() - target_real).mean(),
-            "g_adversarial": lsgan_real(fake_realness) + (n - 1) * lsgan_real(cycle_realness),
-            "g_classification": classification(logits[:batch].float(), target)
-            + (n - 1) * classification(logits[batch:].float(), others),
-        }
-        w = cfg.weights
-        g_loss = (w.cycle_l1 * losses["cycle_l1"] + w.cycle_ssim * losses["cycle_ssim"] + w.direct_l1 * losses["direct_l1"]
-                  + w.adversarial * losses["g_adversarial"] + w.generator_classification * losses["g_classification"])
+        target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
+        losses = {"direct_l1": torch.abs(fake.float() - target_real).mean()}
+        if w.direct_ssim:
+            losses["direct_ssim"] = ssim_loss(fake.float(), target_real, dynamic_range(target_real))
+        generated = fake
+        if w.uses_cycles:
+            with self._autocast():
+                cycle_in, others, cycle_real = cycle_inputs(real, fake, target, absent)
+                cycles = self.generator_step(cycle_in, torch.nn.functional.one_hot(others, n).float())
+            # Only where the subject has the contrast is there a real image to reconstruct.
+            valid = present.T.gather(0, (others.view(n - 1, batch))).flatten()
+            losses["cycle_l1"] = multiple_cycle_l1(cycles.float(), cycle_real, n - 1, valid)
+            losses["cycle_ssim"] = multiple_cycle_ssim(cycles.float(), cycle_real, n - 1, valid=valid)
+            generated = torch.cat([fake, cycles])
+        if w.uses_discriminator:
+            with self._autocast():
+                realness, logits = self.discriminator(generated)
+            losses["g_adversarial"] = lsgan_real(realness[:batch].float())
+            losses["g_classification"] = classification(logits[:batch].float(), target)
+            if w.uses_cycles:  # each of the N-1 reconstructions counts as much as the fake
+                losses["g_adversarial"] = losses["g_adversarial"] + (n - 1) * lsgan_real(realness[batch:].float())
+                losses["g_classification"] = losses["g_classification"] + (n - 1) * classification(logits[batch:].float(), others)
+        weight_of = {"direct_l1": w.direct_l1, "direct_ssim": w.direct_ssim, "cycle_l1": w.cycle_l1, "cycle_ssim": w.cycle_ssim,
+                     "g_adversarial": w.adversarial, "g_classification": w.generator_classification}
+        g_loss = sum(weight_of[name] * value for name, value in losses.items())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.sched_g.step()
         self.discriminator.requires_grad_(True)
 
-        if self.step % cfg.discriminator_every == 0:
-            all_real = real.reshape(batch * n, 1, *real.shape[-2:])
-            labels = torch.arange(n, device=self.device).repeat(batch)
+        if w.uses_discriminator and self.step % cfg.discriminator_every == 0:
+            # Real images of the contrasts the subjects have; an absent contrast is a blank, not a real image.
+            all_real = real.reshape(batch * n, 1, *real.shape[-2:])[present.flatten()]
+            classes = torch.arange(n, device=self.device).repeat(batch)[present.flatten()]
             with self._autocast():
                 real_realness, real_logits = self.discriminator_step(all_real)
-                fake_realness_d, _ = self.discriminator_step(torch.cat([fake, cycles]).detach())
+                fake_realness_d, _ = self.discriminator_step(generated.detach())
             losses["d_adversarial"] = lsgan_real(real_realness.float()) + lsgan_fake(fake_realness_d.float())
             # The classifier learns from real images only.
-            losses["d_classification"] = classification(real_logits.float(), labels)
+            losses["d_classification"] = classification(real_logits.float(), classes)
             d_loss = w.discriminator * (losses["d_adversarial"] + losses["d_classification"])
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             self.opt_d.step()
-        self.sched_d.step()
+        if w.uses_discriminator:
+            self.sched_d.step()
         self.step += 1
         values = {k: float(v.detach()) for k, v in losses.items()}
         values["g_total"] = float(g_loss.detach())
@@ -212,20 +232,26 @@ class Trainer:
         grown = (cfg.missing_max - cfg.missing_min + 1) * self.step // cfg.curriculum_steps
         return min(cfg.missing_max, cfg.missing_min + grown)
 
-    def draw_missing(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_missing(self, batch: int, present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample the target contrast and the (B, N) mask of zero-filled inputs, target included.
 
         The count of absent contrasts is uniform over the allowed range, the target uniform, and the
-        others uniform among the rest, so every count gets the same share of steps.
+        others uniform among the rest, so every count gets the same share of steps. `present` (B, N)
+        says which contrasts each sample's subject has: the target is one of them, the others are
+        always zero-filled, and at least one present contrast stays an input.
         """
         cfg, n = self.config, len(self.config.contrasts)
-        target = torch.randint(n, (batch,), generator=self.rng)
-        absent = torch.nn.functional.one_hot(target, n).float()
-        if cfg.missing_max > 1:
-            counts = torch.randint(cfg.missing_min, self.largest_missing() + 1, (batch,), generator=self.rng)
-            for sample in range(batch):
-                others = [j for j in torch.randperm(n, generator=self.rng).tolist() if j != int(target[sample])]
-                absent[sample, others[: int(counts[sample]) - 1]] = 1.0
+        present = torch.ones(batch, n, dtype=torch.bool) if present is None else present.cpu()
+        scores = torch.rand(batch, n, generator=self.rng).masked_fill(~present, -1.0)
+        target = scores.argmax(dim=1)
+        absent = torch.nn.functional.one_hot(target, n).float() + (~present).float()
+        counts = (torch.randint(cfg.missing_min, self.largest_missing() + 1, (batch,), generator=self.rng)
+                  if cfg.missing_max > 1 else torch.ones(batch, dtype=torch.long))
+        for sample in range(batch):
+            candidates = [j for j in torch.randperm(n, generator=self.rng).tolist() if absent[sample, j] == 0] \
+                if cfg.missing_max > 1 else []
+            extra = min(int(counts[sample]) - int(absent[sample].sum()), len(candidates) - 1)
+            absent[sample, candidates[: max(extra, 0)]] = 1.0
         return target, absent
 
     # ----- validation ---------------------------------------------------------------------------
@@ -239,8 +265,10 @@ class Trainer:
         with torch.inference_mode():
             for number, subject in enumerate(data.subjects):
                 chosen = np.nonzero(data.subject_index == number)[0]
-                images, masks = data.images[chosen], data.masks[chosen].numpy()
+                images, masks = data.images[chosen].float(), data.masks[chosen].numpy()
                 for k, key in enumerate(self.config.contrasts):
+                    if not data.present[chosen[0], k]:
+                        continue  # the subject lacks this contrast: nothing to score against
                     fakes = []
                     for start in range(0, len(chosen), 8):
                         part = images[start : start + 8].to(self.device)

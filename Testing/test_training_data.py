@@ -1,0 +1,201 @@
+"""Training data at the scale of training.json: every orientation, grid and format loads; incomplete
+studies train with their absent contrasts never a target and no loss where no real image exists; the
+CPU recipe (random crops, AdamW, direct phase) resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from CollaGANImputeLib.data import Subject, build_slice_set, discover_subjects, prepare_subject, random_crops
+from CollaGANImputeLib.errors import InputError
+from CollaGANImputeLib.losses import LossWeights, multiple_cycle_l1
+from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.training import TrainConfig, Trainer
+from conftest import CONTRASTS, SHARED_DATA
+
+TRAINING = SHARED_DATA / "training.json"
+# One subject of each kind that differs from the BraTS 2023 LPS NIfTI: MetaImage with spaces in its file
+# names on its own 160x216x176 grid; RAS; LAS MNI 182x218x182 stored as scaled int16.
+KINDS = ("BRATS2012_HG0015", "BraTS-SSA-00002-000", "OpenMS-patient07")
+DIRECT = LossWeights(cycle_l1=0, cycle_ssim=0, adversarial=0, generator_classification=0, direct_l1=1, direct_ssim=1)
+
+
+@pytest.fixture(scope="module")
+def training_subjects() -> dict[str, Subject]:
+    if not TRAINING.is_file():
+        pytest.skip(f"real training data not found: expected {TRAINING}")
+    return {s.name: s for s in discover_subjects(TRAINING, CONTRASTS)}
+
+
+def small_config(**overrides) -> TrainConfig:
+    values = dict(generator=GeneratorConfig(4, 4, 8, 4), discriminator=DiscriminatorConfig(4, 2), steps=40, batch_size=2,
+                  lr=1e-3, lr_discriminator=1e-3, validate_every=1000, checkpoint_every=1000)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def check_canonical_orientation(study) -> None:
+    """Canonical index [k, j, i] runs inferior->superior, anterior->posterior, right->left in physical (LPS) space."""
+    markers = np.zeros(study.mask.shape, dtype=np.float32)
+    markers[-1, 0, 0], markers[0, -1, -1] = 1, 2
+    image = study.to_reference_image(markers)
+    array = sitk.GetArrayViewFromImage(image)
+    points = {int(v): np.array(image.TransformIndexToPhysicalPoint([int(c) for c in np.argwhere(array == v)[0][::-1]]))
+              for v in (1, 2)}
+    assert points[1][2] > points[2][2]  # superior
+    assert points[1][1] < points[2][1]  # anterior (LPS: y grows posterior)
+    assert points[1][0] < points[2][0]  # right (LPS: x grows left)
+
+
+def test_every_kind_of_training_subject_loads(training_subjects):
+    assert len(training_subjects) == 26
+    assert " " in training_subjects["BRATS2012_HG0015"].files["t1gd"].name
+    for name in KINDS:
+        study = prepare_subject(training_subjects[name], CONTRASTS)
+        check_canonical_orientation(study)
+        brain = study.mask
+        assert 0.001 < brain.mean() < 0.5, name
+        for key in CONTRASTS:
+            assert study.images[key][brain].std() == pytest.approx(1.0, rel=1e-3), (name, key)
+            assert not study.images[key][~brain].any()
+    slices = build_slice_set({name: prepare_subject(training_subjects[name], CONTRASTS) for name in KINDS[2:]}, CONTRASTS, (192, 160))
+    assert slices.masks.any(dim=(1, 2)).all() and len(slices) > 100  # the MNI brain fits the BraTS canvas
+
+
+def test_scaled_int16_is_read_with_its_scale(training_subjects):
+    import nibabel
+
+    from CollaGANImputeLib.volumes import read_volume
+
+    path = training_subjects["OpenMS-patient07"].files["flair"]
+    stored = nibabel.load(str(path))
+    assert stored.get_data_dtype() == np.int16 and stored.dataobj.slope != 1.0
+    read = sitk.GetArrayFromImage(read_volume(path, "flair"))
+    expected = np.asarray(stored.get_fdata(), dtype=np.float32).transpose(2, 1, 0)
+    np.testing.assert_allclose(read, expected, rtol=1e-5, atol=1e-3 * float(stored.dataobj.slope))
+
+
+@pytest.mark.slow
+def test_all_training_subjects_load(training_subjects):
+    for name, subject in training_subjects.items():
+        study = prepare_subject(subject, CONTRASTS)
+        check_canonical_orientation(study)
+        assert 0.001 < study.mask.mean() < 0.5, name
+
+
+@pytest.fixture(scope="module")
+def incomplete(training_subjects, tmp_path_factory):
+    """Two real subjects in a manifest; the second has no FLAIR. Cut to 24 slices for speed."""
+    folder = tmp_path_factory.mktemp("incomplete")
+    entries = {}
+    for name, drop in (("TCGA-DU-7294", None), ("Brats18_2013_11_1", "flair")):
+        entries[name] = {"dir": name}
+        (folder / name).mkdir()
+        for key, path in training_subjects[name].files.items():
+            if key == drop:
+                continue
+            sitk.WriteImage(sitk.ReadImage(str(path))[:, :, 65:89], str(folder / name / f"{key}.nii.gz"))
+            entries[name][key] = f"{key}.nii.gz"
+    (folder / "manifest.json").write_text(json.dumps({"subjects": entries}))
+    return folder / "manifest.json"
+
+
+def test_incomplete_subjects_are_refused_unless_training(incomplete):
+    with pytest.raises(InputError, match="Brats18_2013_11_1.*has no FLAIR"):
+        discover_subjects(incomplete, CONTRASTS)
+    subjects = discover_subjects(incomplete, CONTRASTS, incomplete=True)
+    assert set(subjects[1].files) == {"t1", "t1gd", "t2"}
+
+
+@pytest.fixture(scope="module")
+def incomplete_slices(incomplete):
+    subjects = discover_subjects(incomplete, CONTRASTS, incomplete=True)
+    return build_slice_set({s.name: prepare_subject(s, CONTRASTS) for s in subjects}, CONTRASTS, (160, 160), max_slices_per_subject=8)
+
+
+def test_absent_contrast_is_zero_and_marked(incomplete_slices):
+    lacking = torch.from_numpy(incomplete_slices.subject_index == 1)
+    assert incomplete_slices.present[lacking].tolist() == [[True, True, True, False]] * 8
+    assert incomplete_slices.present[~lacking].all()
+    assert not incomplete_slices.images[lacking, 3].any()
+
+
+def test_absent_contrast_is_never_a_target_and_always_an_absent_input(incomplete_slices, tmp_path):
+    trainer = Trainer(small_config(missing_max=3), incomplete_slices, tmp_path)
+    present = torch.tensor([[True, True, True, False]] * 200)
+    target, absent = trainer.draw_missing(200, present)
+    assert set(target.tolist()) == {0, 1, 2}
+    assert absent[:, 3].eq(1).all()
+    assert absent[torch.arange(200), target].eq(1).all()
+    assert (absent[:, :3] == 0).any(dim=1).all()  # at least one real input is left
+    assert set(absent.sum(dim=1).int().tolist()) == {2, 3}  # 1-3 absent besides the missing FLAIR, capped so one input stays
+
+
+def test_no_loss_where_no_real_image_exists(incomplete_slices, tmp_path):
+    """Fill the absent FLAIR with huge values: were any loss to read it, the losses would explode."""
+    data = incomplete_slices
+    lacking = torch.from_numpy(data.subject_index == 1)
+    only = type(data)(data.images[lacking], data.masks[lacking], ["x"], np.zeros(int(lacking.sum()), dtype=int), data.present[lacking])
+    only.images[:, 3] = 1e4  # boolean indexing copied the images: the fixture keeps its zeros
+    trainer = Trainer(small_config(batch_size=4, crop=96), only, tmp_path)
+    for _ in range(3):
+        values = trainer.train_step()
+        assert values["direct_l1"] < 50 and values["cycle_l1"] < 150, values
+        assert values["d_adversarial" if "d_adversarial" in values else "g_total"] < 1e3, values
+    # The masked mean ignores invalid entries and equals the plain mean when every entry is valid.
+    recon, real = torch.rand(6, 1, 8, 8), torch.rand(6, 1, 8, 8)
+    valid = torch.tensor([1, 1, 1, 1, 0, 1])
+    assert multiple_cycle_l1(recon, real, 3, torch.ones(6)).item() == pytest.approx(multiple_cycle_l1(recon, real, 3).item())
+    per_image = (recon - real).abs().flatten(1).mean(dim=1).view(3, 2)
+    expected = per_image[0].mean() + per_image[1].mean() + per_image[2, 1]
+    assert multiple_cycle_l1(recon, real, 3, valid).item() == pytest.approx(expected.item())
+
+
+def test_random_crops_cut_one_window_per_sample():
+    images = torch.arange(2 * 4 * 32 * 48, dtype=torch.float32).view(2, 4, 32, 48)
+    crops = random_crops(images, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 4, 16, 16)
+    for sample in range(2):
+        top, left = np.argwhere(images[sample, 0].numpy() == float(crops[sample, 0, 0, 0]))[0]
+        torch.testing.assert_close(crops[sample], images[sample, :, top : top + 16, left : left + 16])
+    with pytest.raises(InputError, match="larger than the training canvas"):
+        random_crops(images, 40, torch.Generator())
+
+
+@pytest.mark.parametrize("weights", [DIRECT, LossWeights()], ids=["direct-phase", "method-losses"])
+def test_cpu_recipe_resumes_exactly(incomplete_slices, tmp_path, weights):
+    config = small_config(steps=4, batch_size=3, crop=96, optimizer="adamw", weights=weights, missing_max=3)
+    straight = Trainer(config, incomplete_slices, tmp_path / "straight")
+    expected = [straight.train_step() for _ in range(4)]
+    first = Trainer(config, incomplete_slices, tmp_path / "resumed")
+    first.train_step(), first.train_step()
+    first.save()
+    torch.manual_seed(99)
+    resumed = Trainer(config, incomplete_slices, tmp_path / "resumed")
+    resumed.load()
+    for want, have in zip(expected[2:], [resumed.train_step() for _ in range(2)]):
+        assert want.keys() == have.keys()
+        for key in want:
+            assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), key
+    assert ("cycle_l1" in expected[0]) == weights.uses_cycles
+
+
+def test_direct_phase_leaves_the_discriminator_alone(incomplete_slices, tmp_path):
+    trainer = Trainer(small_config(crop=96, weights=DIRECT), incomplete_slices, tmp_path)
+    before = {k: v.clone() for k, v in trainer.discriminator.state_dict().items()}
+    values = trainer.train_step(), trainer.train_step()
+    assert set(values[0]) == {"direct_l1", "direct_ssim", "g_total"}
+    for key, tensor in trainer.discriminator.state_dict().items():
+        torch.testing.assert_close(tensor, before[key])
+
+
+def test_crop_must_fit_the_network_and_canvas(incomplete_slices, tmp_path):
+    with pytest.raises(InputError, match="multiple of 16"):
+        Trainer(small_config(crop=100), incomplete_slices, tmp_path)
+    with pytest.raises(InputError, match="fit the training canvas"):
+        Trainer(small_config(crop=176), incomplete_slices, tmp_path)
