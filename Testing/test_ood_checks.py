@@ -161,8 +161,8 @@ def test_command_line_refuses_with_reasons_and_forces(du7294, tiny_model_path, t
         sitk.WriteImage(_resampled(du7294[key], (1.0, 1.0, 5.0))[100:140, 100:140, :], str(paths[key]))
     command = [sys.executable, "-m", "CollaGANImputeLib", "impute", *(a for k, p in paths.items() for a in (f"--{k}", str(p))),
                "--missing", "t1gd", "-o", str(tmp_path / "out.nii.gz"), "--weights", str(tiny_model_path), "--device", "cpu"]
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(command, capture_output=True, encoding="utf-8", timeout=300)
     assert refused.returncode == 2 and "T2 has 5 mm slices" in refused.stderr and not (tmp_path / "out.nii.gz").exists()
-    forced = subprocess.run([*command, "--force"], capture_output=True, text=True, timeout=300)
+    forced = subprocess.run([*command, "--force"], capture_output=True, encoding="utf-8", timeout=300)
     assert forced.returncode == 0, forced.stderr
     assert "note: imputed although FLAIR has 5 mm slices" in forced.stderr and (tmp_path / "out.nii.gz").is_file()

@@ -121,7 +121,7 @@ def test_command_line_study_picks_the_right_series_and_says_which(tmp_path):
     if not RAW.is_dir():
         pytest.skip(f"real data not found: expected the raw study in {RAW}")
     done = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "impute", "--study", str(RAW), "--missing", "t1gd",
-                           "-o", str(tmp_path / "t1gd.nii.gz"), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                           "-o", str(tmp_path / "t1gd.nii.gz"), "--device", "cpu"], capture_output=True, encoding="utf-8", timeout=300)
     assert done.returncode == 2, done.stderr
     assert "study: T1 <- T1_AX_" in done.stderr and "study: T2 <- MRHR_T2_AX" in done.stderr and "study: FLAIR <- MRHR_FLAIR_AX" in done.stderr
     assert "two or more" not in done.stderr
