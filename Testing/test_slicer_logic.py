@@ -308,7 +308,9 @@ def test_train_runs_the_engine_command_and_yields_a_loadable_model(module, tmp_p
     data = tmp_path / "data"
     for index in range(2):
         for key in CONTRASTS:
-            image = sitk.GetImageFromArray((np.random.default_rng(index).random((4, 32, 32)) * 50 + 10).astype(np.float32))
+            # each contrast its own voxels: one volume given for two contrasts is refused
+            seed = 10 * index + CONTRASTS.index(key)
+            image = sitk.GetImageFromArray((np.random.default_rng(seed).random((4, 32, 32)) * 50 + 10).astype(np.float32))
             (data / f"s{index}").mkdir(parents=True, exist_ok=True)
             sitk.WriteImage(image, str(data / f"s{index}" / f"s{index}_{key}.nii.gz"))
     progress = []
