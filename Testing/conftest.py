@@ -154,3 +154,25 @@ def module():
     yield loaded
     for name in added:
         sys.modules.pop(name, None)
+
+
+def write_dicom_series(image, folder: Path, uid: str, **tags: str) -> None:
+    """`image` written as a DICOM series with the naming tags given (SeriesDescription=..., ContrastBolusAgent=...)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True)
+    codes = {"SeriesDescription": "0008|103e", "ProtocolName": "0018|1030", "ContrastBolusAgent": "0018|0010"}
+    integer = sitk.Cast(image, sitk.sitkInt16)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(integer.GetDepth()):
+        plane = integer[:, :, k]
+        position = integer.TransformIndexToPhysicalPoint((0, 0, k))
+        for tag, value in (("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
+                           ("0020|0037", "\\".join(f"{v:.6f}" for v in np.array(integer.GetDirection()).reshape(3, 3)[:, :2].T.ravel())),
+                           ("0020|0013", str(k + 1)), ("0020|000e", uid), ("0008|0060", "MR"),
+                           *((codes[name], value) for name, value in tags.items())):
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(plane)

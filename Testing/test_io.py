@@ -13,7 +13,7 @@ from CollaGANImputeLib.contrasts import find_study_files, match_contrast
 from CollaGANImputeLib.errors import InputError, ModelError
 from CollaGANImputeLib.metrics import brasyn_normalise, image_metrics
 from CollaGANImputeLib.volumes import read_volume, write_volume
-from conftest import CONTRASTS, SHARED_DATA, subject_files
+from conftest import CONTRASTS, SHARED_DATA, subject_files, write_dicom_series
 
 
 @pytest.mark.parametrize("name, key", [
@@ -51,20 +51,7 @@ def test_formats_and_dicom_series_keep_geometry(manifest, tmp_path):
         assert image.GetOrigin() == pytest.approx(reference.GetOrigin()) and image.GetDirection() == pytest.approx(reference.GetDirection())
         np.testing.assert_array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(reference))
     series = tmp_path / "dicom"
-    series.mkdir()
-    integer = sitk.Cast(source, sitk.sitkInt16)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(integer.GetDepth()):
-        plane = integer[:, :, k]
-        position = integer.TransformIndexToPhysicalPoint((0, 0, k))
-        for tag, value in (("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
-                           ("0020|0037", "\\".join(f"{v:.6f}" for v in np.array(integer.GetDirection()).reshape(3, 3)[:, :2].T.ravel())),
-                           ("0020|0013", str(k + 1)), ("0020|000e", "1.2.826.0.1.3680043.2.1125.1.7294"),
-                           ("0008|0060", "MR")):
-            plane.SetMetaData(tag, value)
-        writer.SetFileName(str(series / f"slice{k:03d}.dcm"))
-        writer.Execute(plane)
+    write_dicom_series(source, series, "1.2.826.0.1.3680043.2.1125.1.7294")
     image = read_volume(series, "t2")
     assert image.GetSize() == reference.GetSize()
     assert image.GetOrigin() == pytest.approx(reference.GetOrigin(), abs=1e-3)

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from CollaGANImputeLib.contrasts import find_study_files, match_contrast
 from CollaGANImputeLib.errors import InputError
 from CollaGANImputeLib.series_recognition import recognise_name, recognise_study
-from conftest import CONTRASTS, SHARED_DATA, subject_files
+from conftest import CONTRASTS, SHARED_DATA, subject_files, write_dicom_series
 
 RAW = SHARED_DATA / "raw" / "TCGA-FG-6692-native"
 
@@ -64,25 +64,6 @@ def test_every_training_subject_is_recognised():
         assert {k: p.name for k, p in found.items()} == {k: entry[k] for k in CONTRASTS}, name
 
 
-def _dicom_series(image: sitk.Image, folder, uid: str, **tags: str) -> None:
-    """`image` written as a DICOM series with the naming tags given (SeriesDescription=..., ContrastBolusAgent=...)."""
-    folder.mkdir(parents=True)
-    codes = {"SeriesDescription": "0008|103e", "ProtocolName": "0018|1030", "ContrastBolusAgent": "0018|0010"}
-    integer = sitk.Cast(image, sitk.sitkInt16)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(integer.GetDepth()):
-        plane = integer[:, :, k]
-        position = integer.TransformIndexToPhysicalPoint((0, 0, k))
-        for tag, value in (("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
-                           ("0020|0037", "\\".join(f"{v:.6f}" for v in np.array(integer.GetDirection()).reshape(3, 3)[:, :2].T.ravel())),
-                           ("0020|0013", str(k + 1)), ("0020|000e", uid), ("0008|0060", "MR"),
-                           *((codes[name], value) for name, value in tags.items())):
-            plane.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(plane)
-
-
 def test_dicom_study_folder_by_series_description_and_contrast_agent(manifest, tmp_path):
     """A DICOM study of many series: localiser, DWI, SWI, a T1 before and after contrast (told apart only by the
     Contrast/Bolus Agent tag), T2 named by its protocol, FLAIR named by its folder alone."""
@@ -90,13 +71,13 @@ def test_dicom_study_folder_by_series_description_and_contrast_agent(manifest, t
     crop = (slice(100, 140), slice(100, 140), slice(74, 78))
     t1, t1gd, t2, flair = (sitk.ReadImage(str(files[k]))[crop] for k in CONTRASTS)
     study = tmp_path / "study"
-    _dicom_series(t1, study / "s1", "1.2.3.1", SeriesDescription="AAHead_Scout")
-    _dicom_series(t2, study / "s2", "1.2.3.2", SeriesDescription="ep2d_diff_3scan_trace")
-    _dicom_series(t2, study / "s3", "1.2.3.3", SeriesDescription="SWI_Images")
-    _dicom_series(t1, study / "s4", "1.2.3.4", SeriesDescription="AX T1 SE")
-    _dicom_series(t1gd, study / "s5", "1.2.3.5", SeriesDescription="AX T1 SE", ContrastBolusAgent="GADOVIST 7.5 ML")
-    _dicom_series(t2, study / "s6", "1.2.3.6", ProtocolName="t2_tse_tra")
-    _dicom_series(flair, study / "T2_FLAIR_AX", "1.2.3.7")
+    write_dicom_series(t1, study / "s1", "1.2.3.1", SeriesDescription="AAHead_Scout")
+    write_dicom_series(t2, study / "s2", "1.2.3.2", SeriesDescription="ep2d_diff_3scan_trace")
+    write_dicom_series(t2, study / "s3", "1.2.3.3", SeriesDescription="SWI_Images")
+    write_dicom_series(t1, study / "s4", "1.2.3.4", SeriesDescription="AX T1 SE")
+    write_dicom_series(t1gd, study / "s5", "1.2.3.5", SeriesDescription="AX T1 SE", ContrastBolusAgent="GADOVIST 7.5 ML")
+    write_dicom_series(t2, study / "s6", "1.2.3.6", ProtocolName="t2_tse_tra")
+    write_dicom_series(flair, study / "T2_FLAIR_AX", "1.2.3.7")
     (study / "notes").mkdir()  # no DICOM in it: not a series
     series = recognise_study(study, CONTRASTS)
     assert {k: p.name for k, p in series.files.items()} == {"t1": "s4", "t1gd": "s5", "t2": "s6", "flair": "T2_FLAIR_AX"}
@@ -109,7 +90,7 @@ def test_dicom_study_folder_by_series_description_and_contrast_agent(manifest, t
                                   sitk.GetArrayFromImage(sitk.Cast(sitk.Cast(t1gd, sitk.sitkInt16), sitk.sitkFloat32)))
 
     # Two T1s (an axial SE and a sagittal MPRAGE): a question listing both, not a guess.
-    _dicom_series(t1, study / "s8", "1.2.3.8", SeriesDescription="t1_mprage_sag_p2_iso")
+    write_dicom_series(t1, study / "s8", "1.2.3.8", SeriesDescription="t1_mprage_sag_p2_iso")
     with pytest.raises(InputError, match=r"T1: two or more series in '.*study' match it: s4 \(series 'AX T1 SE': named T1 .*\); "
                                          r"s8 \(series 't1_mprage_sag_p2_iso': named T1 \(word 'mprage'\)\)\. Give the one to use explicitly \(--t1 PATH"):
         recognise_study(study, CONTRASTS)
