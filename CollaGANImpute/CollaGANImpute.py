@@ -1,7 +1,7 @@
 """CollaGANImpute: impute a missing MRI contrast (T1, T1Gd, T2, FLAIR) of a brain study in 3D Slicer.
 
 The widget only wires the panel to CollaGANImputeLogic; the logic turns nodes into images through
-CollaGANImputeLib.mrml and calls the CollaGANImputeLib engine, which does all the real work. PyTorch,
+CollaGANImputeLib.io.mrml and calls the CollaGANImputeLib engine, which does all the real work. PyTorch,
 scikit-image and safetensors are imported only when work starts, after the user agreed to install them.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 import importlib
-import io
 import importlib.util
+import io
 import logging
 import os
 import shutil
@@ -23,9 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import qt
-import vtk
-
 import slicer
+import vtk
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.errors import Cancelled, InputError, ModelError
+from CollaGANImputeLib.core.jobs import CommandJob, ThreadJob
+from CollaGANImputeLib.io import mrml
+from CollaGANImputeLib.io.series_recognition import match_contrast
+from CollaGANImputeLib.model.model_card import WEAK_RANKING
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -33,12 +38,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from CollaGANImputeLib import mrml
-from CollaGANImputeLib.contrasts import display_name, match_contrast
-from CollaGANImputeLib.errors import Cancelled, InputError, ModelError
-from CollaGANImputeLib.jobs import CommandJob, ThreadJob
-from CollaGANImputeLib.model_card import WEAK_RANKING
 
 # Import name -> pip requirement; torch comes from the PyTorch extension when it is there.
 DEPENDENCIES = {"torch": "torch>=2.1", "safetensors": "safetensors>=0.4", "skimage": "scikit-image>=0.21", "tqdm": "tqdm>=4.60",
@@ -128,7 +127,7 @@ class ImputationRequest:
     reference: str | None = None
     real: object = None
     uncertainty: bool = False
-    views: int = 1  # shifted and mirrored views averaged (inference.synthesise)
+    views: int = 1  # shifted and mirrored views averaged (synthesis.synthesise)
     force: bool = False  # impute a study that fails the out-of-distribution checks (their findings become notes)
     inputNodes: dict = field(default_factory=dict)  # the nodes the images came from: main thread only, for the views
     realNode: object = None
@@ -173,7 +172,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     """Everything the module does, usable from the Python console without the panel.
 
     How work runs: the GUI calls `startImputation`, which runs the engine's `impute` in a Python worker
-    thread (CollaGANImputeLib.jobs.ThreadJob) and is polled by a QTimer on the main thread. Chosen over a
+    thread (CollaGANImputeLib.core.jobs.ThreadJob) and is polled by a QTimer on the main thread. Chosen over a
     background PythonSlicer process because the volumes go to the engine and come back in memory, so
     there are no temporary files to write or clean up, cancel is the engine's own `cancel` callback
     (checked between slice batches, so nothing is half made), and PyTorch releases the GIL while it
@@ -239,15 +238,15 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def modelCard(weights: str | None = None) -> dict:
         """The model card of `weights` (the bundled model when empty) without loading the weights."""
-        from CollaGANImputeLib.model_card import bundled_weights, read_card
+        from CollaGANImputeLib.model.model_card import bundled_weights, read_card
 
         return read_card(weights or bundled_weights())
 
     def model(self, weights: str | None = None, device: str = "auto"):
         """A loaded model (sha256-checked), cached per weights file and device."""
-        from CollaGANImputeLib.inference import select_device
-        from CollaGANImputeLib.model_card import bundled_weights
-        from CollaGANImputeLib.model_io import load_model
+        from CollaGANImputeLib.inference.synthesis import select_device
+        from CollaGANImputeLib.model.model_card import bundled_weights
+        from CollaGANImputeLib.model.weights import load_model
 
         path = Path(weights) if weights else bundled_weights()
         key = (str(path.resolve()), str(select_device(device)), path.stat().st_mtime if path.exists() else 0)
@@ -342,7 +341,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
         """The engine's work, safe in a worker thread: (imputations by contrast, model name, comparison or None)."""
-        from CollaGANImputeLib.inference import impute_all
+        from CollaGANImputeLib.inference.imputation import impute_all
 
         report = progress or (lambda done, total, stage: None)
         names = ", ".join(display_name(k) for k in request.targets)
@@ -366,8 +365,8 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def compare(imputation, real) -> Comparison:
         """SSIM/PSNR/NMSE (engine's score_imputation) and |imputed - real| on the imputation's grid."""
-        from CollaGANImputeLib.evaluation import score_imputation
-        from CollaGANImputeLib.geometry import to_canonical_array
+        from CollaGANImputeLib.analysis.evaluation import score_imputation
+        from CollaGANImputeLib.io.geometry import to_canonical_array
 
         metrics, real_array = score_imputation(imputation, real)
         difference = np.abs(to_canonical_array(imputation.image) - real_array)
@@ -493,8 +492,8 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     def computeImportance(self, request: ImportanceRequest, progress=None, cancel=None):
         """The engine's importance.analyse_study, safe in a worker thread; returns its ImportanceReport."""
-        from CollaGANImputeLib.importance import analyse_study
-        from CollaGANImputeLib.segmenters import load_segmenter
+        from CollaGANImputeLib.analysis.importance import analyse_study
+        from CollaGANImputeLib.preparation.segmenters import load_segmenter
 
         report = progress or (lambda done, total, stage: None)
         report(0, 0, "Loading the model")
@@ -524,7 +523,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def writeImportance(report, folder: str) -> dict:
-        from CollaGANImputeLib.importance import write_report
+        from CollaGANImputeLib.analysis.importance_report import write_report
 
         return write_report(report, folder)
 
@@ -533,7 +532,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
                      device: str = "auto", progress=None, cancel=None) -> dict:
         """Impute `missing` for each study folder under `studiesFolder` (file names say the contrast);
         writes OUTPUT/<study>_<missing>_collagan.nii.gz. Returns study -> file written or reason skipped."""
-        from CollaGANImputeLib.batch import impute_folder
+        from CollaGANImputeLib.inference.batch import impute_folder
 
         return impute_folder(self.model(weights, device), studiesFolder, outputFolder, missing,
                              progress=progress, cancel=cancel)
@@ -637,7 +636,7 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
 class ReadingSessionLogic:
     """Shows the items of a blinded reading session one at a time, with nothing that tells their class.
 
-    Order, answers, undo and progress live in CollaGANImputeLib.reading_session (Qt-free, tested);
+    Order, answers, undo and progress live in CollaGANImputeLib.reading.session (Qt-free, tested);
     this class only puts the current item in the scene under a neutral name with the session's window,
     and (in the application) switches to one bare slice view: no view controllers, corner annotations
     or data probe, which would show node names and voxel values.
@@ -650,7 +649,7 @@ class ReadingSessionLogic:
 
     def open(self, folder: str, rater: str):
         """A Reader for `rater` in the session at `folder` (InputError when either is unusable)."""
-        from CollaGANImputeLib.reading_session import Session
+        from CollaGANImputeLib.reading.session import Session
 
         if not rater.strip():
             raise InputError("enter the rater's name first")
@@ -658,7 +657,7 @@ class ReadingSessionLogic:
 
     def showItem(self, session, item):
         """Replace the shown item by `item`: a volume node named READING_NODE_NAME, windowed by the session."""
-        from CollaGANImputeLib.volumes import read_volume
+        from CollaGANImputeLib.io.volumes import read_volume
 
         self.clearItem()
         scene = self.scene or slicer.mrmlScene
@@ -720,10 +719,10 @@ class ReadingSessionLogic:
 
     @staticmethod
     def scoreSession(folder: str, exportTo: str | None = None):
-        """Results of every rater of the session (reading_report.score_session); with `exportTo`, also
+        """Results of every rater of the session (reading.report.score_session); with `exportTo`, also
         writes results.csv and report.md (+ report.png) there."""
-        from CollaGANImputeLib.reading_report import score_session, write_csv, write_report
-        from CollaGANImputeLib.reading_session import Session
+        from CollaGANImputeLib.reading.report import score_session, write_csv, write_report
+        from CollaGANImputeLib.reading.session import Session
 
         results = score_session(Session(folder))
         if exportTo:
@@ -1174,7 +1173,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._dependenciesReady():
             return
-        from CollaGANImputeLib.inference import VIEWS
+        from CollaGANImputeLib.inference.synthesis import VIEWS
 
         node = self._parameterNode
         try:
@@ -1299,7 +1298,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return f" Report written to {Path(next(iter(written.values()))).parent}."
 
     def _showImportance(self, report) -> None:
-        from CollaGANImputeLib.importance import figure
+        from CollaGANImputeLib.analysis.importance_report import figure
 
         fillTable(self.ui.analysisTable, report.table())
         buffer = io.BytesIO()

@@ -80,9 +80,8 @@ def assert_same_grid(image, reference) -> None:
 def tiny_model_path(tmp_path_factory) -> Path:
     """A small untrained 4-contrast generator with its card: fast enough for geometry and CLI tests."""
     import torch
-
-    from CollaGANImputeLib.model_io import save_model
-    from CollaGANImputeLib.networks import Generator, GeneratorConfig
+    from CollaGANImputeLib.model.networks import Generator, GeneratorConfig
+    from CollaGANImputeLib.model.weights import save_model
 
     torch.manual_seed(0)
     generator = Generator(GeneratorConfig(num_contrasts=4, branch_width=4, decoder_width=8, depth=3))
@@ -93,7 +92,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_any_model_path(tiny_model_path, tmp_path_factory) -> Path:
     """The same tiny generator with a card saying it was trained for any subset of absent inputs."""
-    from CollaGANImputeLib.model_io import load_model, save_model
+    from CollaGANImputeLib.model.weights import load_model, save_model
 
     path = tmp_path_factory.mktemp("models") / "tiny_any.safetensors"
     return save_model(load_model(tiny_model_path).generator, CONTRASTS, path,
@@ -102,14 +101,14 @@ def tiny_any_model_path(tiny_model_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
-    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.model.weights import load_model
 
     return load_model(tiny_model_path)
 
 
 @pytest.fixture(scope="session")
 def sample_files() -> dict[str, Path]:
-    from CollaGANImputeLib.demo import sample_case_files
+    from CollaGANImputeLib.analysis.demo import sample_case_files
 
     return sample_case_files(CONTRASTS)
 

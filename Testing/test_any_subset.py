@@ -4,13 +4,13 @@ chains of one-missing imputations, in the library and on the command line."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.cli import main
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.inference import impute, impute_all, network_stack, synthesise
-from CollaGANImputeLib.model_io import load_model
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.inference.imputation import impute, impute_all
+from CollaGANImputeLib.inference.synthesis import network_stack, synthesise
+from CollaGANImputeLib.io.geometry import to_canonical_array
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import CONTRASTS, subject_files
 
 

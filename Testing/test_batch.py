@@ -9,9 +9,8 @@ import threading
 
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.batch import impute_folder, manifest_path, output_path
-from CollaGANImputeLib.errors import Cancelled, InputError
+from CollaGANImputeLib.core.errors import Cancelled, InputError
+from CollaGANImputeLib.inference.batch import impute_folder, manifest_path, output_path
 from conftest import REPO, subject_files
 
 SUBJECTS = ("AURORA-MET-example", "BraTS-GLI-00001-000", "TCGA-DU-7294")  # in the order they run; AURORA is RAS, the others LPS

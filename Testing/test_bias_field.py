@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.bias_field import bias_corrected, corrected_study, n4_bias_field
-from CollaGANImputeLib.data import discover_subjects, prepare_subject
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.evaluation import evaluate_subjects
-from CollaGANImputeLib.inference import impute, model_inputs, model_smoothing, network_stack, synthesise
-from CollaGANImputeLib.metrics import image_metrics
-from CollaGANImputeLib.model_io import load_model, save_model
-from CollaGANImputeLib.study import normalise_in_brain, prepare_study
+from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.core.metrics import image_metrics
+from CollaGANImputeLib.inference.imputation import impute
+from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, network_stack, synthesise
+from CollaGANImputeLib.model.weights import load_model, save_model
+from CollaGANImputeLib.preparation.bias_field import bias_corrected, corrected_study, n4_bias_field
+from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
+from CollaGANImputeLib.preparation.study import normalise_in_brain, prepare_study
 from conftest import CONTRASTS, REPO
 
 SAMPLE_DATA = REPO / "CollaGANImpute" / "Resources" / "SampleData"

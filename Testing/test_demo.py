@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.model.model_card import bundled_weights
+from CollaGANImputeLib.model.weights import load_model
 from PIL import Image
-
-from CollaGANImputeLib.cli import main
-from CollaGANImputeLib.model_card import bundled_weights
-from CollaGANImputeLib.model_io import load_model
 
 
 def test_bundled_model_card_is_honest():

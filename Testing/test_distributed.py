@@ -6,12 +6,12 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from CollaGANImputeLib.data import SliceSet
-from CollaGANImputeLib.distributed import ShardSampler, World, start, stop
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.training import TrainConfig, Trainer
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.preparation.data import SliceSet
+from CollaGANImputeLib.training.config import TrainConfig
+from CollaGANImputeLib.training.distributed import ShardSampler, World, start, stop
+from CollaGANImputeLib.training.trainer import Trainer
 
 SLICES = 10
 

@@ -6,19 +6,19 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
-
-from CollaGANImputeLib import error_model
-from CollaGANImputeLib.calibrate_cli import cmd_calibrate
-from CollaGANImputeLib.data import discover_subjects, prepare_subject
-from CollaGANImputeLib.errors import InputError, ModelError
-from CollaGANImputeLib.inference import impute_all, network_stack
-from CollaGANImputeLib.metrics import brasyn_normalise
-from CollaGANImputeLib.model_card import WEAK_RANKING, held_out_caveat, read_card, update_card
-from CollaGANImputeLib.model_io import load_model, save_model
-from CollaGANImputeLib.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.cli.calibrate import cmd_calibrate
+from CollaGANImputeLib.core.errors import InputError, ModelError
+from CollaGANImputeLib.core.metrics import brasyn_normalise
+from CollaGANImputeLib.inference import error_model
+from CollaGANImputeLib.inference.imputation import impute_all
+from CollaGANImputeLib.inference.reliability import available_methods, calibrate, describe, reliability_map, uncertainty_map
+from CollaGANImputeLib.inference.synthesis import network_stack
+from CollaGANImputeLib.model.model_card import WEAK_RANKING, held_out_caveat, read_card, update_card
+from CollaGANImputeLib.model.weights import load_model, save_model
+from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import CONTRASTS, REPO, crop_volumes, cropped_manifest, subject_files
+from scipy.stats import spearmanr
 
 T2 = 2
 ANY_SUBSET = {"contrasts": CONTRASTS, "missing_inputs": {"min": 1, "max": 3}}

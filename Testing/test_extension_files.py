@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 MODULE_DIR = REPO / "CollaGANImpute"
 S4EXT_FIELDS = ("scm", "scmurl", "scmrevision", "depends", "build_subdirectory", "homepage", "contributors",

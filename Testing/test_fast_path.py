@@ -6,13 +6,12 @@ network normalises over, and is exact given that canvas; bf16 stays within its d
 import numpy as np
 import pytest
 import torch
-
-from CollaGANImputeLib.inference import network_stack, synthesise, synthesise_naive
-from CollaGANImputeLib.study import padded_bounds, prepare_study
+from CollaGANImputeLib.inference.synthesis import network_stack, synthesise, synthesise_naive
+from CollaGANImputeLib.preparation.study import padded_bounds, prepare_study
 from conftest import subject_files
 
-EXACT = 1e-4  # brain standard deviations: float reassociation only (README: "Fast path tolerance")
-BF16 = 0.05  # bf16 autocast, as a fraction of the largest output value (README: "Fast path tolerance")
+EXACT = 1e-4  # brain standard deviations: float reassociation only (docs/benchmarks.md: "Fast path tolerance")
+BF16 = 0.05  # bf16 autocast, as a fraction of the largest output value (docs/benchmarks.md: "Fast path tolerance")
 
 
 @pytest.fixture(scope="module")

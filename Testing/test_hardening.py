@@ -20,20 +20,20 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from safetensors.torch import load_file, save_file
-
+from CollaGANImputeLib.cli.impute import _impute_parser
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.core.errors import InputError, ModelError
+from CollaGANImputeLib.inference.batch import impute_folder
+from CollaGANImputeLib.inference.imputation import require_usable_output
+from CollaGANImputeLib.io.atomic import atomic_path, folder_lock
+from CollaGANImputeLib.io.volume_files import MAX_VOXELS
+from CollaGANImputeLib.io.volumes import read_volume, write_volume
+from CollaGANImputeLib.model.model_card import RESERVED_NAMES, read_card, sha256_of
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.contrast_identity import check_contrast_identity
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import CONTRASTS, REPO, SHARED_CROP, crop_volumes, subject_files
-from CollaGANImputeLib.atomic import atomic_path, folder_lock
-from CollaGANImputeLib.batch import impute_folder
-from CollaGANImputeLib.cli import _impute_parser, main
-from CollaGANImputeLib.contrast_identity import check_contrast_identity
-from CollaGANImputeLib.errors import InputError, ModelError
-from CollaGANImputeLib.inference import require_usable_output
-from CollaGANImputeLib.model_card import RESERVED_NAMES, read_card, sha256_of
-from CollaGANImputeLib.model_io import load_model
-from CollaGANImputeLib.study import prepare_study
-from CollaGANImputeLib.volume_files import MAX_VOXELS
-from CollaGANImputeLib.volumes import read_volume, write_volume
+from safetensors.torch import load_file, save_file
 
 LIB = REPO / "CollaGANImpute"
 
@@ -117,7 +117,7 @@ def test_stale_partial_files_of_a_killed_write_go_with_the_next_write(crop, tmp_
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(LIB)!r})
-        from CollaGANImputeLib.atomic import atomic_paths
+        from CollaGANImputeLib.io.atomic import atomic_paths
         with atomic_paths({str(destination)!r}, {str(checkpoint)!r}) as temps:
             for temp in temps:
                 temp.write_bytes(b"half")
@@ -127,7 +127,7 @@ def test_stale_partial_files_of_a_killed_write_go_with_the_next_write(crop, tmp_
     leftovers = [p for folder in (destination.parent, checkpoint.parent) for p in folder.iterdir()]
     assert len(leftovers) == 2 and all(".partial" in p.name for p in leftovers)
     write_volume(sitk.ReadImage(str(crop["t1"])), destination)
-    from CollaGANImputeLib.checkpoint import save_checkpoint
+    from CollaGANImputeLib.model.checkpoint import save_checkpoint
 
     save_checkpoint({"step": 1, "weights": torch.zeros(2)}, checkpoint)
     assert sorted(p.name for p in destination.parent.iterdir()) == ["t1gd.nii.gz"]
@@ -175,7 +175,7 @@ def _peak_memory_mb(path: Path) -> tuple[str, float]:
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(LIB)!r})
-        from CollaGANImputeLib.volumes import read_volume
+        from CollaGANImputeLib.io.volumes import read_volume
         try:
             read_volume({str(path)!r}, "t1")
             print("read")
@@ -376,7 +376,7 @@ def test_a_card_never_makes_the_tool_open_a_file_outside_its_folder(card_copy, t
     card_file = card_copy.with_suffix(".json")
     card_file.write_text(json.dumps({**json.loads(card_file.read_text()), "weights_file": "../../../../etc/passwd"}))
     opened = []
-    monkeypatch.setattr("CollaGANImputeLib.model_io.sha256_of", lambda path: opened.append(path))
+    monkeypatch.setattr("CollaGANImputeLib.model.weights.sha256_of", lambda path: opened.append(path))
     one_error_line(*run(["info", card_file], capsys), "'weights_file'")
     assert opened == []
 

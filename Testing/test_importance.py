@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from PIL import Image
-
-from CollaGANImputeLib.errors import Cancelled, InputError
-from CollaGANImputeLib.importance import analyse_study, analyse_subjects, paired_test, write_report
-from CollaGANImputeLib.importance_cli import cmd_importance, label_files
-from CollaGANImputeLib.segmenters import callable_segmenter, threshold_segmenter
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.analysis.importance import analyse_study, analyse_subjects
+from CollaGANImputeLib.analysis.importance_report import paired_test, write_report
+from CollaGANImputeLib.cli.importance import cmd_importance, label_files
+from CollaGANImputeLib.core.errors import Cancelled, InputError
+from CollaGANImputeLib.preparation.segmenters import callable_segmenter, threshold_segmenter
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import CONTRASTS, crop_volumes, cropped_manifest
+from PIL import Image
 
 # A slab of the sample case (BraTS-GLI-00001-000) through its tumour: 96 x 96 voxels, 12 slices. Small
 # enough to impute all four contrasts in seconds; the metrics are those of the slab, not of the volume.
@@ -81,7 +81,7 @@ def test_wilcoxon_when_it_cannot_be_computed():
 
 # ----- the analysis ---------------------------------------------------------------------------------
 def test_bundled_model_on_the_held_out_subject_writes_a_sound_report(sample_crop, tmp_path):
-    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.model.weights import load_model
 
     model = load_model()
     seen = []
@@ -208,7 +208,7 @@ def test_label_files_from_the_manifest(tmp_path):
 
 
 def test_labels_for_only_some_subjects_are_refused(tiny_model):
-    from CollaGANImputeLib.data import Subject
+    from CollaGANImputeLib.preparation.data import Subject
 
     subjects = [Subject("a", {}), Subject("b", {})]
     with pytest.raises(InputError, match="not for b; give them for all or none"):
@@ -216,7 +216,7 @@ def test_labels_for_only_some_subjects_are_refused(tiny_model):
 
 
 def test_ranking_breaks_ties_by_tumour_ssim_and_can_use_held_out_subjects_alone():
-    from CollaGANImputeLib.importance import ImportanceReport
+    from CollaGANImputeLib.analysis.importance_report import ImportanceReport
 
     scores = {  # (subject, contrast): (score, 1 - tumour SSIM)
         ("held", "t1"): (0.0, 0.5), ("held", "t1gd"): (0.5, 0.7), ("held", "t2"): (0.0, 0.5), ("held", "flair"): (0.25, 0.6),

@@ -5,14 +5,19 @@ import hashlib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.errors import Cancelled, InputError
-from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.inference import (
-    VIEWS, impute, impute_all, model_smoothing, network_stack, smooth_in_brain, synthesise, synthesise_on_canvas,
+from CollaGANImputeLib.core.errors import Cancelled, InputError
+from CollaGANImputeLib.inference.imputation import impute, impute_all
+from CollaGANImputeLib.inference.synthesis import (
+    VIEWS,
+    model_smoothing,
+    network_stack,
+    smooth_in_brain,
+    synthesise,
+    synthesise_on_canvas,
 )
-from CollaGANImputeLib.model_io import load_model
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.io.geometry import to_canonical_array
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import SHARED_CROP, assert_same_grid, crop_volumes, subject_files
 
 

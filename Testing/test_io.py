@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
-from CollaGANImputeLib.checkpoint import load_checkpoint, save_checkpoint
-from CollaGANImputeLib.contrasts import find_study_files, match_contrast
-from CollaGANImputeLib.errors import InputError, ModelError
-from CollaGANImputeLib.metrics import brasyn_normalise, image_metrics
-from CollaGANImputeLib.volumes import read_volume, write_volume
+from CollaGANImputeLib.core.errors import InputError, ModelError
+from CollaGANImputeLib.core.metrics import brasyn_normalise, image_metrics
+from CollaGANImputeLib.io.series_recognition import find_study_files, match_contrast
+from CollaGANImputeLib.io.volumes import read_volume, write_volume
+from CollaGANImputeLib.model.checkpoint import load_checkpoint, save_checkpoint
 from conftest import CONTRASTS, SHARED_DATA, subject_files, write_dicom_series
 
 
@@ -103,7 +102,7 @@ def test_checkpoint_round_trip_and_foreign_files(tmp_path):
 
 
 def test_a_manifest_entry_that_is_not_file_names_is_named(tmp_path):
-    from CollaGANImputeLib.data import discover_subjects
+    from CollaGANImputeLib.preparation.data import discover_subjects
 
     for entry in ({"t1": None}, ["t1.nii.gz"]):
         (tmp_path / "manifest.json").write_text(json.dumps({"subjects": {"case-7": entry}}))

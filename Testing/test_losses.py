@@ -5,13 +5,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
-
-from CollaGANImputeLib.losses import (
-    classification, lsgan_fake, lsgan_real, multiple_cycle_l1, multiple_cycle_ssim, ssim_loss, ssim_map,
+from CollaGANImputeLib.training.losses import (
+    classification,
+    cycle_inputs,
+    lsgan_fake,
+    lsgan_real,
+    multiple_cycle_l1,
+    multiple_cycle_ssim,
+    ssim_loss,
+    ssim_map,
 )
-from CollaGANImputeLib.training import cycle_inputs
 from conftest import subject_files
+from skimage.metrics import structural_similarity
 
 
 def test_lsgan_terms():

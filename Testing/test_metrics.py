@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from CollaGANImputeLib.metrics import image_metrics, region_metrics
+from CollaGANImputeLib.core.metrics import image_metrics, region_metrics
 
 
 def test_region_metrics_equal_image_metrics_per_region():

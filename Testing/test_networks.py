@@ -2,9 +2,13 @@
 
 import pytest
 import torch
-
-from CollaGANImputeLib.networks import (
-    CCAM, Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, count_parameters,
+from CollaGANImputeLib.model.networks import (
+    CCAM,
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+    count_parameters,
 )
 
 

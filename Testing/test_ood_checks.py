@@ -9,13 +9,19 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS
-from CollaGANImputeLib.inference import impute
-from CollaGANImputeLib.contrast_identity import brain_ml
-from CollaGANImputeLib.ood_checks import MAX_BRAIN_ML, MAX_BRIGHT_RING, OutOfDistribution, bright_ring, check_study, tilt_from_axial
-from CollaGANImputeLib.geometry import Grid
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
+from CollaGANImputeLib.inference.imputation import impute
+from CollaGANImputeLib.io.geometry import Grid
+from CollaGANImputeLib.preparation.contrast_identity import brain_ml
+from CollaGANImputeLib.preparation.ood_checks import (
+    MAX_BRAIN_ML,
+    MAX_BRIGHT_RING,
+    OutOfDistribution,
+    bright_ring,
+    check_study,
+    tilt_from_axial,
+)
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import SHARED_DATA, subject_files
 
 TRAINING = SHARED_DATA / "training.json"
@@ -32,14 +38,14 @@ def _training_subjects() -> dict[str, dict]:
 def _raw_files() -> dict:
     if not RAW.is_dir():
         pytest.skip(f"real data not found: expected the raw study in {RAW}")
-    from CollaGANImputeLib.series_recognition import recognise_study
+    from CollaGANImputeLib.io.series_recognition import recognise_study
 
     return recognise_study(RAW, DEFAULT_CONTRASTS).files
 
 
 @pytest.mark.slow
 def test_no_false_alarm_on_any_training_subject():
-    """All 26 skull-stripped training subjects pass every check, with the margins README records."""
+    """All 26 skull-stripped training subjects pass every check, with the margins docs/clinical_studies.md records."""
     volumes, rings = [], []
     for name, files in _training_subjects().items():
         study = prepare_study(files, DEFAULT_CONTRASTS)
@@ -124,9 +130,8 @@ def test_raw_study_is_caught_as_not_skull_stripped():
 def test_a_mask_wider_than_the_brain_is_caught_by_its_bright_ring(manifest, tmp_path):
     """The raw T1 in the brain of its own skull-stripped copy (registered into native space) widened by 5 mm: a
     mask of brain size, but its outer ring is scalp and skull, bright on T1."""
+    from CollaGANImputeLib.preparation.brain_prep import register_rigid
     from scipy import ndimage
-
-    from CollaGANImputeLib.brain_prep import register_rigid
 
     raw_t1 = sitk.ReadImage(str(_raw_files()["t1"]), sitk.sitkFloat32)
     copy = subject_files(manifest, "TCGA-FG-6692", "subjects")

@@ -22,16 +22,15 @@ import nibabel
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.inference.batch import impute_folder
+from CollaGANImputeLib.io.geometry import to_canonical_array
+from CollaGANImputeLib.preparation.study import normalise_in_brain
+from CollaGANImputeLib.reading.build import SessionSettings, create_session, display_window, find_studies
+from CollaGANImputeLib.reading.report import POOLED, score_session, write_csv, write_report
+from CollaGANImputeLib.reading.session import Session
 from conftest import REPO, subject_files
-from CollaGANImputeLib.cli import main
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.geometry import to_canonical_array
-from CollaGANImputeLib.batch import impute_folder
-from CollaGANImputeLib.reading_build import SessionSettings, create_session, display_window, find_studies
-from CollaGANImputeLib.reading_report import POOLED, score_session, write_csv, write_report
-from CollaGANImputeLib.reading_session import Session
-from CollaGANImputeLib.study import normalise_in_brain
 
 SUBJECTS = ("BraTS-GLI-00001-000", "AURORA-MET-example")
 SETTINGS = SessionSettings(("t1gd",), per_class=3, seed=7, min_gap=2)
@@ -161,8 +160,8 @@ def test_nothing_the_rater_sees_tells_the_class(session_dir, live_session_dir, w
 def test_items_imputed_while_building_share_the_real_scans_lattice(live_session_dir, studies, tiny_model):
     """The default path (no --synthetic, and the Slicer panel's): the imputation is made while building, and
     both classes must still take the real scan's steps, or counting distinct values would tell them apart."""
-    from CollaGANImputeLib.evaluation import real_on_grid
-    from CollaGANImputeLib.inference import impute
+    from CollaGANImputeLib.analysis.evaluation import real_on_grid
+    from CollaGANImputeLib.inference.imputation import impute
 
     session, key = Session(live_session_dir), key_of(live_session_dir)
     classes = set()
@@ -251,7 +250,7 @@ def test_a_killed_reader_keeps_every_answer_it_gave(fresh):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO / "CollaGANImpute")!r})
-        from CollaGANImputeLib.reading_session import Session
+        from CollaGANImputeLib.reading.session import Session
         reader = Session({str(fresh)!r}).reader("Dr K")
         for number in range(reader.total):
             reader.answer("real" if number % 2 else "synthetic")

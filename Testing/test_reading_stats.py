@@ -5,15 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from CollaGANImputeLib.reading_stats import (
-    agreement,
-    binomial_test,
-    clopper_pearson,
-    cohen_kappa,
-    fleiss_kappa,
-    score,
-)
+from CollaGANImputeLib.reading.stats import agreement, binomial_test, clopper_pearson, cohen_kappa, fleiss_kappa, score
 
 
 def tail(k_values, n, p) -> float:

@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ElementTree
 import numpy as np
 import SimpleITK as sitk
 from PIL import Image
-
 from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
+
 READING_WIDGETS = {
     "readingCollapsibleButton": "ctkCollapsibleButton", "readingFolderLineEdit": "ctkPathLineEdit", "raterLineEdit": "QLineEdit",
     "startReadingButton": "QPushButton", "realButton": "QPushButton", "syntheticButton": "QPushButton",
@@ -36,8 +36,8 @@ def test_reading_section_has_its_widgets_and_shortcut_hints():
 
 
 def test_reading_panel_screenshot(module, sample_files, tmp_path, screenshots):
-    from CollaGANImputeLib.model_io import load_model
-    from CollaGANImputeLib.reading_build import SessionSettings, create_session, find_studies
+    from CollaGANImputeLib.model.weights import load_model
+    from CollaGANImputeLib.reading.build import SessionSettings, create_session, find_studies
 
     study = tmp_path / "studies" / "BraTS-GLI-00001-000"
     study.mkdir(parents=True)

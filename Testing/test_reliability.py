@@ -5,16 +5,15 @@ subject with the bundled model, that it ranks the actual error of a synthetic T1
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
-
-from CollaGANImputeLib.errors import Cancelled, InputError
-from CollaGANImputeLib.inference import network_stack, synthesise
-from CollaGANImputeLib.metrics import brasyn_normalise
-from CollaGANImputeLib.model_io import load_model
-from CollaGANImputeLib.networks import GeneratorConfig
-from CollaGANImputeLib.reliability import available_methods, uncertainty_map
-from CollaGANImputeLib.study import prepare_study
+from CollaGANImputeLib.core.errors import Cancelled, InputError
+from CollaGANImputeLib.core.metrics import brasyn_normalise
+from CollaGANImputeLib.inference.reliability import available_methods, uncertainty_map
+from CollaGANImputeLib.inference.synthesis import network_stack, synthesise
+from CollaGANImputeLib.model.networks import GeneratorConfig
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import subject_files
+from scipy.stats import spearmanr
 
 T1GD = 1
 HELD_OUT_SPEARMAN = 0.15  # the last test measured 0.37; benchmarks/reliability.py has the whole-volume figures

@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.regions import dice, enhancement_proxy, label_convention, proxy_regions, regions_from_labels
-from CollaGANImputeLib.segmenters import (
-    Segmenter, callable_segmenter, command_segmenter, load_segmenter, python_segmenter, threshold_labels, threshold_segmenter,
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.preparation.regions import dice, enhancement_proxy, label_convention, proxy_regions, regions_from_labels
+from CollaGANImputeLib.preparation.segmenters import (
+    Segmenter,
+    callable_segmenter,
+    command_segmenter,
+    load_segmenter,
+    python_segmenter,
+    threshold_labels,
+    threshold_segmenter,
 )
 from conftest import assert_same_grid
 

@@ -7,10 +7,8 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from CollaGANImputeLib.contrasts import find_study_files, match_contrast
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.series_recognition import recognise_name, recognise_study
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.io.series_recognition import find_study_files, match_contrast, recognise_name, recognise_study
 from conftest import CONTRASTS, SHARED_DATA, subject_files, write_dicom_series
 
 RAW = SHARED_DATA / "raw" / "TCGA-FG-6692-native"
@@ -85,7 +83,7 @@ def test_dicom_study_folder_by_series_description_and_contrast_agent(manifest, t
     assert sorted((p.name, why.split(": ")[-1].split(" (")[0]) for p, why in series.unused) == [
         ("s1", "a localiser"), ("s2", "a diffusion series"), ("s3", "a susceptibility series")]
     # The series recognised are the ones the reader takes: T1Gd's voxels are the post-contrast series'.
-    from CollaGANImputeLib.volumes import read_volume
+    from CollaGANImputeLib.io.volumes import read_volume
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read_volume(series.files["t1gd"])),
                                   sitk.GetArrayFromImage(sitk.Cast(sitk.Cast(t1gd, sitk.sitkInt16), sitk.sitkFloat32)))
 

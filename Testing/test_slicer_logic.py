@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import CONTRASTS, REPO, subject_files
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -c constraints.txt slicer-core)")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the 'slicer' package found is not slicer-core (no vtkMRMLScene)", allow_module_level=True)
 
-from CollaGANImputeLib import mrml  # noqa: E402
-from CollaGANImputeLib.errors import Cancelled, InputError, ModelError  # noqa: E402
-from CollaGANImputeLib.inference import impute as engine_impute  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.core.errors import Cancelled, InputError, ModelError
+from CollaGANImputeLib.inference.imputation import impute as engine_impute
+from CollaGANImputeLib.io import mrml
+from CollaGANImputeLib.model.weights import load_model
 
 
 @pytest.fixture
@@ -182,7 +181,7 @@ def test_cancel_leaves_no_node_and_threaded_run_finishes(module, scene, tiny_mod
 
 def test_a_cancel_after_the_work_ended_still_drops_its_result():
     """The panel polls every 100 ms: a Cancel pressed after the worker finished must not become nodes."""
-    from CollaGANImputeLib.jobs import ThreadJob
+    from CollaGANImputeLib.core.jobs import ThreadJob
 
     job = ThreadJob(lambda job: "volumes").start()
     assert job.wait() == "volumes"
@@ -225,7 +224,7 @@ def test_last_run_is_tied_to_its_nodes_and_forgotten_with_its_scene(module, scen
 
 def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped, tiny_model_path, tmp_path):
     """A model trained for any subset: T1 alone gives T1Gd, T2 and FLAIR, each with its uncertainty overlay."""
-    from CollaGANImputeLib.model_io import save_model
+    from CollaGANImputeLib.model.weights import save_model
 
     weights = save_model(load_model(tiny_model_path).generator, CONTRASTS, tmp_path / "any.safetensors",
                          {"description": "untrained test model", "missing_inputs": {"min": 1, "max": 3}})
@@ -324,9 +323,9 @@ def test_train_runs_the_engine_command_and_yields_a_loadable_model(module, tmp_p
 
 def test_engine_command_job_progress_cancel_and_success(module, tiny_model_path, tmp_path):
     """The background-process plumbing: progress parsed from the engine's JSON lines, cancel, then a real command."""
-    from CollaGANImputeLib.jobs import CommandJob
+    from CollaGANImputeLib.core.jobs import CommandJob
 
-    script = ("import time\nfrom CollaGANImputeLib.progress import ProgressReporter\nreporter = ProgressReporter('training', 1000, lines=True)\n"
+    script = ("import time\nfrom CollaGANImputeLib.core.progress import ProgressReporter\nreporter = ProgressReporter('training', 1000, lines=True)\n"
               "for i in range(1000):\n    reporter.update(i, 1000)\n    time.sleep(0.01)\n")
     job = CommandJob([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO / "CollaGANImpute")}).start()
     deadline = time.monotonic() + 30

@@ -9,10 +9,9 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-
 from conftest import REPO
-from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
 from PySide6.QtCore import Qt  # noqa: E402  (after the stand-ins' skip guard)
+from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
 
 MODULE = REPO / "CollaGANImpute" / "CollaGANImpute.py"
 
@@ -53,9 +52,9 @@ def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files, scr
     """
     import time
 
-    from CollaGANImputeLib.evaluation import score_imputation
-    from CollaGANImputeLib.inference import impute
-    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.analysis.evaluation import score_imputation
+    from CollaGANImputeLib.inference.imputation import impute
+    from CollaGANImputeLib.model.weights import load_model
 
     model = load_model()
     slices: list[int] = []

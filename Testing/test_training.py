@@ -4,11 +4,11 @@ import csv
 
 import pytest
 import torch
-
-from CollaGANImputeLib.data import Subject, build_slice_set, prepare_subject, split_subjects
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.training import TrainConfig, Trainer
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject, split_subjects
+from CollaGANImputeLib.training.config import TrainConfig
+from CollaGANImputeLib.training.trainer import Trainer
 from conftest import CONTRASTS, MANIFEST, subject_files
 
 
@@ -40,8 +40,7 @@ def test_slice_set_is_real_and_normalised(slices):
 
 def fixed_batch_cycle_l1(trainer: Trainer, slices) -> float:
     """The multiple-cycle L1 of every slice and every target, in eval mode: no sampling noise."""
-    from CollaGANImputeLib.losses import multiple_cycle_l1
-    from CollaGANImputeLib.training import cycle_inputs
+    from CollaGANImputeLib.training.losses import cycle_inputs, multiple_cycle_l1
 
     generator, real = trainer.generator.eval(), slices.images
     total = 0.0
@@ -97,7 +96,7 @@ def test_run_writes_logs_checkpoint_and_validation(slices, tmp_path):
     assert {(int(r["step"]), r["contrast"]) for r in validation} == {(s, c) for s in (2, 4) for c in CONTRASTS}
     assert all(-1 <= float(r["ssim_brain"]) <= 1 and float(r["nmse_brain"]) >= 0 for r in validation)
     weights = trainer.export(tmp_path / "model.safetensors", {"description": "test"})
-    from CollaGANImputeLib.model_io import load_model
+    from CollaGANImputeLib.model.weights import load_model
 
     model = load_model(weights)
     assert model.card["training"]["steps"] == 4
@@ -105,7 +104,7 @@ def test_run_writes_logs_checkpoint_and_validation(slices, tmp_path):
 
 
 def test_split_is_by_subject(manifest):
-    from CollaGANImputeLib.data import discover_subjects
+    from CollaGANImputeLib.preparation.data import discover_subjects
 
     subjects = discover_subjects(MANIFEST, CONTRASTS)
     train, validation = split_subjects(subjects, ["AURORA-MET-example"])
@@ -116,7 +115,7 @@ def test_split_is_by_subject(manifest):
 
 
 def test_folder_of_subject_folders_is_discovered(manifest):
-    from CollaGANImputeLib.data import discover_subjects
+    from CollaGANImputeLib.preparation.data import discover_subjects
     from conftest import SHARED_DATA
 
     subjects = discover_subjects(SHARED_DATA / "brats4", CONTRASTS)
@@ -144,7 +143,7 @@ def test_any_subset_patterns_follow_the_curriculum(slices, tmp_path):
 
 
 def test_cycle_inputs_keep_other_absent_contrasts_zero(slices):
-    from CollaGANImputeLib.training import cycle_inputs
+    from CollaGANImputeLib.training.losses import cycle_inputs
 
     real = slices.images[:2]
     fake = torch.full((2, 1, 96, 96), 7.0)
@@ -162,7 +161,7 @@ def test_cycle_inputs_keep_other_absent_contrasts_zero(slices):
 
 
 def test_any_subset_training_runs_from_an_initial_checkpoint(slices, tmp_path):
-    from CollaGANImputeLib.checkpoint import load_checkpoint
+    from CollaGANImputeLib.model.checkpoint import load_checkpoint
 
     first = Trainer(small_config(steps=2), slices, tmp_path / "one")
     first.run()

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
-from CollaGANImputeLib.data import Subject, build_slice_set, discover_subjects, prepare_subject, random_crops
-from CollaGANImputeLib.errors import InputError
-from CollaGANImputeLib.losses import LossWeights, multiple_cycle_l1
-from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.training import TrainConfig, Trainer
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.preparation.data import Subject, build_slice_set, discover_subjects, prepare_subject, random_crops
+from CollaGANImputeLib.training.config import TrainConfig
+from CollaGANImputeLib.training.losses import LossWeights, multiple_cycle_l1
+from CollaGANImputeLib.training.trainer import Trainer
 from conftest import CONTRASTS, SHARED_DATA
 
 TRAINING = SHARED_DATA / "training.json"
@@ -69,8 +69,7 @@ def test_every_kind_of_training_subject_loads(training_subjects):
 
 def test_scaled_int16_is_read_with_its_scale(training_subjects):
     import nibabel
-
-    from CollaGANImputeLib.volumes import read_volume
+    from CollaGANImputeLib.io.volumes import read_volume
 
     path = training_subjects["OpenMS-patient07"].files["flair"]
     stored = nibabel.load(str(path))

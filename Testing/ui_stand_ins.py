@@ -11,7 +11,6 @@ import os
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-
 from conftest import REPO
 
 UI_FILE = REPO / "CollaGANImpute" / "Resources" / "UI" / "CollaGANImpute.ui"

@@ -1,7 +1,7 @@
 """Several trained models side by side on held-out subjects: does a training choice help?
 
 Each model imputes each contrast of each held-out subject from the other three, with its own card's
-inference settings and input preprocessing (inference.model_inputs: N4 first for a model trained with
+inference settings and input preprocessing (synthesis.model_inputs: N4 first for a model trained with
 `--bias-correct`), scored over the brain (metrics.py, BraSyn normalisation) against the real volume as
 acquired and against it after N4 (bias_field.py), whose coil shading no imputation carries. This is
 `collagan-impute evaluate` for a list of models, with one table; quality.py holds the baselines.
@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.bias_field import METHOD as BIAS_METHOD  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, only_subjects  # noqa: E402
-from CollaGANImputeLib.evaluation import evaluate_subjects  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.bias_field import METHOD as BIAS_METHOD
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
 
 REFERENCES = {"as acquired": False, "N4 real": True}
 

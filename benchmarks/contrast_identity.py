@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrast_identity import CHECKED_PAIRS, brain_ml, histogram_features  # noqa: E402
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS, display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS, display_name
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.preparation.contrast_identity import CHECKED_PAIRS, brain_ml, histogram_features
+from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

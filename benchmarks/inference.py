@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine, peak_gpu_memory_mb, peak_host_memory_mb  # noqa: E402
 
-# name -> keyword arguments of inference.synthesise (None: the naive path); which run on which device
+# name -> keyword arguments of synthesis.synthesise (None: the naive path); which run on which device
 PATHS = {
     "naive": None,
     "fast": {},
@@ -47,11 +47,10 @@ TARGETS = {"cpu_fast_study_s": 20.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_ov
 def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
-
-    from CollaGANImputeLib.data import discover_subjects, only_subjects
-    from CollaGANImputeLib.inference import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
-    from CollaGANImputeLib.model_io import load_model
-    from CollaGANImputeLib.study import brain_slices, prepare_study
+    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
+    from CollaGANImputeLib.model.weights import load_model
+    from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
+    from CollaGANImputeLib.preparation.study import brain_slices, prepare_study
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -124,7 +123,7 @@ def main() -> None:
     report["targets_met"] = targets_met(results)
     print_table(report)
     if args.json:
-        from CollaGANImputeLib.atomic import write_text_atomic
+        from CollaGANImputeLib.io.atomic import write_text_atomic
 
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")

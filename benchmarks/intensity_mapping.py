@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics
+from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
 LEVELS = (0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5)  # percentiles of the brain
 MAPPINGS = ("as imputed", "standard", "oracle")

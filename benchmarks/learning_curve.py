@@ -44,12 +44,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import atomic_path, write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS, display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, only_subjects  # noqa: E402
-from CollaGANImputeLib.evaluation import METRIC_NAMES, evaluate_subjects  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION  # noqa: E402
-from CollaGANImputeLib.model_io import Model, load_model  # noqa: E402
+from CollaGANImputeLib.analysis.evaluation import METRIC_NAMES, evaluate_subjects
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS, display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION
+from CollaGANImputeLib.io.atomic import atomic_path, write_text_atomic
+from CollaGANImputeLib.model.weights import Model, load_model
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
 
 REPO = Path(__file__).resolve().parents[1]
 # docs/validation_rule.md: the bundled model's validation subjects, fixed before any training on training.json.

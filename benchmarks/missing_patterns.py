@@ -26,12 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise_missing  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
+from CollaGANImputeLib.inference.imputation import synthesise_missing
+from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
 
 METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")
 

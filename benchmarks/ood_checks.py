@@ -15,13 +15,13 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrast_identity import brain_ml  # noqa: E402
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects  # noqa: E402
-from CollaGANImputeLib.ood_checks import MAX_BRAIN_ML, MAX_BRIGHT_RING, bright_ring, check_study  # noqa: E402
-from CollaGANImputeLib.series_recognition import recognise_study  # noqa: E402
-from CollaGANImputeLib.study import prepare_study  # noqa: E402
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.io.series_recognition import recognise_study
+from CollaGANImputeLib.preparation.contrast_identity import brain_ml
+from CollaGANImputeLib.preparation.data import discover_subjects
+from CollaGANImputeLib.preparation.ood_checks import MAX_BRAIN_ML, MAX_BRIGHT_RING, bright_ring, check_study
+from CollaGANImputeLib.preparation.study import prepare_study
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

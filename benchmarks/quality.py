@@ -3,7 +3,7 @@
 For each held-out subject (default: the model card's validation subjects) and each contrast missing in
 turn, the contrast is imputed by:
 
-- CollaGAN: the model as shipped, with its card's smoothing (inference.smooth_in_brain); the same output
+- CollaGAN: the model as shipped, with its card's smoothing (synthesis.smooth_in_brain); the same output
   unsmoothed is a second row (free: smoothing is applied after the network), 8 averaged views
   (`--views8`) an opt-in third (8 times the network's cost);
 - mean of inputs; per-voxel linear and quadratic regressions and a random forest on small patches, fitted
@@ -49,21 +49,22 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.bias_field import METHOD as BIAS_METHOD  # noqa: E402
-from CollaGANImputeLib.bias_field import n4_bias_field, remove_field  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import Subject, discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.error_model import local_contrast  # noqa: E402
-from CollaGANImputeLib.evaluation import METRIC_NAMES  # noqa: E402
-from CollaGANImputeLib.importance import REGION_METRICS, _label_array  # noqa: E402
-from CollaGANImputeLib.importance_cli import label_files  # noqa: E402
-from CollaGANImputeLib.inference import model_inputs, model_smoothing, smooth_in_brain, synthesise  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise, image_metrics, region_metrics  # noqa: E402
-from CollaGANImputeLib.model_io import Model, load_model  # noqa: E402
-from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
-from CollaGANImputeLib.regions import PROXY_REGION, REGION_NAMES, REGIONS, proxy_regions, regions_from_labels  # noqa: E402
-from CollaGANImputeLib.study import PreparedStudy  # noqa: E402
+from CollaGANImputeLib.analysis.evaluation import METRIC_NAMES
+from CollaGANImputeLib.analysis.importance import _label_array
+from CollaGANImputeLib.analysis.importance_report import REGION_METRICS
+from CollaGANImputeLib.cli.importance import label_files
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics, region_metrics
+from CollaGANImputeLib.inference.error_model import local_contrast
+from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.io.montage import montage_image, write_png
+from CollaGANImputeLib.model.weights import Model, load_model
+from CollaGANImputeLib.preparation.bias_field import METHOD as BIAS_METHOD
+from CollaGANImputeLib.preparation.bias_field import n4_bias_field, remove_field
+from CollaGANImputeLib.preparation.data import Subject, discover_subjects, only_subjects, prepare_subject
+from CollaGANImputeLib.preparation.regions import PROXY_REGION, REGION_NAMES, REGIONS, proxy_regions, regions_from_labels
+from CollaGANImputeLib.preparation.study import PreparedStudy
 
 # Voxels sampled over ALL training subjects together (divided evenly among them), so the fitting cost does
 # not grow with their number: the regressions' total is what 3 subjects x 400,000 gave before, the forest's

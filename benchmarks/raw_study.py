@@ -20,15 +20,15 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.brain_prep import register_rigid  # noqa: E402
-from CollaGANImputeLib.evaluation import score_imputation  # noqa: E402
-from CollaGANImputeLib.geometry import to_canonical_array  # noqa: E402
-from CollaGANImputeLib.inference import Imputation, impute  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
-from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
-from CollaGANImputeLib.series_recognition import recognise_study  # noqa: E402
-from CollaGANImputeLib.study import prepare_study  # noqa: E402
+from CollaGANImputeLib.analysis.evaluation import score_imputation
+from CollaGANImputeLib.inference.imputation import Imputation, impute
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.io.geometry import to_canonical_array
+from CollaGANImputeLib.io.montage import montage_image, write_png
+from CollaGANImputeLib.io.series_recognition import recognise_study
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.brain_prep import register_rigid
+from CollaGANImputeLib.preparation.study import prepare_study
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -41,19 +41,18 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from _measure import machine  # noqa: E402
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise
+from CollaGANImputeLib.inference.reliability import CANVASES, METHODS, available_methods, describe, reliability_map
+from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.io.montage import montage_image, write_png
+from CollaGANImputeLib.model.model_card import WEAK_RANKING, update_card
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.bias_field import bias_corrected
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
+from CollaGANImputeLib.preparation.regions import ENHANCEMENT_MARGIN, enhancement_proxy
 from quality import figure_slice  # noqa: E402
-
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.bias_field import bias_corrected  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_inputs, model_smoothing, synthesise  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION, brasyn_normalise  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
-from CollaGANImputeLib.montage import montage_image, write_png  # noqa: E402
-from CollaGANImputeLib.regions import ENHANCEMENT_MARGIN, enhancement_proxy  # noqa: E402
-from CollaGANImputeLib.model_card import WEAK_RANKING, update_card  # noqa: E402
-from CollaGANImputeLib.reliability import CANVASES, METHODS, available_methods, describe, reliability_map  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

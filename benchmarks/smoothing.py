@@ -2,7 +2,7 @@
 
 A 2-D generator leaves two artefacts no real volume has: neighbouring slices differ more than a real
 volume's (each slice is imputed on its own) and the decoder's stride-2 transposed convolutions leave a
-faint checkerboard in plane. inference.smooth_in_brain removes both; this script picks its two widths by
+faint checkerboard in plane. synthesis.smooth_in_brain removes both; this script picks its two widths by
 two fixed rules on the model's training subjects (never the held-out one), each contrast imputed from the
 other three over the whole volume (metrics.py, BraSyn normalisation, 3-D SSIM):
 
@@ -31,15 +31,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
+from CollaGANImputeLib.inference.synthesis import model_inputs, smooth_in_brain, synthesise
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.model_card import update_card
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
 from quality import slice_roughness  # noqa: E402
-
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import display_name  # noqa: E402
-from CollaGANImputeLib.data import discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import model_inputs, smooth_in_brain, synthesise  # noqa: E402
-from CollaGANImputeLib.metrics import NORMALISATION, image_metrics  # noqa: E402
-from CollaGANImputeLib.model_card import update_card  # noqa: E402
-from CollaGANImputeLib.model_io import load_model  # noqa: E402
 
 ROUGHNESS_LIMIT = 1.2
 SSIM_TOLERANCE = 0.001

@@ -24,15 +24,15 @@ sys.path.insert(0, str(REPO / "CollaGANImpute"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
 from _measure import machine, peak_gpu_memory_mb, peak_host_memory_mb  # noqa: E402
-from CollaGANImputeLib.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS  # noqa: E402
-from CollaGANImputeLib.data import build_slice_set, discover_subjects, only_subjects, prepare_subject  # noqa: E402
-from CollaGANImputeLib.inference import select_device  # noqa: E402
-from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig  # noqa: E402
-from CollaGANImputeLib.training import TrainConfig, Trainer  # noqa: E402
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
+from CollaGANImputeLib.inference.synthesis import select_device
+from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.preparation.data import build_slice_set, discover_subjects, only_subjects, prepare_subject
+from CollaGANImputeLib.training.config import TrainConfig
+from CollaGANImputeLib.training.trainer import Trainer
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 H200_DENSE_BF16_TFLOPS = 989.0  # NVIDIA lists 1,979 TFLOP/s bf16 for the H200 SXM with 2:4 sparsity; dense is half
 

@@ -30,14 +30,14 @@ sys.path.insert(0, str(REPO / "CollaGANImpute"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from _measure import machine, peak_host_memory_mb  # noqa: E402
-from CollaGANImputeLib.atomic import atomic_path, write_text_atomic  # noqa: E402
-from CollaGANImputeLib.contrasts import DEFAULT_CONTRASTS  # noqa: E402
-from CollaGANImputeLib.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects  # noqa: E402
-from CollaGANImputeLib.losses import LossWeights  # noqa: E402
-from CollaGANImputeLib.networks import DiscriminatorConfig, GeneratorConfig  # noqa: E402
-from CollaGANImputeLib.training import TrainConfig, Trainer  # noqa: E402
+from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
+from CollaGANImputeLib.io.atomic import atomic_path, write_text_atomic
+from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
+from CollaGANImputeLib.preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
+from CollaGANImputeLib.training.config import TrainConfig
+from CollaGANImputeLib.training.losses import LossWeights
+from CollaGANImputeLib.training.trainer import Trainer
 
 VALIDATION = ["BraTS-GLI-00001-000", "TCGA-DU-7294", "Brats18_2013_11_1", "OpenMS-patient07"]  # docs/validation_rule.md
 ARCHITECTURE = GeneratorConfig(4, 8, 32)  # the bundled model's

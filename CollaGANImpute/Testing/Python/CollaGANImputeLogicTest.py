@@ -10,12 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 import slicer
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.io import mrml
 
 from CollaGANImpute import CollaGANImputeLogic
-from CollaGANImputeLib import mrml
-from CollaGANImputeLib.errors import InputError
 
 CONTRASTS = ["t1", "t1gd", "t2", "flair"]
 
@@ -26,9 +25,8 @@ class CollaGANImputeLogicTest(unittest.TestCase):
         slicer.mrmlScene.Clear()
         self.folder = tempfile.TemporaryDirectory()
         import torch
-
-        from CollaGANImputeLib.model_io import save_model
-        from CollaGANImputeLib.networks import Generator, GeneratorConfig
+        from CollaGANImputeLib.model.networks import Generator, GeneratorConfig
+        from CollaGANImputeLib.model.weights import save_model
 
         torch.manual_seed(0)
         generator = Generator(GeneratorConfig(num_contrasts=4, branch_width=4, decoder_width=8, depth=2))

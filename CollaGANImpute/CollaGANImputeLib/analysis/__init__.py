@@ -1,0 +1,1 @@
+"""Measuring imputations: evaluation against the real contrast, contrast importance, and the demo."""

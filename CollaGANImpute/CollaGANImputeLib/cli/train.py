@@ -1,0 +1,194 @@
+"""`collagan-impute train`: every setting of a run as a flag, resume, and the exported model."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..core.contrasts import DEFAULT_CONTRASTS
+from ..core.errors import Cancelled, InputError
+from ..core.progress import ProgressReporter
+from .options import (
+    add_data_option,
+    add_device_option,
+    add_progress_option,
+)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="collagan-impute train", description="Train CollaGAN on a manifest or a folder of subject folders.")
+    add_data_option(p)
+    p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint, logs, exported model")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out exactly where its checkpoint stopped (its saved settings apply; only --steps may change)")
+    p.add_argument("--steps", type=int, help="train until this step (default 1000; with --resume, the run's own target unless given)")
+    p.add_argument("--contrasts", default=",".join(DEFAULT_CONTRASTS), help="comma-separated contrast keys, in model order")
+    p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
+    p.add_argument("--branch-width", type=int, default=16)
+    p.add_argument("--decoder-width", type=int, default=64)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--unit", default="ccnl", choices=("ccnl", "plain"))
+    p.add_argument("--no-ccam", action="store_true")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--crop", type=int, default=0, help="train on random CROP x CROP windows of the brain-centred canvas (0: whole canvas)")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "adamw"), help="adam (METHOD.md) or adamw (decoupled weight decay)")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--lr-discriminator", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--decay-every", type=int, default=400)
+    p.add_argument("--decay-rate", type=float, default=0.99, help="the learning rate is multiplied by this every --decay-every steps")
+    from ..training.losses import LossWeights
+
+    defaults = LossWeights()
+    p.add_argument("--cycle-l1", type=float, default=defaults.cycle_l1, help="weight of the multiple-cycle L1 (METHOD.md 10)")
+    p.add_argument("--cycle-ssim", type=float, default=defaults.cycle_ssim, help="weight of the multiple-cycle SSIM loss (METHOD.md 1)")
+    p.add_argument("--adversarial", type=float, default=defaults.adversarial,
+                   help="weight of the generator's LSGAN and classification terms (METHOD.md 1); 0 with zero cycle weights: "
+                        "the fast direct phase, one generator pass a step and no discriminator")
+    p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
+    p.add_argument("--direct-ssim", type=float, default=0.0, help="weight of the SSIM loss on the direct output")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--bias-correct", action="store_true",
+                   help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
+    p.add_argument("--missing-min", type=int, default=1, help="fewest contrasts absent per sample (default 1)")
+    p.add_argument("--missing-max", type=int, default=1,
+                   help="most contrasts absent per sample: 1 is CollaGAN, N-1 any subset (MM-GAN), with --missing-min N-1 a single-input model")
+    p.add_argument("--curriculum-steps", type=int, default=0,
+                   help="grow the most absent contrasts from --missing-min to --missing-max over this many steps")
+    p.add_argument("--init", type=Path, metavar="CHECKPOINT",
+                   help="start from the networks of another run's checkpoint.safetensors (fine-tuning; optimisers start afresh)")
+    p.add_argument("--seed", type=int, default=0)
+    add_device_option(p)
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--validate-every", type=int, default=200)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
+    p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
+    p.add_argument("--description", default="", help="free text for the model card")
+    add_progress_option(p)
+    return p
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    import torch
+
+    from ..inference.synthesis import select_device
+    from ..model.checkpoint import load_checkpoint
+    from ..model.networks import DiscriminatorConfig, GeneratorConfig
+    from ..preparation.bias_field import corrected_study
+    from ..preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
+    from ..training.config import CHECKPOINT_NAME, TrainConfig
+    from ..training.distributed import start, stop, world_from_env
+    from ..training.losses import LossWeights
+    from ..training.trainer import Trainer
+
+    args = _train_parser().parse_args(argv)
+    # Under torchrun every process runs this command; rank 0 alone prints, writes and exports.
+    world = world_from_env()
+    device = select_device(args.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
+    checkpoint = args.out / CHECKPOINT_NAME
+    if args.resume:
+        if not checkpoint.exists():
+            raise InputError(f"--resume: no checkpoint in '{args.out}'")
+        # The run continues exactly as it was configured; only the number of steps may grow.
+        saved = load_checkpoint(checkpoint)
+        config = TrainConfig.from_dict(saved["config"])
+        config.steps = args.steps if args.steps is not None else config.steps
+    else:
+        if checkpoint.exists():
+            raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
+        contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+        n = len(contrasts)
+        if not 1 <= args.missing_min <= args.missing_max <= n - 1:
+            raise InputError(f"--missing-min {args.missing_min} and --missing-max {args.missing_max}: need "
+                             f"1 <= min <= max <= {n - 1} for {n} contrasts")
+        config = TrainConfig(
+            contrasts=contrasts, validation_subjects=args.validation,
+            generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
+            discriminator=DiscriminatorConfig(n),
+            weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
+                                generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim),
+            steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
+            weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
+            crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,
+            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
+            bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+        )
+    contrasts = config.contrasts
+    subjects = discover_subjects(args.data, contrasts, incomplete=True)
+    train_subjects, validation_subjects = split_subjects(subjects, config.validation_subjects)
+    if world.is_main:
+        print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
+              f"{', '.join(s.name for s in validation_subjects) or 'none'}"
+              + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
+    loading = ProgressReporter("loading subjects", len(subjects), lines=args.progress == "lines", unit="subject")
+    studies = {}
+    for number, subject in enumerate(subjects, 1):
+        studies[subject.name] = prepare_subject(subject, contrasts)
+        loading.update(number)
+    loading.close()
+    if config.bias_correct:
+        studies = {name: corrected_study(study) for name, study in studies.items()}
+    canvas = canvas_for(studies, config.generator.size_multiple)
+    train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
+    validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,
+                                      max_slices_per_subject=args.val_slices) if validation_subjects else None)
+    del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
+    if world.is_main:
+        print(f"{len(train_set)} training slices on a {canvas[0]}x{canvas[1]} canvas: {train_set.nbytes / 2**30:.2f} GiB in memory",
+              file=sys.stderr)
+    start(world, device)
+    interrupted = threading.Event()
+    # Ctrl+C (or the Slicer module's Cancel) stops between two steps and saves a whole checkpoint;
+    # under torchrun so does SIGTERM (what torchrun and SLURM send before they kill).
+    stop_signals = (signal.SIGINT, signal.SIGTERM) if world.distributed else (signal.SIGINT,)
+    previous = {number: signal.signal(number, lambda *_: interrupted.set()) for number in stop_signals}
+    reporter = ProgressReporter("training", config.steps, lines=args.progress == "lines")
+    try:
+        trainer = Trainer(config, train_set, args.out, device=device, validation_set=validation_set, world=world)
+        if args.resume:
+            trainer.load(saved)
+        elif args.init is not None:
+            if not args.init.is_file():
+                raise InputError(f"--init '{args.init}': no such checkpoint file")
+            trainer.initialise_from(load_checkpoint(args.init))
+        reporter.start = trainer.step
+        trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
+                                + " ".join(shlex.quote(a) for a in argv))
+        show = (lambda step, values: reporter.update(step, config.steps, g=values["g_total"], l1=values["direct_l1"])) \
+            if world.is_main else None
+        trainer.run(show, cancel=interrupted.is_set)
+    except Cancelled:
+        raise Cancelled(f"training stopped at step {trainer.step}; the checkpoint in '{args.out}' is whole: "
+                        "continue with --resume") from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        reporter.close()
+        stop()
+    if not world.is_main:
+        return 0
+    weights = trainer.export(args.out / f"{args.name}.safetensors", {
+        "description": args.description,
+        "training": {
+            "data": str(args.data),
+            "train_subjects": [s.name for s in train_subjects],
+            "validation_subjects": [s.name for s in validation_subjects],
+            "train_slices": len(train_set),
+            "canvas": list(canvas),
+            "processes": world.size,
+            "torch": torch.__version__,
+        },
+    })
+    print(f"wrote {weights} and its card {weights.with_suffix('.json')}")
+    return 0
+
+
+# ----- evaluate -------------------------------------------------------------------------------------

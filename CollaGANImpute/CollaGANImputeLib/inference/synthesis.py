@@ -1,0 +1,207 @@
+"""Synthesising one contrast of a prepared study slice by slice on the brain's canvas: the fast path, its
+naive reference, the card's smoothing, and the array the network reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+from ..core.errors import Cancelled, InputError
+from ..model.networks import Generator
+from ..model.weights import Model
+from ..preparation.bias_field import corrected_study
+from ..preparation.study import PreparedStudy, brain_slices, padded_bounds
+
+Progress = Callable[[int, int], None]  # (slices done, slices in all)
+CancelCheck = Callable[[], bool]
+# Views `synthesise(views=N)` averages, the first N: (margin added on every side of the brain's box, row shift,
+# column shift) in voxels, and whether the slices are mirrored left-right. Small shifts move the canvas against
+# the decoder's stride-2 grid, so its checkerboard (at periods of 2 to 8 voxels) changes phase between views
+# and averages out; the first is the plain imputation. On the training subjects, 8 views on top of the card's
+# smoothing raised mean brain SSIM by 0.023-0.033 per contrast (benchmarks/results/smoothing.md).
+VIEWS = (((0, 0, 0), False), ((0, 0, 0), True), ((2, 1, 1), False), ((2, 1, 1), True),
+         ((4, 2, 2), False), ((4, 2, 2), True), ((4, 3, 3), False), ((4, 3, 3), True))
+
+
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' is the GPU when there is one, else the CPU; 'cuda' without one is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for, but PyTorch finds no CUDA GPU")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def one_hot(index: int, count: int, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The generator's target code: which contrast to synthesise, for each of `batch` samples."""
+    target = torch.zeros(batch, count, device=device)
+    target[:, index] = 1.0
+    return target
+
+
+def _padding(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    return -size[0] % multiple, -size[1] % multiple
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def synthesise(
+    generator: Generator,
+    stack: np.ndarray,
+    target: int,
+    mask: np.ndarray,
+    *,
+    batch_size: int = 8,
+    crop: bool = True,
+    channels_last: bool | None = None,
+    bf16: bool = False,
+    compiled: bool = False,
+    smoothing: tuple[float, float] = (0.0, 0.0),
+    views: int = 1,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> np.ndarray:
+    """Synthesise contrast `target` for every brain slice of a canonical study (the fast path).
+
+    stack: (N, S, H, W) normalised contrasts, absent ones zero; mask: (S, H, W). Slices without brain are
+    skipped (their output is zero anyway) and slices go through the generator in batches; both are exact.
+    `crop` cuts each slice to the brain's bounding box (padded to the network's multiple): this is most
+    of the speed-up, but NOT exact, because instance normalisation and CCAM average over the whole
+    slice, so the amount of background changes the result (the box is closer to the training canvas;
+    README, "Speed and scale", gives the measured difference to full 240x240 slices).
+    `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
+    (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
+    trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
+    gives a model's). `views` > 1 averages the first `views` of VIEWS before smoothing (test-time
+    augmentation: that many times slower; `crop` does not apply). Returns (S, H, W), zero outside the mask.
+    """
+    check_views(views)
+    if views > 1:
+        total = np.zeros(mask.shape, dtype=np.float64)
+        for number, (canvas, mirror) in enumerate(VIEWS[:views]):
+            counted = None if progress is None else (lambda done, count, n=number: progress(n * count + done, views * count))
+            total += synthesise_on_canvas(generator, stack, target, mask, canvas, mirror, batch_size=batch_size, channels_last=channels_last,
+                                          bf16=bf16, compiled=compiled, progress=counted, cancel=cancel)
+        output = (total / views).astype(np.float32)
+        return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
+    device = next(generator.parameters()).device
+    count = stack.shape[0]
+    multiple = generator.config.size_multiple
+    if crop:
+        rows, cols, (pad_rows, pad_cols) = padded_bounds(mask, multiple)
+    else:
+        rows, cols, (pad_rows, pad_cols) = slice(0, mask.shape[1]), slice(0, mask.shape[2]), _padding(mask.shape[1:], multiple)
+    layout = torch.channels_last if (device.type == "cuda" if channels_last is None else channels_last) else torch.contiguous_format
+    network = generator.to(memory_format=layout)
+    if compiled:
+        network = torch.compile(network, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+    slices = brain_slices(mask)
+    output = np.zeros(mask.shape, dtype=np.float32)
+    try:
+        with torch.inference_mode(), _autocast(device, bf16):
+            for start in range(0, len(slices), batch_size):
+                if cancel is not None and cancel():
+                    raise Cancelled("imputation cancelled")
+                chosen = slices[start : start + batch_size]
+                batch = torch.from_numpy(np.ascontiguousarray(stack[:, chosen, rows, cols].transpose(1, 0, 2, 3)))
+                batch[:, target] = 0.0
+                batch = torch.nn.functional.pad(batch, (0, pad_cols, 0, pad_rows, 0, 0, 0, batch_size - len(chosen) if compiled else 0))
+                batch = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
+                result = network(batch, one_hot(target, count, batch.shape[0], device)).float().cpu().numpy()
+                output[chosen, rows, cols] = result[: len(chosen), 0, : rows.stop - rows.start, : cols.stop - cols.start]
+                if progress is not None:
+                    progress(min(start + batch_size, len(slices)), len(slices))
+    finally:
+        generator.to(memory_format=torch.contiguous_format)
+    output[~mask] = 0.0
+    return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
+
+
+def check_views(views: int) -> None:
+    """Refuse a number of views VIEWS does not have, before any work starts."""
+    if not 1 <= views <= len(VIEWS):
+        raise InputError(f"views: {views} asked, but between 1 and {len(VIEWS)} shifted and mirrored views can be averaged")
+
+
+def synthesise_on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int],
+                         mirror: bool, smoothing: tuple[float, float] = (0.0, 0.0), **options) -> np.ndarray:
+    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened by `canvas`'s
+    margin and shifted by its row and column shifts; smoothed on the whole grid as `synthesise` does (the
+    box's edge must not act as a boundary). Other options as for `synthesise`."""
+    if mirror:
+        stack, mask = stack[..., ::-1], mask[..., ::-1]
+    margin, down, right = canvas
+    rows, cols, _ = padded_bounds(mask, generator.config.size_multiple)
+    rows = slice(max(rows.start - margin + down, 0), min(rows.stop + margin + down, mask.shape[1]))
+    cols = slice(max(cols.start - margin + right, 0), min(cols.stop + margin + right, mask.shape[2]))
+    output = np.zeros(mask.shape, dtype=np.float32)
+    output[:, rows, cols] = synthesise(
+        generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, np.ascontiguousarray(mask[:, rows, cols]),
+        crop=False, **options,
+    )
+    if any(smoothing):
+        output = smooth_in_brain(output, np.ascontiguousarray(mask), smoothing)
+    return np.ascontiguousarray(output[..., ::-1]) if mirror else output
+
+
+def smooth_in_brain(volume: np.ndarray, mask: np.ndarray, sigma: tuple[float, float]) -> np.ndarray:
+    """A Gaussian, sigma (across slices, in plane) in voxels, inside the brain only (normalised by the
+    brain's own weight, so the edge of the brain is not darkened by the background).
+
+    Two artefacts of a 2-D generator that no real volume has. Across slices: each slice is imputed on its
+    own, so neighbouring slices differ more than those of a real volume (the noise of their inputs passes
+    through independently) and a sagittal or coronal view flickers. In plane: the decoder's stride-2
+    transposed convolutions leave a faint checkerboard at the scale of one or two voxels of the network's
+    grid. A light smoothing removes both and, on the training subjects, raised brain SSIM
+    (benchmarks/results/quality.md shows the imputation with and without it).
+    """
+    across, within = sigma
+    sigmas = (across, within, within)
+    weight = gaussian_filter(mask.astype(np.float32), sigmas)
+    smoothed = gaussian_filter(np.where(mask, volume, 0.0).astype(np.float32), sigmas)
+    return np.where(mask, smoothed / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
+
+
+def model_smoothing(model: Model, study: PreparedStudy) -> tuple[float, float]:
+    """The model's smoothing (card "inference") in voxels of this study: across slices, given in mm so that
+    thick-slice studies get less, and in plane, given in voxels of the grid the network runs on."""
+    return model.through_plane_mm / study.slice_spacing, model.in_plane_voxels
+
+
+def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray) -> np.ndarray:
+    """The reference the fast path is measured against: every full-size slice, one at a time, fp32,
+    no skipping, no cropping. Same arguments and result as `synthesise`."""
+    device = next(generator.parameters()).device
+    count, height, width = stack.shape[0], *mask.shape[1:]
+    pad_rows, pad_cols = _padding((height, width), generator.config.size_multiple)
+    output = np.zeros(mask.shape, dtype=np.float32)
+    with torch.inference_mode():
+        for index in range(mask.shape[0]):
+            image = torch.from_numpy(np.array(stack[None, :, index]))  # a copy: the target channel is zeroed below
+            image[:, target] = 0.0
+            image = torch.nn.functional.pad(image, (0, pad_cols, 0, pad_rows)).to(device)
+            output[index] = generator(image, one_hot(target, count, 1, device))[0, 0, :height, :width].cpu().numpy()
+    output[~mask] = 0.0
+    return output
+
+
+def network_stack(study: PreparedStudy, contrasts: list[str]) -> np.ndarray:
+    """The (N, S, H, W) array the network reads, in model order, absent contrasts zero."""
+    return np.stack([study.images.get(k, np.zeros_like(study.mask, dtype=np.float32)) for k in contrasts])
+
+
+def model_inputs(model: Model, study: PreparedStudy) -> np.ndarray:
+    """`network_stack` of the study as the model was trained to read it: freed of coil shading first when
+    its card says so (bias_field.corrected_study). The study itself stays as acquired, for scoring."""
+    if model.bias_corrected:
+        study = corrected_study(study)
+    return network_stack(study, model.contrasts)

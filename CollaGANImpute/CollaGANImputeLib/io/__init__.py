@@ -1,0 +1,1 @@
+"""Files and scenes: reading and writing volumes (size and integrity checks, atomic writes), grids and orientation, DICOM and clinical series names, figures, and the one adapter to Slicer's MRML nodes."""

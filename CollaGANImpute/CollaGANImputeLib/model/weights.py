@@ -1,0 +1,125 @@
+"""Trained generators on disk: safetensors weights plus the JSON model card (model_card.py).
+
+The weights' sha256 is checked against the card before any tensor is used, so a file that was cut
+short or altered is refused. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..core.errors import ModelError
+from ..io.atomic import atomic_paths
+from ..preparation.bias_field import METHOD as BIAS_METHOD
+from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, read_card, sha256_of
+from .networks import Generator, GeneratorConfig
+
+
+@dataclass
+class Model:
+    generator: Generator
+    card: dict
+    weights_path: Path
+
+    @property
+    def contrasts(self) -> list[str]:
+        return list(self.card["contrasts"])
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.weights_path.stem)
+
+    @property
+    def through_plane_mm(self) -> float:
+        """Width (Gaussian sigma, mm) of the smoothing across slices its imputations get (synthesis.smooth_in_brain)."""
+        return float(self.card.get("inference", {}).get("through_plane_sigma_mm", 0.0))
+
+    @property
+    def in_plane_voxels(self) -> float:
+        """Width (Gaussian sigma, voxels of the network's grid) of the smoothing in plane its imputations get."""
+        return float(self.card.get("inference", {}).get("in_plane_sigma_voxels", 0.0))
+
+    @property
+    def most_missing(self) -> int:
+        """How many absent inputs the model was trained for: 1 for CollaGAN, N-1 for any subset."""
+        return int(self.card.get("missing_inputs", {}).get("max", 1))
+
+    @property
+    def bias_corrected(self) -> bool:
+        """Whether the model was trained on, and so expects, inputs freed of their coil shading (bias_field.py)."""
+        return "bias_field" in self.card.get("normalisation", {})
+
+
+def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict, *,
+               bias_corrected: bool = False) -> Path:
+    """Write the weights and their card, atomically and together; returns the weights path. `bias_corrected`: the
+    model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so)."""
+    weights = Path(weights)
+    if len(contrasts) != generator.config.num_contrasts:
+        raise ValueError("the contrast list must have one entry per generator channel")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    with atomic_paths(weights, card_path_for(weights)) as (weights_temp, card_temp):  # a weights file never meets another card
+        save_file(tensors, str(weights_temp), metadata={"format": CARD_FORMAT})
+        card = {
+            "format": CARD_FORMAT,
+            "name": weights.stem,
+            "contrasts": list(contrasts),
+            "architecture": {"generator": generator.config.to_dict()},
+            "normalisation": {
+                "input": "each input volume divided by the standard deviation of its brain voxels; negative voxels set to 0",
+                "brain_mask": "user-given, or the voxels non-zero in any input",
+                "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
+                **({"bias_field": f"each input freed of its coil shading first: {BIAS_METHOD}"} if bias_corrected else {}),
+            },
+            "output_intensity": INTENSITY_UNIT,
+            **card_fields,
+            "weights_file": weights.name,
+            "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),
+            "sha256": sha256_of(weights_temp),
+        }
+        card_temp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return weights
+
+
+def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Model:
+    """Load a generator after checking its card and the weights' sha256; the bundled model by default."""
+    weights = Path(weights) if weights is not None else bundled_weights()
+    card = read_card(weights)
+    weights_file = weights.parent / card["weights_file"] if weights.suffix == ".json" else weights
+    if not weights_file.is_file():
+        raise ModelError(f"weights file '{weights_file}' not found")
+    digest = sha256_of(weights_file)
+    if digest != card["sha256"]:
+        raise ModelError(
+            f"weights file '{weights_file}' does not match its model card (sha256 {digest[:12]}... "
+            f"instead of {card['sha256'][:12]}...): it is corrupt or was changed"
+        )
+    try:
+        config = GeneratorConfig(**card["architecture"]["generator"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise ModelError(f"model card of '{weights_file}' describes an unknown architecture: {error}") from None
+    with torch.device("meta"):  # the card's shapes, checked against the file's before any memory is taken for them
+        expected = {k: tuple(v.shape) for k, v in Generator(config).state_dict().items()}
+    try:
+        with safe_open(str(weights_file), framework="pt") as handle:
+            stored = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+            if stored != expected:
+                differing = sorted(set(stored.items()) ^ set(expected.items()))[0][0]
+                raise ModelError(f"weights file '{weights_file}' does not fit its card's architecture (tensor {differing!r})")
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"weights file '{weights_file}' cannot be read as safetensors: {error}") from None
+    for key, tensor in tensors.items():  # a NaN weight turns every imputation into NaN or zero
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelError(f"weights file '{weights_file}' holds {int((~torch.isfinite(tensor)).sum())} NaN or infinite "
+                             f"value(s) in {key!r}; it cannot impute")
+    generator = Generator(config)
+    generator.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    generator.eval().to(device)
+    return Model(generator, card, weights_file)

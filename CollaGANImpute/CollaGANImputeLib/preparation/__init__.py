@@ -1,0 +1,1 @@
+"""A study brought to the form the model was trained on, or refused: normalised slices, data sets of subjects, brain extraction and registration, coil-shading correction, out-of-distribution checks, and the tumour label maps read off a study."""

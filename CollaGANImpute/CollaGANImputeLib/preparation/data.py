@@ -1,0 +1,213 @@
+"""Training data: subjects from a manifest or a folder of subject folders, split by subject, turned
+into normalised axial slices on a common canvas, and augmented alike across contrasts."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..core.contrasts import display_name
+from ..core.errors import InputError
+from ..io.series_recognition import find_study_files
+from .study import PreparedStudy, brain_extent, brain_slices, prepare_study
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    files: dict[str, Path]
+
+
+def discover_subjects(data: str | Path, contrasts: Sequence[str], *, incomplete: bool = False) -> list[Subject]:
+    """Subjects with every one of `contrasts`, from a manifest JSON (or a folder holding manifest.json)
+    or a folder of subject folders whose file names say the contrast.
+
+    With `incomplete` (training) a subject may lack contrasts, as long as two remain: one to learn
+    from and one to learn."""
+    data = Path(data)
+    manifest = data / "manifest.json" if data.is_dir() else data
+    if manifest.is_file():
+        return _from_manifest(manifest, contrasts, incomplete)
+    if not data.is_dir():
+        raise InputError(f"training data '{data}' is neither a manifest file nor a folder")
+    subjects = []
+    for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = find_study_files(folder, contrasts)
+        _require_contrasts(folder.name, files, contrasts, folder, incomplete)
+        subjects.append(Subject(folder.name, files))
+    if not subjects:
+        raise InputError(f"'{data}' holds no subject folders")
+    return subjects
+
+
+def manifest_studies(manifest: Path, contrasts: Sequence[str]) -> dict[str, dict[str, Path]]:
+    """Each subject's files by contrast as a manifest lists them (paths relative to the manifest)."""
+    try:
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["subjects"]
+        if not isinstance(entries, dict):
+            raise KeyError("subjects")
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise InputError(f"manifest '{manifest}' is not a JSON object with a 'subjects' mapping ({error})") from None
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not all(isinstance(entry[k], str) for k in (*contrasts, "dir") if k in entry):
+            raise InputError(f"manifest '{manifest}': subject '{name}' must map each contrast (and 'dir') to a file name, "
+                             f"not {json.dumps(entry)}")
+    return {
+        name: {key: manifest.parent / entry.get("dir", name) / entry[key] for key in contrasts if key in entry}
+        for name, entry in entries.items()
+    }
+
+
+def _from_manifest(manifest: Path, contrasts: Sequence[str], incomplete: bool) -> list[Subject]:
+    subjects = []
+    for name, files in manifest_studies(manifest, contrasts).items():
+        _require_contrasts(name, files, contrasts, manifest, incomplete)
+        subjects.append(Subject(name, files))
+    return subjects
+
+
+def _require_contrasts(name: str, files: dict, contrasts: Sequence[str], where: Path, incomplete: bool) -> None:
+    absent = [display_name(k) for k in contrasts if k not in files]
+    if not absent:
+        return
+    if not incomplete:
+        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; this needs every contrast")
+    if len(files) < 2:
+        raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; training needs at least two contrasts")
+
+
+def split_subjects(subjects: list[Subject], validation: Sequence[str]) -> tuple[list[Subject], list[Subject]]:
+    """Split by subject, never by slice: the named subjects validate, the rest train."""
+    names = {s.name for s in subjects}
+    unknown = [v for v in validation if v not in names]
+    if unknown:
+        raise InputError(f"validation subject(s) {', '.join(unknown)} not in the training data ({', '.join(sorted(names))})")
+    train = [s for s in subjects if s.name not in validation]
+    if not train:
+        raise InputError("every subject was set aside for validation; none is left to train on")
+    return train, [s for s in subjects if s.name in validation]
+
+
+def only_subjects(subjects: Sequence[Subject], names: Sequence[str], where: str | Path) -> list[Subject]:
+    """The subjects named (all when `names` is empty); a name not among them is an error naming `where`."""
+    if not names:
+        return list(subjects)
+    unknown = sorted(set(names) - {s.name for s in subjects})
+    if unknown:
+        raise InputError(f"subject(s) {', '.join(unknown)} not in '{where}'")
+    return [s for s in subjects if s.name in names]
+
+
+def prepare_subject(subject: Subject, contrasts: Sequence[str]) -> PreparedStudy:
+    return prepare_study(subject.files, contrasts)
+
+
+def bounding_box_centre(mask: np.ndarray) -> tuple[int, int]:
+    """The centre of the brain's in-plane bounding box, where training canvases are centred."""
+    (top, bottom), (left, right) = brain_extent(mask)
+    return (top + bottom + 1) // 2, (left + right + 1) // 2
+
+
+def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray) -> np.ndarray:
+    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N, H, W).
+    A contrast the study lacks is zero-filled, as an absent input is."""
+    centre = bounding_box_centre(study.mask)
+    blank = np.zeros(study.mask.shape, dtype=np.float32)
+    stack = np.stack([study.images.get(k, blank) for k in contrasts])[:, indices]
+    out = np.zeros((len(indices), len(contrasts), *canvas), dtype=np.float32)
+    source, target = [], []
+    for axis, size in enumerate(canvas):
+        start = centre[axis] - size // 2
+        lo, hi = max(start, 0), min(start + size, stack.shape[2 + axis])
+        source.append(slice(lo, hi))
+        target.append(slice(lo - start, hi - start))
+    out[:, :, target[0], target[1]] = stack[:, :, source[0], source[1]].transpose(1, 0, 2, 3)
+    return out
+
+
+@dataclass
+class SliceSet:
+    """Axial brain slices of several subjects on one canvas: images (M, N, H, W), masks (M, H, W),
+    and which contrasts each slice's subject has, present (M, N) (absent ones are zeros in images)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    subjects: list[str]
+    subject_index: np.ndarray
+    present: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.present is None:
+            self.present = torch.ones(self.images.shape[:2], dtype=torch.bool)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.element_size() * t.nelement() for t in (self.images, self.masks, self.present))
+
+
+def build_slice_set(
+    studies: dict[str, PreparedStudy], contrasts: Sequence[str], canvas: tuple[int, int], min_brain_fraction: float = 0.05,
+    max_slices_per_subject: int | None = None,
+) -> SliceSet:
+    """Slices with at least `min_brain_fraction` of the canvas in the brain, optionally thinned evenly."""
+    images, masks, index, present = [], [], [], []
+    min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
+    for number, (name, study) in enumerate(studies.items()):
+        chosen = brain_slices(study.mask, max(min_voxels, 1))
+        if max_slices_per_subject and len(chosen) > max_slices_per_subject:
+            chosen = chosen[np.linspace(0, len(chosen) - 1, max_slices_per_subject).round().astype(int)]
+        slices = canvas_slices(study, contrasts, canvas, chosen)
+        images.append(slices)
+        masks.append(slices.max(axis=1) > 0)
+        index.append(np.full(len(chosen), number))
+        present.append(np.tile([key in study.images for key in contrasts], (len(chosen), 1)))
+    return SliceSet(
+        torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(masks)),
+        list(studies), np.concatenate(index), torch.from_numpy(np.concatenate(present)),
+    )
+
+
+def canvas_for(studies: dict[str, PreparedStudy], multiple: int) -> tuple[int, int]:
+    """The smallest canvas (multiples of `multiple`) that holds every subject's brain box."""
+    height = width = multiple
+    for study in studies.values():
+        (top, bottom), (left, right) = brain_extent(study.mask)
+        height = max(height, math.ceil((bottom - top + 1) / multiple) * multiple)
+        width = max(width, math.ceil((right - left + 1) / multiple) * multiple)
+    return height, width
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple[float, float] = (0.9, 1.1), flip_p: float = 0.5) -> torch.Tensor:
+    """Random scaling about the centre and left-right flip, identical for every contrast of a sample."""
+    batch = images.shape[0]
+    low, high = scale_range
+    scale = low + (high - low) * torch.rand(batch, generator=generator)
+    flip = torch.rand(batch, generator=generator) < flip_p
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = torch.where(flip, -1.0, 1.0) / scale
+    theta[:, 1, 1] = 1.0 / scale
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """A `size` x `size` window of each sample at a random place, the same window for all its contrasts.
+
+    Training on crops of the brain-centred canvas spends the generator's passes on brain rather than
+    on the background around it, and a smaller plane makes each pass cheaper."""
+    height, width = images.shape[-2:]
+    if size > min(height, width):
+        raise InputError(f"crop {size} is larger than the training canvas {height}x{width}")
+    tops = torch.randint(height - size + 1, (images.shape[0],), generator=generator).tolist()
+    lefts = torch.randint(width - size + 1, (images.shape[0],), generator=generator).tolist()
+    return torch.stack([sample[:, top : top + size, left : left + size] for sample, top, left in zip(images, tops, lefts)])

@@ -1,0 +1,1 @@
+"""Blinded visual Turing test reading sessions: building, reading, scoring and reporting them."""

@@ -1,0 +1,55 @@
+"""A training run's settings, stored in every checkpoint so a resume repeats the run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..core.contrasts import DEFAULT_CONTRASTS
+from ..model.networks import DiscriminatorConfig, GeneratorConfig
+from .losses import (
+    LossWeights,
+)
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are METHOD.md's; every field is recorded with the checkpoint and in the model card."""
+
+    contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
+    validation_subjects: list[str] = field(default_factory=list)  # the split is by subject, and part of the run
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    weights: LossWeights = field(default_factory=LossWeights)
+    steps: int = 1000
+    batch_size: int = 1
+    lr: float = 1e-5
+    lr_discriminator: float = 1e-5
+    beta1: float = 0.5
+    weight_decay: float = 0.01
+    decay_rate: float = 0.99
+    decay_every: int = 400
+    discriminator_every: int = 2
+    augment: bool = True
+    crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
+    optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
+    bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
+    missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
+    missing_max: int = 1
+    curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max
+    seed: int = 0
+    bf16: bool = False
+    validate_every: int = 200
+    checkpoint_every: int = 100
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        values = dict(values)
+        values["generator"] = GeneratorConfig(**values["generator"])
+        values["discriminator"] = DiscriminatorConfig(**values["discriminator"])
+        values["weights"] = LossWeights(**values["weights"])
+        return cls(**values)
