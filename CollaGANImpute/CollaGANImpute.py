@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +52,6 @@ INPUT_REFERENCE = "Input_"  # parameter-node reference role prefix, one per cont
 COMPARISON_VIEW = "CollaGANView"
 COMPARISON_LAYOUT_BASE = 40400
 SAMPLE_NAME = "BraTS-GLI-00001-000"
-READING_NODE_NAME = "Reading item"  # the same for every item, real or synthetic
-READING_CONFIDENCE = ("-", "1 guess", "2", "3", "4", "5 certain")
 
 
 #
@@ -633,104 +630,6 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic):
             layoutManager.sliceWidget(f"{COMPARISON_VIEW}{index}").sliceLogic().GetSliceCompositeNode().SetLinkedControl(True)
 
 
-class ReadingSessionLogic:
-    """Shows the items of a blinded reading session one at a time, with nothing that tells their class.
-
-    Order, answers, undo and progress live in CollaGANImputeLib.reading.session (Qt-free, tested);
-    this class only puts the current item in the scene under a neutral name with the session's window,
-    and (in the application) switches to one bare slice view: no view controllers, corner annotations
-    or data probe, which would show node names and voxel values.
-    """
-
-    def __init__(self, scene=None) -> None:
-        self.scene = scene
-        self.node = None
-        self._savedView = None
-
-    def open(self, folder: str, rater: str):
-        """A Reader for `rater` in the session at `folder` (InputError when either is unusable)."""
-        from CollaGANImputeLib.reading.session import Session
-
-        if not rater.strip():
-            raise InputError("enter the rater's name first")
-        return Session(folder).reader(rater)
-
-    def showItem(self, session, item):
-        """Replace the shown item by `item`: a volume node named READING_NODE_NAME, windowed by the session."""
-        from CollaGANImputeLib.io.volumes import read_volume
-
-        self.clearItem()
-        scene = self.scene or slicer.mrmlScene
-        self.node = mrml.add_volume_node(read_volume(session.item_path(item)), READING_NODE_NAME, scene)
-        self.node.SetName(READING_NODE_NAME)  # the scene would number it ("Reading item_7"): the same name for all
-        self.node.SetAttribute(ROLE_ATTRIBUTE, "reading-item")
-        display = self.node.GetDisplayNode()
-        display.SetAutoWindowLevel(False)
-        display.SetWindowLevelMinMax(*item.window)
-        if getattr(slicer, "app", None) is not None:
-            sliceLogic = slicer.app.layoutManager().sliceWidget("Red").sliceLogic()
-            sliceLogic.GetSliceCompositeNode().SetBackgroundVolumeID(self.node.GetID())
-            sliceLogic.GetSliceCompositeNode().SetForegroundVolumeID(None)
-            sliceLogic.GetSliceNode().SetOrientation("Axial")
-            sliceLogic.FitSliceToAll()
-        return self.node
-
-    def clearItem(self) -> None:
-        scene = self.scene or slicer.mrmlScene
-        if self.node is not None and scene.IsNodePresent(self.node):
-            mrml.remove_volume_node(self.node, scene)
-        self.node = None
-
-    def enterReadingView(self) -> None:
-        """One slice view without controllers, annotations or data probe; remembers what to restore."""
-        if getattr(slicer, "app", None) is None or self._savedView is not None:
-            return
-        layoutManager = slicer.app.layoutManager()
-        annotations = self._sliceAnnotations()
-        self._savedView = (layoutManager.layout, annotations.sliceViewAnnotationsEnabled if annotations else None)
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpRedSliceView)
-        self._setViewDecorations(False)
-
-    def leaveReadingView(self) -> None:
-        self.clearItem()
-        if getattr(slicer, "app", None) is None or self._savedView is None:
-            return
-        layout, annotationsEnabled = self._savedView
-        self._savedView = None
-        self._setViewDecorations(True, annotationsEnabled)
-        slicer.app.layoutManager().setLayout(layout)
-
-    def _setViewDecorations(self, visible: bool, annotationsEnabled=None) -> None:
-        slicer.util.setViewControllersVisible(visible)
-        slicer.util.setDataProbeVisible(visible)
-        annotations = self._sliceAnnotations()
-        if annotations is not None:  # DataProbe keeps the setting as an int
-            enabled = visible and (annotationsEnabled is None or bool(annotationsEnabled))
-            annotations.sliceViewAnnotationsEnabled = int(enabled)
-            if enabled:  # disabling dropped its observers, and updateSliceViewFromGUI alone does not add them back
-                annotations.createCornerAnnotations()
-            annotations.updateSliceViewFromGUI()
-
-    @staticmethod
-    def _sliceAnnotations():
-        """The DataProbe module's corner-annotation settings, or None without that module."""
-        probe = getattr(slicer.modules, "DataProbeInstance", None)
-        return getattr(getattr(probe, "infoWidget", None), "sliceAnnotations", None)
-
-    @staticmethod
-    def scoreSession(folder: str, exportTo: str | None = None):
-        """Results of every rater of the session (reading.report.score_session); with `exportTo`, also
-        writes results.csv and report.md (+ report.png) there."""
-        from CollaGANImputeLib.reading.report import score_session, write_csv, write_report
-        from CollaGANImputeLib.reading.session import Session
-
-        results = score_session(Session(folder))
-        if exportTo:
-            write_csv(results, Path(exportTo) / "results.csv")
-            write_report(results, Path(exportTo) / "report.md")
-        return results
-
-
 def describeCard(card: dict) -> str:
     """The model card as HTML for the panel: contrasts, training data, held-out (else validation) metrics, and
     how well its reliability maps ranked the held-out error."""
@@ -826,7 +725,7 @@ def fillTable(table, rows: list[list[str]]) -> None:
 
 class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Wires the panel to CollaGANImputeLogic; every imputation and analysis selection lives in the parameter
-    node. The reading session's fields name a folder on disk and a rater, not scene content, so they stay in the panel.
+    node.
 
     The parameter node is a plain vtkMRMLScriptedModuleNode rather than a parameterNodeWrapper class,
     because its inputs depend on the model card: one node reference per contrast ("Input_t1", ...).
@@ -844,11 +743,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._inputRows: dict = {}
         self._job = None
         self._request = None
-        self._analysisJob = self._analysisRequest = self._createJob = None
-        self._timer = self._analysisTimer = self._createTimer = None
-        self.readingLogic = None
-        self._reader = None
-        self._readingShortcuts: list = []
+        self._analysisJob = self._analysisRequest = None
+        self._timer = self._analysisTimer = None
 
     # ----- setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -897,24 +793,17 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._analysisTimer.setInterval(200)
         self._analysisTimer.connect("timeout()", self._pollAnalysis)
 
-        self._setupReading()
         self._refreshDependencies()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Stop everything this panel started; safe on a panel whose setup did not finish."""
-        for job in (self._job, self._analysisJob, self._createJob):
+        for job in (self._job, self._analysisJob):
             if job is not None:
                 job.cancel()
-        for timer in (self._timer, self._analysisTimer, self._createTimer):
+        for timer in (self._timer, self._analysisTimer):
             if timer is not None:
                 timer.stop()
-        if self.readingLogic is not None:
-            self.readingLogic.leaveReadingView()
-        for shortcut in self._readingShortcuts:  # parented to the main window: would outlive a module reload
-            shortcut.enabled = False
-            shortcut.deleteLater()
-        self._readingShortcuts = []
         self.removeObservers()
 
     def enter(self) -> None:
@@ -923,14 +812,12 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def exit(self) -> None:
         if self._parameterNode is not None:
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
-        self._stopReading("Stopped on leaving the module; every answer is saved. Start again to continue.")
 
     def onSceneStartClose(self, caller, event) -> None:
         for job in (self._job, self._analysisJob):  # their results belong to the scene being closed
             if job is not None:
                 job.cancel()
         self.logic.lastOutcome = None
-        self._stopReading("Stopped: the scene was closed; every answer is saved. Start again to continue.")
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -1057,12 +944,12 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             + ("any missing ones from any others (leave rows empty)" if anySubset else "any one from the others")
             if self._card else self._cardError)
         self.ui.modelCardTextBrowser.setHtml(describeCard(self._card) if self._card else html.escape(self._cardError))
-        for combo in (self.ui.missingContrastComboBox, self.ui.readingContrastComboBox):
-            chosen = combo.currentData
-            combo.clear()
-            for key in contrasts:
-                combo.addItem(display_name(key), key)
-            combo.setCurrentIndex(max(0, combo.findData(chosen or "t1gd")))
+        combo = self.ui.missingContrastComboBox
+        chosen = combo.currentData
+        combo.clear()
+        for key in contrasts:
+            combo.addItem(display_name(key), key)
+        combo.setCurrentIndex(max(0, combo.findData(chosen or "t1gd")))
         self._rebuildInputRows(contrasts)
 
     def _rebuildInputRows(self, contrasts: list[str]) -> None:
@@ -1310,148 +1197,6 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "From redundant to indispensable: " + " < ".join(display_name(k) for k in report.ranking) + "."
             + (f" {report.place('t1gd')}." if "t1gd" in report.ranking else ""))
         self.ui.analysisStatusLabel.text += self._writeImportance(report)
-
-    # ----- reading session (visual Turing test) -------------------------------------------------
-    def _setupReading(self) -> None:
-        """Wire the Reading session section; its decisions are the engine's Reader, this only displays."""
-        import ctk
-
-        self.readingLogic = ReadingSessionLogic()
-        self._reader = None
-        self._readingItem = None
-        self._readingShownAt = 0.0
-        self._readingPaused = False
-        self.ui.readingFolderLineEdit.filters = ctk.ctkPathLineEdit.Dirs
-        self.ui.readingStudiesLineEdit.filters = ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Files
-        for text in READING_CONFIDENCE:
-            self.ui.confidenceComboBox.addItem(text)
-        self.ui.startReadingButton.connect("clicked()", self.onStartReading)
-        self.ui.realButton.connect("clicked()", lambda: self.onAnswer("real"))
-        self.ui.syntheticButton.connect("clicked()", lambda: self.onAnswer("synthetic"))
-        self.ui.undoAnswerButton.connect("clicked()", self.onUndoAnswer)
-        self.ui.pauseReadingButton.connect("clicked()", self.onPauseReading)
-        self.ui.createSessionButton.connect("clicked()", self.onCreateSession)
-        self.ui.scoreSessionButton.connect("clicked()", self.onScoreSession)
-        self.ui.exportResultsButton.connect("clicked()", lambda: self.onScoreSession(export=True))
-        keys = [("R", lambda: self.onAnswer("real")), ("S", lambda: self.onAnswer("synthetic")), ("Ctrl+Z", self.onUndoAnswer)]
-        keys += [(str(n), lambda n=n: setattr(self.ui.confidenceComboBox, "currentIndex", n)) for n in range(1, 6)]
-        for key, slot in keys:
-            shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
-            shortcut.connect("activated()", slot)
-            self._readingShortcuts.append(shortcut)
-        self._createTimer = qt.QTimer()
-        self._createTimer.setInterval(300)
-        self._createTimer.connect("timeout()", self._pollCreateJob)
-        self._updateReading()
-
-    def _updateReading(self, status: str | None = None) -> None:
-        reading = self._reader is not None
-        answering = reading and not self._readingPaused and self._readingItem is not None
-        self.ui.startReadingButton.text = "Stop reading" if reading else "Start or continue reading"
-        for widget in (self.ui.realButton, self.ui.syntheticButton, self.ui.confidenceComboBox):
-            widget.enabled = answering
-        for shortcut in self._readingShortcuts:
-            shortcut.enabled = answering
-        self.ui.undoAnswerButton.enabled = reading and not self._readingPaused and self._reader.answered > 0
-        self.ui.pauseReadingButton.enabled = reading and self._reader.current() is not None
-        self.ui.pauseReadingButton.text = "Resume" if self._readingPaused else "Pause"
-        self.ui.readingFolderLineEdit.enabled = self.ui.raterLineEdit.enabled = not reading
-        self.ui.readingProgressLabel.text = self._reader.progress_text() if reading else ""
-        self.ui.readingItemLabel.text = (
-            f"Is this {display_name(self._readingItem.contrast)} image real or synthetic?" if answering else "")
-        if status is not None:
-            self.ui.readingStatusLabel.text = status
-
-    def _stopReading(self, status: str) -> None:
-        """Leave the reading view and forget the reader (its answers are on disk); no-op when not reading."""
-        if self._reader is None:
-            return
-        self.readingLogic.leaveReadingView()
-        self._reader = self._readingItem = None
-        self._updateReading(status)
-
-    def onStartReading(self) -> None:
-        if self._reader is not None:
-            self._stopReading("Stopped; every answer is saved. Start again to continue at the next item.")
-            return
-        try:
-            self._reader = self.readingLogic.open(self.ui.readingFolderLineEdit.currentPath, self.ui.raterLineEdit.text)
-        except InputError as error:
-            slicer.util.errorDisplay(f"Cannot open the reading session: {error}")
-            return
-        self.readingLogic.enterReadingView()
-        self._readingPaused = False
-        self._showCurrentItem()
-
-    def _showCurrentItem(self) -> None:
-        self._readingItem = self._reader.current()
-        self.ui.confidenceComboBox.currentIndex = 0
-        if self._readingItem is None:
-            self.readingLogic.clearItem()
-            self._updateReading(f"All {self._reader.total} items answered; thank you. Answers: {self._reader.path}")
-            return
-        self.readingLogic.showItem(self._reader.session, self._readingItem)
-        self._readingShownAt = time.monotonic()
-        self._updateReading("R: real, S: synthetic, 1-5: confidence, Ctrl+Z: undo")
-
-    def onAnswer(self, call: str) -> None:
-        if self._reader is None or self._readingPaused or self._readingItem is None:
-            return
-        confidence = self.ui.confidenceComboBox.currentIndex or None
-        try:
-            self._reader.answer(call, confidence, item_id=self._readingItem.id, seconds=time.monotonic() - self._readingShownAt)
-        except InputError as error:
-            slicer.util.errorDisplay(f"The answer was not recorded: {error}")
-        self._showCurrentItem()
-
-    def onUndoAnswer(self) -> None:
-        if self._reader is not None and not self._readingPaused and self._reader.undo() is not None:
-            self._showCurrentItem()
-
-    def onPauseReading(self) -> None:
-        self._readingPaused = not self._readingPaused
-        if self._readingPaused:
-            self.readingLogic.clearItem()
-            self._updateReading("Paused: the image is hidden and every answer is saved.")
-        else:
-            self._showCurrentItem()
-
-    def onCreateSession(self) -> None:
-        if self._createJob is not None:
-            self._createJob.cancel()
-            return
-        command = ["reading-session", "create", "--studies", self.ui.readingStudiesLineEdit.currentPath,
-                   "--contrast", self.ui.readingContrastComboBox.currentData or "t1gd",
-                   "--per-class", str(self.ui.perClassSpinBox.value), "--out", self.ui.readingFolderLineEdit.currentPath,
-                   "--progress", "lines"]
-        if self._parameterNode is not None and self._parameterNode.GetParameter("ModelPath"):
-            command += ["--weights", self._parameterNode.GetParameter("ModelPath")]
-        with slicer.util.tryWithErrorDisplay("Cannot start building the reading session."):
-            self._createJob = self.logic.commandJob(command, stage="Building the reading session").start()
-            self.ui.createSessionButton.text = "Cancel"
-            self._createTimer.start()
-
-    def _pollCreateJob(self) -> None:
-        state = self._createJob.state()
-        self.ui.readingStatusLabel.text = f"{state.stage} ({state.done} / {state.total})" if state.total else state.stage
-        if not state.finished:
-            return
-        self._createTimer.stop()
-        job, self._createJob = self._createJob, None
-        self.ui.createSessionButton.text = "Create session"
-        finishJob(self.ui.readingStatusLabel, job.result,
-                  lambda _: setattr(self.ui.readingStatusLabel, "text", "Session created: enter the rater's name and start reading."),
-                  cancelled="Cancelled: no session was written.", refused="Cannot create the reading session",
-                  failed="Creating the reading session failed")
-
-    def onScoreSession(self, export: bool = False) -> None:
-        folder = self.ui.readingFolderLineEdit.currentPath
-        with slicer.util.tryWithErrorDisplay("Cannot score the reading session.", waitCursor=True):
-            results = self.readingLogic.scoreSession(folder, folder if export else None)
-            fillTable(self.ui.readingResultsTable, results.table())
-            agreement = [f"{method} ({contrast}): {kappa:.3f} over {items} items" for contrast, method, kappa, items in results.agreements if method]
-            self.ui.readingStatusLabel.text = "\n".join(agreement + ([f"Wrote results.csv and report.md to {folder}"] if export else []))
-
 
 #
 # Test

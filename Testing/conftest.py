@@ -155,6 +155,17 @@ def module():
         sys.modules.pop(name, None)
 
 
+@pytest.fixture(scope="module")
+def reading_module(module):
+    """ReadingSession.py imported the same way; it imports CollaGANImpute (the `module` fixture's)."""
+    spec = importlib.util.spec_from_file_location("ReadingSession", REPO / "CollaGANImpute" / "ReadingSession.py")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules["ReadingSession"] = loaded
+    spec.loader.exec_module(loaded)
+    yield loaded
+    sys.modules.pop("ReadingSession", None)
+
+
 def write_dicom_series(image, folder: Path, uid: str, **tags: str) -> None:
     """`image` written as a DICOM series with the naming tags given (SeriesDescription=..., ContrastBolusAgent=...)."""
     import numpy as np

@@ -43,7 +43,7 @@ def module_cmake() -> str:
 
 def test_every_engine_file_is_a_module_script():
     listed = cmake_list(module_cmake(), "MODULE_PYTHON_SCRIPTS")
-    present = ["CollaGANImpute.py"] + sorted(
+    present = sorted(p.name for p in MODULE_DIR.glob("*.py")) + sorted(
         p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "CollaGANImputeLib").rglob("*.py") if "__pycache__" not in p.parts)
     assert sorted(listed) == sorted(present), (
         f"not listed: {sorted(set(present) - set(listed))}; listed but absent: {sorted(set(listed) - set(present))}")
@@ -93,12 +93,14 @@ def test_icon_and_screenshot_urls_point_at_files_in_the_repository():
 
 def test_python_tests_are_registered_with_ctest():
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake()
+    assert "slicer_add_python_unittest(SCRIPT ReadingSession.py)" in module_cmake()
     assert "add_subdirectory(Testing)" in module_cmake()
     assert "add_subdirectory(Python)" in (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text(encoding="utf-8")
     registered = re.findall(r"slicer_add_python_unittest\(SCRIPT (\S+)\)",
                             (MODULE_DIR / "Testing" / "Python" / "CMakeLists.txt").read_text(encoding="utf-8"))
     assert registered and all((MODULE_DIR / "Testing" / "Python" / script).is_file() for script in registered)
     assert "class CollaGANImputeTest(ScriptedLoadableModuleTest)" in (MODULE_DIR / "CollaGANImpute.py").read_text(encoding="utf-8")
+    assert "class ReadingSessionTest(ScriptedLoadableModuleTest)" in (MODULE_DIR / "ReadingSession.py").read_text(encoding="utf-8")
 
 
 def test_license_is_apache_2():

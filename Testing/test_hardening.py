@@ -93,6 +93,18 @@ def test_an_existing_output_is_replaced_only_with_overwrite(crop, tiny_model_pat
     assert sitk.ReadImage(str(output)).GetSize() == (64, 64, 12)
 
 
+@pytest.mark.parametrize("command, existing", [
+    (["demo", "--missing", "t1gd", "--out", "{out}"], "BraTS-GLI-00001-000_t1gd_collagan_montage.png"),
+    (["importance", "--data", "{out}", "--out", "{out}"], "importance.md"),
+])
+def test_demo_and_importance_reports_replace_nothing_without_overwrite(command, existing, tmp_path, capsys):
+    """Checked before the model is loaded: one line, exit 2, the file as it was."""
+    (tmp_path / existing).write_bytes(b"last week's report")
+    one_error_line(*run([str(a).replace("{out}", str(tmp_path)) for a in command], capsys),
+                   f"output '{tmp_path / existing}' already exists; give --overwrite")
+    assert (tmp_path / existing).read_bytes() == b"last week's report"
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(crop, tiny_model_path, tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir()

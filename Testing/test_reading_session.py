@@ -198,10 +198,10 @@ def test_items_are_the_real_and_synthetic_slices_masked_and_scaled_alike(session
                 assert not shown[~mask[truth["slice"]]].any()
 
 
-def test_slicer_shows_every_item_alike(module, session_dir):
+def test_slicer_shows_every_item_alike(reading_module, session_dir):
     slicer = pytest.importorskip("slicer")
     scene = slicer.vtkMRMLScene()
-    logic = module.ReadingSessionLogic(scene)
+    logic = reading_module.ReadingSessionLogic(scene)
     session, key = Session(session_dir), key_of(session_dir)
     seen = {}
     for item in session.items:

@@ -1,4 +1,4 @@
-"""The Reading session section of the .ui file, and the README screenshot of a rater mid-session.
+"""The Reading Session module's .ui file, and the README screenshot of a rater mid-session.
 
 The session is real: the bundled model imputes T1Gd of the bundled sample case (16 axial slices), a
 session is built from it, and a rater answers two items through the engine's Reader. The picture shows
@@ -8,12 +8,14 @@ the Reader's state as the module would set them (the stand-ins hold no scene).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import SimpleITK as sitk
 from PIL import Image
-from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
+from conftest import REPO
+from ui_stand_ins import READING_UI_FILE, QtWidgets, load_panel, ui_names
 
 READING_WIDGETS = {
     "readingCollapsibleButton": "ctkCollapsibleButton", "readingFolderLineEdit": "ctkPathLineEdit", "raterLineEdit": "QLineEdit",
@@ -26,16 +28,23 @@ READING_WIDGETS = {
 }
 
 
-def test_reading_section_has_its_widgets_and_shortcut_hints():
-    names = ui_names()
+def test_reading_panel_has_its_widgets_and_shortcut_hints():
+    names = ui_names(READING_UI_FILE)
     assert {n: names.get(n) for n in READING_WIDGETS} == READING_WIDGETS
-    root = ElementTree.parse(UI_FILE).getroot()
+    root = ElementTree.parse(READING_UI_FILE).getroot()
+    assert root.find("widget").get("class") == "qMRMLWidget"
     texts = {w.get("name"): w.findtext("property[@name='text']/string") for w in root.iter("widget")}
     assert texts["realButton"] == "Real (R)" and texts["syntheticButton"] == "Synthetic (S)"
     assert texts["readingCollapsibleButton"] == "Reading session"
 
 
-def test_reading_panel_screenshot(module, sample_files, tmp_path, screenshots):
+def test_every_ui_name_the_reading_module_uses_exists():
+    used = set(re.findall(r"self\.ui\.(\w+)", (REPO / "CollaGANImpute" / "ReadingSession.py").read_text(encoding="utf-8")))
+    assert used and not used - set(ui_names(READING_UI_FILE)), f"ReadingSession.py uses widgets its .ui lacks: {used - set(ui_names(READING_UI_FILE))}"
+    assert not used & set(ui_names()), "the imputation panel still holds reading-session widgets"
+
+
+def test_reading_panel_screenshot(reading_module, sample_files, tmp_path, screenshots):
     from CollaGANImputeLib.model.weights import load_model
     from CollaGANImputeLib.reading.build import SessionSettings, create_session, find_studies
 
@@ -52,19 +61,16 @@ def test_reading_panel_screenshot(module, sample_files, tmp_path, screenshots):
 
     from PySide6.QtCore import Qt
 
-    panel = load_panel()
+    panel = load_panel(READING_UI_FILE)
     QtWidgets.QApplication.setStyle("Fusion")
     find = panel.findChild
-    for name in ("dependenciesFrame", "inputsCollapsibleButton", "modelCollapsibleButton", "applyButton", "outputCollapsibleButton",
-                 "evaluationCollapsibleButton", "progressBar", "statusLabel"):
-        find(QtWidgets.QWidget, name).hide()
     find(QtWidgets.QLineEdit, "readingFolderLineEdit").setText(str(session.folder.name))
     find(QtWidgets.QLineEdit, "raterLineEdit").setText(reader.rater)
     find(QtWidgets.QPushButton, "startReadingButton").setText("Stop reading")
-    find(QtWidgets.QLabel, "readingItemLabel").setText(f"Is this {module.display_name(item.contrast)} image real or synthetic?")
+    find(QtWidgets.QLabel, "readingItemLabel").setText(f"Is this {reading_module.display_name(item.contrast)} image real or synthetic?")
     find(QtWidgets.QLabel, "readingProgressLabel").setText(reader.progress_text())
     confidence = find(QtWidgets.QComboBox, "confidenceComboBox")
-    confidence.addItems(list(module.READING_CONFIDENCE))
+    confidence.addItems(list(reading_module.READING_CONFIDENCE))
     find(QtWidgets.QComboBox, "readingContrastComboBox").addItem("T1Gd")
     find(QtWidgets.QLabel, "readingStatusLabel").setText("R: real, S: synthetic, 1-5: confidence, Ctrl+Z: undo")
     panel.setAttribute(Qt.WA_DontShowOnScreen)

@@ -365,8 +365,9 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     text = module.describeCard(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
     assert "T1, T1Gd, T2, FLAIR" in text and "untrained test model" in text
     bundled = module.describeCard(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
-    ssim = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]["t1gd"]["ssim_brain"]
-    assert "Held out (BraTS-GLI-00001-000)" in bundled and f"<td>T1Gd</td><td>{ssim:.3f}</td>" in bundled
+    held_out = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]
+    assert f"Held out ({', '.join(held_out['subjects'])})" in bundled
+    assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled
     ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
     assert "Reliability map" not in text  # nothing measured for the test model
@@ -383,3 +384,18 @@ def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_mode
     assert sorted(report.ranking) == sorted(CONTRASTS) and len(report.table()) == 1 + len(CONTRASTS)
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["importance.csv", "importance.json", "importance.md", "importance.png"]
     assert scene.GetNumberOfNodes() == count  # the analysis adds nothing to the scene
+
+
+def test_reading_sessions_are_built_with_the_imputation_modules_model(module, reading_module, tiny_model_path):
+    """The Reading Session module builds a session with the model chosen in CollaGAN Impute, and offers its contrasts."""
+    node = module.CollaGANImputeLogic().getParameterNode()
+    node.SetParameter("ModelPath", str(tiny_model_path))
+    try:
+        path, contrasts = reading_module.ReadingSessionLogic.modelChoice()
+    finally:
+        node.SetParameter("ModelPath", "")
+    assert path == str(tiny_model_path) and contrasts == CONTRASTS
+    command = reading_module.ReadingSessionLogic.createCommand("studies", "t1gd", 20, "session", path)
+    assert command == ["reading-session", "create", "--studies", "studies", "--contrast", "t1gd", "--per-class", "20",
+                       "--out", "session", "--progress", "lines", "--weights", str(tiny_model_path)]
+    assert "--weights" not in reading_module.ReadingSessionLogic.createCommand("studies", "t1gd", 20, "session")

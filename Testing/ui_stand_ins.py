@@ -2,7 +2,7 @@
 
 Each Slicer class maps to a plain Qt class that looks alike (a collapsible button becomes a titled group
 box, a node selector a combo box): enough to check the file's structure and names and to render the
-README screenshots, not Slicer's widgets themselves. Shared by the panel and reading-session tests.
+README screenshots, not Slicer's widgets themselves. Shared by the tests of both modules' panels.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from conftest import REPO
 
 UI_FILE = REPO / "CollaGANImpute" / "Resources" / "UI" / "CollaGANImpute.ui"
+READING_UI_FILE = UI_FILE.with_name("ReadingSession.ui")
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed (pip install PySide6-Essentials)")
@@ -90,10 +91,10 @@ class StandInLoader(QUiLoader):
         return super().createWidget(class_name, parent, name)
 
 
-def load_panel():
-    """A fresh panel from the module's .ui file, its Slicer widgets replaced by the stand-ins."""
+def load_panel(ui_file=UI_FILE):
+    """A fresh panel from a module's .ui file, its Slicer widgets replaced by the stand-ins."""
     QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-    handle = QFile(str(UI_FILE))
+    handle = QFile(str(ui_file))
     assert handle.open(QFile.ReadOnly)
     widget = StandInLoader().load(handle)
     handle.close()
@@ -101,6 +102,6 @@ def load_panel():
     return widget
 
 
-def ui_names() -> dict[str, str]:
-    root = ElementTree.parse(UI_FILE).getroot()
+def ui_names(ui_file=UI_FILE) -> dict[str, str]:
+    root = ElementTree.parse(ui_file).getroot()
     return {w.get("name"): w.get("class") for w in root.iter("widget")}

@@ -281,10 +281,14 @@ def markdown(report: ImportanceReport, figure_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_paths(folder: str | Path, stem: str = "importance") -> dict[str, Path]:
+    """Where `write_report` writes, so a command can check its outputs before any work."""
+    return {kind: Path(folder) / f"{stem}.{kind}" for kind in ("json", "csv", "md", "png")}
+
+
 def write_report(report: ImportanceReport, folder: str | Path, stem: str = "importance") -> dict[str, Path]:
     """JSON, CSV, Markdown and PNG in `folder`, each written atomically."""
-    folder = Path(folder)
-    paths = {kind: folder / f"{stem}.{kind}" for kind in ("json", "csv", "md", "png")}
+    paths = report_paths(folder, stem)
     write_text_atomic(paths["json"], json.dumps(report.to_dict(), indent=2) + "\n")
     write_csv(report, paths["csv"])
     write_png(figure(report), paths["png"])

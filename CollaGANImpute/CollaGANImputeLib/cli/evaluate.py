@@ -58,9 +58,10 @@ def cmd_demo(argv: Sequence[str]) -> int:
     p.add_argument("--out", type=Path, default=Path("collagan-demo"), help="output folder")
     p.add_argument("--weights", type=Path)
     add_device_option(p)
+    add_overwrite_option(p)
     args = p.parse_args(argv)
     started = time.monotonic()
-    outputs = run_demo(args.missing, args.out, args.weights, args.device)
+    outputs = run_demo(args.missing, args.out, args.weights, args.device, overwrite=args.overwrite)
     metrics = json.loads(outputs["metrics"].read_text())
     print(f"{display_name(args.missing)} imputed in {time.monotonic() - started:.1f} s: SSIM(brain) {metrics['ssim_brain']:.3f}, "
           f"PSNR(brain) {metrics['psnr_brain']:.2f} dB, NMSE(brain) {metrics['nmse_brain']:.3f} ({metrics['normalisation']})")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core.contrasts import display_name
 from ..core.errors import InputError
-from .options import add_data_option, add_device_option, add_progress_option
+from .options import add_data_option, add_device_option, add_overwrite_option, add_progress_option
 
 SUBJECT_FIELD = "{subject}"
 
@@ -38,9 +38,10 @@ def label_files(data: Path, names: Sequence[str], pattern: str | None) -> dict[s
 
 def cmd_importance(argv: Sequence[str]) -> int:
     from ..analysis.importance import analyse_subjects
-    from ..analysis.importance_report import write_report
+    from ..analysis.importance_report import report_paths, write_report
     from ..core.progress import ProgressReporter
     from ..inference.synthesis import select_device
+    from ..io.atomic import check_outputs
     from ..model.weights import load_model
     from ..preparation.data import discover_subjects, only_subjects
     from ..preparation.regions import CONVENTIONS
@@ -65,7 +66,9 @@ def cmd_importance(argv: Sequence[str]) -> int:
     add_device_option(p)
     p.add_argument("--batch-size", type=int, default=8)
     add_progress_option(p)
+    add_overwrite_option(p)
     args = p.parse_args(argv)
+    check_outputs(report_paths(args.out).values(), overwrite=args.overwrite)
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
     labels = label_files(args.data, [s.name for s in subjects], args.labels)
