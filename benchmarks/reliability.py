@@ -51,7 +51,7 @@ from CollaGANImputeLib.model.model_card import WEAK_RANKING, update_card
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.bias_field import bias_corrected
 from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
-from CollaGANImputeLib.preparation.regions import ENHANCEMENT_MARGIN, enhancement_proxy
+from CollaGANImputeLib.preparation.regions import ENHANCEMENT_MARGIN, PROXY_REGION, enhancement_proxy
 from quality import figure_slice  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {args.held_out} is one of the model's training subjects", file=sys.stderr)
     subject, = only_subjects(discover_subjects(args.data, contrasts), [args.held_out], args.data)
     study = prepare_subject(subject, contrasts)
-    figure_at = figure_slice(study)
+    figure_at = figure_slice(study, {PROXY_REGION: enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)})
     kept = np.arange(figure_at % args.every, study.mask.shape[0], args.every)
     index = int(np.flatnonzero(kept == figure_at)[0])
     brain, stack = study.mask[kept], np.ascontiguousarray(model_inputs(model, study)[:, kept])
