@@ -10,13 +10,13 @@ from CollaGANImputeLib.core.metrics import brasyn_normalise
 from CollaGANImputeLib.inference.reliability import available_methods, uncertainty_map
 from CollaGANImputeLib.inference.synthesis import network_stack, synthesise
 from CollaGANImputeLib.model.networks import GeneratorConfig
+from CollaGANImputeLib.model.model_card import WEAK_RANKING, held_out_caveat
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import subject_files
 from scipy.stats import spearmanr
 
 T1GD = 1
-HELD_OUT_SPEARMAN = 0.15  # the last test measured 0.37; benchmarks/reliability.py has the whole-volume figures
 
 
 class VoxelWise(torch.nn.Module):
@@ -114,11 +114,11 @@ def test_cancel_and_progress(tiny_model, study):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len({t for _, t in seen}) == 1
 
 
-def test_uncertainty_ranks_the_error_of_a_held_out_t1gd(manifest):
+def test_the_card_tells_how_well_the_spread_ranks_a_held_out_t1gd_error(manifest):
     """The bundled model (trained for any subset of missing inputs) never saw BraTS-GLI-00001-000. On five
-    slices spread over its brain, the one with most enhancement among them, the spread over input subsets
-    ranks |error| of the synthetic T1Gd (BraSyn-normalised) positively; benchmarks/reliability.py reports
-    both methods over the volume against the issue's 0.3."""
+    slices spread over its brain, the Spearman correlation of the spread over input subsets with |error| of the
+    synthetic T1Gd (BraSyn-normalised) is near the card's whole-volume figure (benchmarks/reliability.py), and
+    where that figure is under WEAK_RANKING every such imputation carries the caveat."""
     model = load_model()
     assert "subsets" in available_methods(model.card), "the bundled model is no longer trained for any subset"
     prepared = prepare_study(subject_files(manifest, "BraTS-GLI-00001-000"), model.contrasts)
@@ -127,4 +127,6 @@ def test_uncertainty_ranks_the_error_of_a_held_out_t1gd(manifest):
     mask = prepared.mask[chosen]
     central, spread = uncertainty_map(model.generator, stack, T1GD, mask, method="subsets")
     error = np.abs(brasyn_normalise(central, mask) - brasyn_normalise(stack[T1GD], mask))
-    assert spearmanr(spread[mask], error[mask])[0] > HELD_OUT_SPEARMAN
+    recorded = model.card["reliability_held_out"]["subsets"]["spearman_brain"]["t1gd"]
+    assert abs(spearmanr(spread[mask], error[mask])[0] - recorded) < 0.25
+    assert (held_out_caveat(model.card, "subsets", "t1gd") is not None) == (recorded < WEAK_RANKING)
