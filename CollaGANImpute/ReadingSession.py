@@ -13,10 +13,10 @@ from pathlib import Path
 
 import qt
 import slicer
-from CollaGANImpute import ROLE_ATTRIBUTE, CollaGANImputeLogic, fillTable, finishJob
 from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS, display_name
 from CollaGANImputeLib.core.errors import InputError, ModelError
 from CollaGANImputeLib.io import mrml
+from CollaGANImputeLib.scene.imputation import ROLE_ATTRIBUTE
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -24,6 +24,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+from CollaGANImpute import CollaGANImputeLogic, JobRunner, fillTable
 
 READING_NODE_NAME = "Reading item"  # the same for every item, real or synthetic
 READING_CONFIDENCE = ("-", "1 guess", "2", "3", "4", "5 certain")
@@ -181,7 +183,7 @@ class ReadingSessionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._reader = self._item = self._createJob = self._createTimer = None
+        self._reader = self._item = self._creation = None
         self._shownAt = 0.0
         self._paused = False
         self._shortcuts: list = []
@@ -213,18 +215,14 @@ class ReadingSessionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
             shortcut.connect("activated()", slot)
             self._shortcuts.append(shortcut)
-        self._createTimer = qt.QTimer()
-        self._createTimer.setInterval(300)
-        self._createTimer.connect("timeout()", self._pollCreateJob)
+        self._creation = JobRunner(self.ui.createProgressBar, self.ui.readingStatusLabel, 300, self._creationChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self._updateGUI()
 
     def cleanup(self) -> None:
         """Stop everything this panel started; safe on a panel whose setup did not finish."""
-        if self._createJob is not None:
-            self._createJob.cancel()
-        if self._createTimer is not None:
-            self._createTimer.stop()
+        if self._creation is not None:
+            self._creation.stop()
         if self.logic is not None:
             self.logic.leaveReadingView()
         for shortcut in self._shortcuts:  # parented to the main window: would outlive a module reload
@@ -319,29 +317,21 @@ class ReadingSessionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showCurrentItem()
 
     def onCreateSession(self) -> None:
-        if self._createJob is not None:
-            self._createJob.cancel()
+        if self._creation.job is not None:
+            self._creation.job.cancel()
             return
         command = self.logic.createCommand(self.ui.readingStudiesLineEdit.currentPath, self.ui.readingContrastComboBox.currentData or "t1gd",
                                            self.ui.perClassSpinBox.value, self.ui.readingFolderLineEdit.currentPath,
                                            self.logic.modelChoice()[0])
         with slicer.util.tryWithErrorDisplay("Cannot start building the reading session."):
-            self._createJob = CollaGANImputeLogic().commandJob(command, stage="Building the reading session").start()
-            self.ui.createSessionButton.text = "Cancel"
-            self._createTimer.start()
+            job = CollaGANImputeLogic().commandJob(command, stage="Building the reading session").start()
+            self._creation.start(job, lambda result: result,
+                                 lambda _: setattr(self.ui.readingStatusLabel, "text", "Session created: enter the rater's name and start reading."),
+                                 cancelled="Cancelled: no session was written.", refused="Cannot create the reading session",
+                                 failed="Creating the reading session failed")
 
-    def _pollCreateJob(self) -> None:
-        state = self._createJob.state()
-        self.ui.readingStatusLabel.text = f"{state.stage} ({state.done} / {state.total})" if state.total else state.stage
-        if not state.finished:
-            return
-        self._createTimer.stop()
-        job, self._createJob = self._createJob, None
-        self.ui.createSessionButton.text = "Create session"
-        finishJob(self.ui.readingStatusLabel, job.result,
-                  lambda _: setattr(self.ui.readingStatusLabel, "text", "Session created: enter the rater's name and start reading."),
-                  cancelled="Cancelled: no session was written.", refused="Cannot create the reading session",
-                  failed="Creating the reading session failed")
+    def _creationChanged(self) -> None:
+        self.ui.createSessionButton.text = "Create session" if self._creation.job is None else "Cancel"
 
     def onScoreSession(self, export: bool = False) -> None:
         folder = self.ui.readingFolderLineEdit.currentPath
@@ -371,10 +361,11 @@ class ReadingSessionTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import SimpleITK as sitk
-        from CollaGANImpute import registerSampleData
         from CollaGANImputeLib.analysis.demo import sample_case_files
         from CollaGANImputeLib.model.weights import load_model
         from CollaGANImputeLib.reading.build import SessionSettings, create_session, find_studies
+
+        from CollaGANImpute import registerSampleData
 
         if not CollaGANImputeLogic().installDependencies(askConfirmation=False):
             self.fail("the Python packages CollaGAN needs could not be installed")

@@ -13,8 +13,8 @@ import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image
 from conftest import REPO
+from PIL import Image
 from ui_stand_ins import READING_UI_FILE, QtWidgets, load_panel, ui_names
 
 READING_WIDGETS = {
@@ -72,6 +72,7 @@ def test_reading_panel_screenshot(reading_module, sample_files, tmp_path, screen
     confidence = find(QtWidgets.QComboBox, "confidenceComboBox")
     confidence.addItems(list(reading_module.READING_CONFIDENCE))
     find(QtWidgets.QComboBox, "readingContrastComboBox").addItem("T1Gd")
+    find(QtWidgets.QProgressBar, "createProgressBar").hide()  # shown only while a session is being built (JobRunner)
     find(QtWidgets.QLabel, "readingStatusLabel").setText("R: real, S: synthetic, 1-5: confidence, Ctrl+Z: undo")
     panel.setAttribute(Qt.WA_DontShowOnScreen)
     panel.resize(440, 10)

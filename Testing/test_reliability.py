@@ -9,8 +9,8 @@ from CollaGANImputeLib.core.errors import Cancelled, InputError
 from CollaGANImputeLib.core.metrics import brasyn_normalise
 from CollaGANImputeLib.inference.reliability import available_methods, uncertainty_map
 from CollaGANImputeLib.inference.synthesis import network_stack, synthesise
-from CollaGANImputeLib.model.networks import GeneratorConfig
 from CollaGANImputeLib.model.model_card import WEAK_RANKING, held_out_caveat
+from CollaGANImputeLib.model.networks import GeneratorConfig
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.study import prepare_study
 from conftest import subject_files

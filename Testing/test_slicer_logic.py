@@ -27,6 +27,8 @@ from CollaGANImputeLib.core.errors import Cancelled, InputError, ModelError
 from CollaGANImputeLib.inference.imputation import impute as engine_impute
 from CollaGANImputeLib.io import mrml
 from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.scene import describe
+from CollaGANImputeLib.scene.imputation import ROLE_ATTRIBUTE, UNCERTAINTY_COLORS
 
 
 @pytest.fixture
@@ -176,7 +178,7 @@ def test_cancel_leaves_no_node_and_threaded_run_finishes(module, scene, tiny_mod
     assert job.state().finished and job.state().done == job.state().total > 0
     outcome = logic.finishImputation(request, computed)
     assert np.array_equal(mrml.ijk_to_ras(outcome.outputNode), mrml.ijk_to_ras(nodes["t1"]))
-    assert outcome.outputNode.GetAttribute(module.ROLE_ATTRIBUTE) == "imputed"
+    assert outcome.outputNode.GetAttribute(ROLE_ATTRIBUTE) == "imputed"
 
 
 def test_a_cancel_after_the_work_ended_still_drops_its_result():
@@ -222,6 +224,62 @@ def test_last_run_is_tied_to_its_nodes_and_forgotten_with_its_scene(module, scen
         logic.evaluate(stranger)
 
 
+def test_comparison_shows_an_output_as_its_run_made_it(module, scene):
+    """The scored contrast's output comes with the run's real volume and |difference| and the run's other
+    outputs; another output of the run with neither, the first output beside it; a node the user deleted is left out."""
+    inputs = {k: synthetic_node(scene, k, i) for i, k in enumerate(("t1", "t2"))}
+    real = synthetic_node(scene, "real t1gd", 3)
+    logic = module.CollaGANImputeLogic()
+    output = logic.impute({**inputs, "flair": None}, "t1gd", real=real, force=True)  # the bundled model: any subset
+    outcome = logic.lastOutcome
+    flair = outcome.outputNodes["flair"]
+    assert logic.comparisonOf(output) == {"inputNodes": inputs, "outputNode": output, "realNode": real,
+                                          "differenceNode": outcome.differenceNode, "uncertaintyNode": None, "otherOutputs": {"flair": flair}}
+    scene.RemoveNode(inputs["t2"])
+    assert logic.comparisonOf(flair) == {"inputNodes": {"t1": inputs["t1"], "t2": None}, "outputNode": flair, "realNode": None,
+                                         "differenceNode": None, "uncertaintyNode": None, "otherOutputs": {"t1gd": output}}
+    assert logic.comparisonOf(real) is None and logic.comparisonOf(None) is None
+
+
+def test_parameter_node_keeps_the_real_volume_with_the_missing_contrast(module, scene):
+    """Choosing another missing contrast swaps volumes: its input becomes the real volume, and the old real volume
+    goes back to its contrast's row; auto-assign puts the missing contrast's volume in Real."""
+    from CollaGANImputeLib.scene import parameters
+
+    volumes = {k: synthetic_node(scene, f"study-{k}", i) for i, k in enumerate(CONTRASTS)}
+    node = module.CollaGANImputeLogic().getParameterNode()
+    parameters.set_defaults(node)
+    parameters.assign(node, volumes)
+    assert node.GetNodeReference("Real") is volumes["t1gd"]
+    assert parameters.input_nodes(node, CONTRASTS) == {k: volumes[k] for k in ("t1", "t2", "flair")}
+    parameters.set_missing(node, "flair")
+    assert node.GetParameter("Missing") == "flair" and node.GetNodeReference("Real") is volumes["flair"]
+    assert parameters.input_nodes(node, CONTRASTS) == {k: volumes[k] for k in ("t1", "t1gd", "t2")}
+    node.SetParameter("ModelPath", "/models/mine.safetensors")
+    assert parameters.model_choice(node) == {"weights": "/models/mine.safetensors", "device": "auto"}
+
+
+def test_panel_states_and_an_unreadable_model_card(module, tmp_path):
+    """One job at a time, Score only for the contrast the last run imputed, and a model the panel cannot read
+    said in words rather than raised."""
+    state = dict(problems=[], missing="t1gd", inputs={"t1": object(), "t2": None}, running=False, analysing=False, has_card=True,
+                 has_output=True, has_real=True, scored_contrast="t1gd")
+    idle = describe.button_states(**state)
+    assert idle["applyButton"] == {"text": "Impute", "enabled": True, "toolTip": "Impute T1Gd (and T2, left empty)"}
+    assert idle["evaluateButton"]["enabled"] and idle["analyseButton"] == {"enabled": True, "text": "Analyse"}
+    assert not describe.button_states(**{**state, "scored_contrast": "flair"})["evaluateButton"]["enabled"]
+    running = describe.button_states(**{**state, "running": True})
+    assert running["applyButton"]["text"] == "Cancel" and running["applyButton"]["enabled"]
+    assert not any(running[n]["enabled"] for n in ("inputsCollapsibleButton", "showComparisonButton", "evaluateButton", "analyseButton"))
+    analysing = describe.button_states(**{**state, "analysing": True})
+    assert analysing["applyButton"] == {"text": "Impute", "enabled": False, "toolTip": "Wait for the analysis to finish, or cancel it"}
+    assert analysing["analyseButton"] == {"enabled": True, "text": "Cancel"}
+    refused = describe.button_states(**{**state, "problems": ["Select at least one input volume (T1, T2, FLAIR)"]})
+    assert not refused["applyButton"]["enabled"] and refused["applyButton"]["toolTip"] == "Select at least one input volume (T1, T2, FLAIR)"
+    card, error = module.CollaGANImputeLogic().readCard(str(tmp_path / "absent.safetensors"))
+    assert card is None and error.startswith("Model not usable: ") and "absent" in error
+
+
 def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped, tiny_model_path, tmp_path):
     """A model trained for any subset: T1 alone gives T1Gd, T2 and FLAIR, each with its uncertainty overlay."""
     from CollaGANImputeLib.model.weights import save_model
@@ -242,10 +300,10 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
     expected = engine_impute({"t1": files["t1"]}, "t2", load_model(weights)).image
     assert np.allclose(slicer.util.arrayFromVolume(outcome.outputNodes["t2"]), sitk.GetArrayFromImage(expected), atol=1e-5)
     for node in outcome.uncertaintyNodes.values():
-        assert node.GetAttribute(module.ROLE_ATTRIBUTE) == "uncertainty"
+        assert node.GetAttribute(ROLE_ATTRIBUTE) == "uncertainty"
         assert "flipped and shifted canvases" in node.GetAttribute("CollaGANImpute.Units")  # one input: nothing to drop
         assert np.array_equal(mrml.ijk_to_ras(node), mrml.ijk_to_ras(nodes["t1"]))
-        assert node.GetDisplayNode().GetColorNodeID() == module.UNCERTAINTY_COLORS
+        assert node.GetDisplayNode().GetColorNodeID() == UNCERTAINTY_COLORS
         values = slicer.util.arrayFromVolume(node)
         assert np.all(values >= 0) and np.isfinite(values).all()
 
@@ -266,7 +324,7 @@ def test_input_problems_and_auto_assign(module, scene):
     logic = module.CollaGANImputeLogic()
     names = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2w", "TCGA_fla_bet"]
     nodes = [synthetic_node(scene, name, i) for i, name in enumerate(names)]
-    synthetic_node(scene, "T1Gd (CollaGAN)", 9).SetAttribute(module.ROLE_ATTRIBUTE, "imputed")
+    synthetic_node(scene, "T1Gd (CollaGAN)", 9).SetAttribute(ROLE_ATTRIBUTE, "imputed")
     found = logic.assignVolumes(CONTRASTS)
     assert {k: v.GetName() for k, v in found.items()} == dict(zip(CONTRASTS, names))
     synthetic_node(scene, "second_flair", 5)
@@ -350,21 +408,26 @@ def test_train_reports_the_engines_error(module, tmp_path):
 
 
 def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_path):
-    """Slicer's own layout logic turns the layout XML into one slice view per volume, in one view group."""
+    """Slicer's own layout logic turns the layout XML into one slice view per volume, in one view group; an
+    input row left empty gets no view."""
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
     layout_logic = slicer.vtkMRMLLayoutLogic()
     layout_logic.SetMRMLScene(scene)
     labels = (["T1", "T2", "FLAIR"], ["Imputed", "Real", "|Difference|"])
+    nodes = [synthetic_node(scene, name, seed) for seed, name in enumerate(labels[0] + labels[1])]
+    layout_id, xml, shown = describe.comparison_layout({"t1": nodes[0], "t1gd": None, "t2": nodes[1], "flair": nodes[2]}, *nodes[3:],
+                                                       orientation="Coronal")
+    assert layout_id == 40433 and shown == nodes
     layout_node = layout_logic.GetLayoutNode()
-    layout_node.AddLayoutDescription(40433, module.CollaGANImputeLogic.comparisonLayoutXml(*labels, "Coronal"))
-    layout_node.SetViewArrangement(40433)
+    layout_node.AddLayoutDescription(layout_id, xml)
+    layout_node.SetViewArrangement(layout_id)
     views = [scene.GetSingletonNode(f"CollaGANView{i}", "vtkMRMLSliceNode") for i in range(6)]
     assert all(views), "a comparison view was not created"
     assert [v.GetLayoutLabel() for v in views] == labels[0] + labels[1]
     assert {(v.GetOrientation(), v.GetViewGroup()) for v in views} == {("Coronal", 7)}
-    text = module.describeCard(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
+    text = describe.card_html(module.CollaGANImputeLogic.modelCard(str(tiny_model_path)))
     assert "T1, T1Gd, T2, FLAIR" in text and "untrained test model" in text
-    bundled = module.describeCard(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
+    bundled = describe.card_html(module.CollaGANImputeLogic.modelCard())  # held-out scores preferred to validation ones
     held_out = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]
     assert f"Held out ({', '.join(held_out['subjects'])})" in bundled
     assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled

@@ -9,6 +9,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 import pytest
+from CollaGANImputeLib.scene import describe
 from conftest import REPO
 from PySide6.QtCore import Qt  # noqa: E402  (after the stand-ins' skip guard)
 from ui_stand_ins import UI_FILE, QtWidgets, load_panel, ui_names
@@ -22,8 +23,11 @@ def panel():
 
 
 def test_every_ui_name_the_module_uses_exists():
+    """Widgets named in the module's code, and those the panel's button states name (scene/describe.py)."""
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text(encoding="utf-8")))
     assert used, "the module does not use self.ui at all?"
+    used |= set(describe.button_states(problems=[], missing="t1gd", inputs={}, running=False, analysing=False, has_card=True,
+                                       has_output=False, has_real=False, scored_contrast=None))
     missing = sorted(used - set(ui_names()))
     assert not missing, f"CollaGANImpute.py uses widgets the .ui lacks: {missing}"
 
@@ -98,7 +102,7 @@ def test_panel_loads_and_renders_the_screenshot(panel, module, sample_files, scr
     for name, text in (("outputSelector", "T1Gd (CollaGAN)"), ("realVolumeSelector", sample_files["t1gd"].name.split(".")[0])):
         find(QtWidgets.QComboBox, name).setItemText(0, text)
     find(QtWidgets.QLabel, "realVolumeLabel").setText("Real T1Gd:")
-    find(QtWidgets.QLabel, "metricsLabel").setText(module.describeMetrics(metrics))
+    find(QtWidgets.QLabel, "metricsLabel").setText(describe.metrics_html(metrics))
     find(QtWidgets.QPushButton, "evaluateButton").setEnabled(True)
     panel.setAttribute(Qt.WA_DontShowOnScreen)
     panel.resize(440, 10)

@@ -120,3 +120,20 @@ def set_window_to_brain(node, low_percentile: float = 1.0, high_percentile: floa
         return
     display.SetAutoWindowLevel(False)
     display.SetWindowLevelMinMax(low, high)
+
+
+def in_scene(node, scene=None) -> bool:
+    """Whether `node` is still in the scene; by the node object, not its ID, which a new scene hands to another node."""
+    import slicer
+
+    scene = scene if scene is not None else slicer.mrmlScene
+    return node is not None and bool(scene.IsNodePresent(node))
+
+
+def scalar_volume_nodes(scene=None) -> list:
+    """The scene's scalar volumes, label maps left out."""
+    import slicer
+
+    scene = scene if scene is not None else slicer.mrmlScene
+    nodes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode") for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return [node for node in nodes if not node.IsA("vtkMRMLLabelMapVolumeNode")]
