@@ -214,6 +214,21 @@ def test_info_and_module_entry_point(tiny_model_path):
     assert bad.returncode == 2 and "weights file '" in bad.stderr and "none.safetensors' not found" in bad.stderr
 
 
+def test_a_reader_that_stops_reading_gets_no_traceback(tiny_model_path):
+    """`collagan-impute info | head`: the pipe's reader has gone when the card is written; the command ends quietly
+    with 141 (128 + SIGPIPE), as a shell tool would."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte
+    try:
+        done = subprocess.run([sys.executable, "-m", "CollaGANImputeLib", "info", str(tiny_model_path)], stdout=write_end,
+                              stderr=subprocess.PIPE, encoding="utf-8", cwd=REPO / "CollaGANImpute", timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
 def test_views_option(small_study, tiny_model_path, tmp_path, capsys):
     """--views 2 writes an output unlike the one-view output; --views 9 is refused with no output."""
     plain, averaged, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "averaged", "refused"))

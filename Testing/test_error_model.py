@@ -144,10 +144,14 @@ def test_calibrate_command_writes_the_card_and_refuses_bad_requests(shared_crops
     assert card["reliability_held_out"] == {"subsets": subsets}  # the old error model's held-out figures are gone
     printed = capsys.readouterr().out
     assert "T1Gd   Spearman(map, |error|) on the fitted subjects" in printed and "collagan-progress" in printed
+    calibrated = read_card(any_model_copy)
+    with pytest.raises(InputError, match="already holds an error model \\(fitted on TCGA-DU-7294, AURORA-MET-example\\); give --overwrite"):
+        cmd_calibrate(["--data", str(shared_crops), "--weights", str(any_model_copy)])  # refused before any work
+    assert read_card(any_model_copy) == calibrated
     with pytest.raises(InputError, match="subject\\(s\\) NOPE not in"):
-        cmd_calibrate(["--data", str(shared_crops), "--weights", str(any_model_copy), "--subject", "NOPE"])
+        cmd_calibrate(["--data", str(shared_crops), "--weights", str(any_model_copy), "--subject", "NOPE", "--overwrite"])
     with pytest.raises(InputError, match="--every must be at least 1"):
-        cmd_calibrate(["--data", str(shared_crops), "--weights", str(any_model_copy), "--every", "0"])
+        cmd_calibrate(["--data", str(shared_crops), "--weights", str(any_model_copy), "--every", "0", "--overwrite"])
 
 
 def test_calibrate_needs_the_subjects_named_when_the_card_has_none_there(shared_crops, tiny_any_model_path):

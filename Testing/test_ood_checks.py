@@ -118,6 +118,21 @@ def test_swapped_t1_and_t2_are_caught(manifest):
     assert list(found) == ["contrast_identity"] and "T1 and T2 inputs look swapped" in found["contrast_identity"][0]
 
 
+def test_a_swap_is_said_alone_in_one_line():
+    """T2 given as T1 on the sample case also trips the skull check (its bright rim of fluid reads as scalp); the
+    refusal says only the swap and its remedy, in one line, and keeps every finding for the caller."""
+    from CollaGANImputeLib.analysis.demo import sample_case_files
+
+    files = sample_case_files(DEFAULT_CONTRASTS)
+    study = prepare_study({"t1": files["t2"], "t2": files["t1"], "flair": files["flair"]}, DEFAULT_CONTRASTS)
+    findings = check_study(study)
+    assert {f.check for f in findings} == {"skull", "contrast_identity"}
+    message = str(OutOfDistribution(findings))
+    assert "\n" not in message and "scalp" not in message and "--prepare" not in message
+    assert message.endswith("the T1 and T2 inputs look swapped: their intensity histograms match T2 and T1 better than their own "
+                            "(check which file is which), so give each file as the contrast it is; or impute it as it is (--force)")
+
+
 def test_raw_study_is_caught_as_not_skull_stripped():
     files = _raw_files()
     study = prepare_study({k: files[k] for k in ("t1", "t2", "flair")}, DEFAULT_CONTRASTS)
@@ -154,6 +169,10 @@ def test_impute_refuses_unless_forced(du7294, tiny_model):
     with pytest.raises(OutOfDistribution, match=r"(?s)not what the model was trained on.*T1 has 5 mm slices.*--force") as refused:
         impute(thick, "t1gd", tiny_model)
     assert [f.check for f in refused.value.findings] == ["slice_thickness"] * 3
+    message = str(refused.value)  # one line: three reasons, their one remedy said once, then --force
+    assert "\n" not in message and message.count("--prepare resamples it to 1 mm") == 1
+    assert "T1 has 5 mm slices (training: 1 mm); T2 has 5 mm slices (training: 1 mm); FLAIR has 5 mm slices" in message
+    assert message.endswith("or impute it as it is (--force) (--prepare: prepare=PrepareOptions() in Python, 'Prepare raw study' in Slicer)")
     result = impute(thick, "t1gd", tiny_model, force=True)
     assert result.image.GetSize() == thick["t1"].GetSize()
     assert "imputed although T1 has 5 mm slices (training: 1 mm) (--force)" in result.notes

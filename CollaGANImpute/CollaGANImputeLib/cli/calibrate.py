@@ -11,14 +11,15 @@ from pathlib import Path
 
 from ..core.contrasts import display_name
 from ..core.errors import InputError
-from .options import add_data_option, add_device_option, add_progress_option
+from .options import add_data_option, add_device_option, add_overwrite_option, add_progress_option
 
 
 def cmd_calibrate(argv: Sequence[str]) -> int:
     from ..core.progress import ProgressReporter
     from ..inference.reliability import SPREADS, calibrate
     from ..inference.synthesis import select_device
-    from ..model.model_card import update_card
+    from ..io.atomic import check_outputs
+    from ..model.model_card import card_path_for, update_card
     from ..model.weights import load_model
     from ..preparation.data import discover_subjects, only_subjects, prepare_subject
 
@@ -33,10 +34,15 @@ def cmd_calibrate(argv: Sequence[str]) -> int:
     p.add_argument("--every", type=int, default=3, help="use every K-th brain slice (default 3)")
     add_device_option(p)
     add_progress_option(p)
+    add_overwrite_option(p)
     args = p.parse_args(argv)
     if args.every < 1:
         raise InputError(f"--every must be at least 1, not {args.every}")
     model = load_model(args.weights, select_device(args.device))
+    if "error_model" in model.card and not args.overwrite:
+        raise InputError(f"the card of '{args.weights}' already holds an error model (fitted on "
+                         f"{', '.join(model.card['error_model'].get('fitted_on', []))}); give --overwrite to replace it")
+    check_outputs([card_path_for(model.weights_path)], {model.weights_path: "the model's weights"}, overwrite=True)  # writable, before the work
     subjects = discover_subjects(args.data, model.contrasts)
     names = args.subject or [s.name for s in subjects if s.name in model.card.get("training", {}).get("train_subjects", [])]
     if not names:

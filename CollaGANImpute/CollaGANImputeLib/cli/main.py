@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..core.errors import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancelled, InputError, ModelError
+from ..core.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_CANCELLED, Cancelled, InputError, ModelError
 from .calibrate import cmd_calibrate
 from .evaluate import cmd_demo, cmd_evaluate
 from .importance import cmd_importance
@@ -53,7 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "  reading-session  create or score a blinded real-vs-synthetic reading session", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else EXIT_BAD_INPUT
     try:
-        return COMMANDS[argv[0]](argv[1:])
+        code = COMMANDS[argv[0]](argv[1:])
+        sys.stdout.flush()  # a reader that has gone away is found here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `collagan-impute info | head`: the reader stopped reading; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit flush must not fail again
+        return EXIT_BROKEN_PIPE
     except (InputError, ModelError) as error:
         print(f"collagan-impute: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

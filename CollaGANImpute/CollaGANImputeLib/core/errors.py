@@ -5,6 +5,7 @@ from __future__ import annotations
 # Exit codes of the engine's commands, read back by whoever runs them in a background process.
 EXIT_BAD_INPUT = 2
 EXIT_CANCELLED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 class InputError(ValueError):

@@ -57,14 +57,22 @@ class Finding:
 
 
 class OutOfDistribution(InputError):
-    """A study the model was not trained for. The message lists each finding; `findings` keeps them."""
+    """A study the model was not trained for, said in one line: the findings, each remedy once, and --force.
+    `findings` keeps them all.
+
+    Swapped contrasts are said alone: the other checks judged the wrong images (T2 given as T1 has a bright
+    rim of fluid that the skull check reads as scalp), so their findings would send the user the wrong way."""
 
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
-        lines = "\n".join(f"  - {finding}" for finding in findings)
-        super().__init__("the study is not what the model was trained on (skull-stripped, co-registered, 1 mm, axial):\n"
-                         f"{lines}\nprepare it first (--prepare; Python: prepare=PrepareOptions(); Slicer: 'Prepare raw study') "
-                         "or impute it as it is (--force)")
+        shown = [f for f in findings if f.check == "contrast_identity"] or findings
+        by_remedy: dict[str, list[str]] = {}
+        for finding in shown:
+            by_remedy.setdefault(finding.remedy, []).append(finding.reason)
+        said = "; ".join(f"{'; '.join(reasons)}, so {remedy}" for remedy, reasons in by_remedy.items())
+        prepare = " (--prepare: prepare=PrepareOptions() in Python, 'Prepare raw study' in Slicer)" if "--prepare" in said else ""
+        super().__init__(f"the study is not what the model was trained on (skull-stripped, co-registered, 1 mm, axial): {said}; "
+                         f"or impute it as it is (--force){prepare}")
 
 
 def check_study(study: PreparedStudy) -> list[Finding]:
