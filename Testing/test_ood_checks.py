@@ -118,6 +118,31 @@ def test_swapped_t1_and_t2_are_caught(manifest):
     assert list(found) == ["contrast_identity"] and "T1 and T2 inputs look swapped" in found["contrast_identity"][0]
 
 
+def test_a_t2_given_as_t1_without_a_t2_input_is_doubted(manifest):
+    """No T2 to swap with: the "T1" is judged alone against the T1 and T2 centroids. A doubt, noted beside the result
+    and refused with --strict; the real T1 in its place raises none. Its bright rim of fluid also trips the skull
+    check: the refusal says the doubt first."""
+    from CollaGANImputeLib.core.errors import InputError
+    from CollaGANImputeLib.preparation.contrast_identity import lone_identity_doubts
+    from CollaGANImputeLib.preparation.ood_checks import refuse_out_of_distribution
+
+    files = subject_files(manifest, "BraTS-GLI-00001-000")
+    as_given = prepare_study({"t1": files["t2"], "t1gd": files["t1gd"], "flair": files["flair"]}, DEFAULT_CONTRASTS)
+    assert lone_identity_doubts(as_given) == [
+        "the T1 input's intensity histogram matches T2 better than T1: check that it is a T1 (a T2 given as T1 makes a wrong imputation)"]
+    with pytest.raises(OutOfDistribution, match=r"axial\): the T1 input's intensity histogram matches T2 better than T1: .*, so give each "
+                                                 r"file as the contrast it is; .*scalp or skull"):
+        refuse_out_of_distribution(as_given, force=False)
+    with pytest.raises(InputError, match=r"^the T1 input's intensity histogram matches T2 better than T1: .* \(refused: --strict\)$"):
+        refuse_out_of_distribution(as_given, force=True, strict=True)
+    refuse_out_of_distribution(as_given, force=True)
+    assert as_given.notes[-1].startswith("the T1 input's intensity histogram matches T2 better than T1")
+    right = prepare_study({"t1": files["t1"], "t1gd": files["t1gd"], "flair": files["flair"]}, DEFAULT_CONTRASTS)
+    assert lone_identity_doubts(right) == []
+    with_t2 = prepare_study({"t1": files["t2"], "t2": files["t1"]}, DEFAULT_CONTRASTS)  # a pair: the swap check speaks, not this one
+    assert lone_identity_doubts(with_t2) == []
+
+
 def test_a_swap_is_said_alone_in_one_line():
     """T2 given as T1 on the sample case also trips the skull check (its bright rim of fluid reads as scalp); the
     refusal says only the swap and its remedy, in one line, and keeps every finding for the caller."""

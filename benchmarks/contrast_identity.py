@@ -1,5 +1,7 @@
 """The figures behind contrast_identity.py: each contrast's histogram centroid over the training subjects, and
-how far, left out one subject at a time, the true assignment of each pair of contrasts is from the swapped one.
+how far, left out one subject at a time, the true assignment of each pair of contrasts is from the swapped one,
+and, for a volume given alone (its partner absent), how far its own contrast is from the partner's
+(LONE_MARGINS: a T2 given as T1 must fit T2 better by more than any real T1 does).
 
 A pair is checked (CHECKED_PAIRS) only where every subject is told apart; the printed centroids and spread are
 what contrast_identity.py holds. Writes JSON and a Markdown table.
@@ -42,6 +44,22 @@ def margin(values: dict[str, np.ndarray], first: str, second: str, centre: dict[
     return distance(values[first], first) + distance(values[second], second) - distance(values[first], second) - distance(values[second], first)
 
 
+def lone_margins(features: dict[str, dict[str, np.ndarray]], given: str, other: str) -> dict:
+    """Left out one subject at a time: how much better a volume given as `given` fits `other` than `given`, for the
+    subject's real `given` volume (should be negative) and its `other` volume given as `given` (positive)."""
+    names, real, wrong = list(features), {}, {}
+    for s in names:
+        centre, spread = centroids(features, [n for n in names if n != s])
+
+        def fits_other_better(v: np.ndarray) -> float:
+            return float(np.sum(((v - centre[given]) / spread) ** 2) - np.sum(((v - centre[other]) / spread) ** 2))
+
+        real[s], wrong[s] = fits_other_better(features[s][given]), fits_other_better(features[s][other])
+    return {"real_highest": max(real.values()), "wrong_lowest": min(wrong.values()),
+            "threshold": (max(real.values()) + min(wrong.values())) / 2, "separated": max(real.values()) < min(wrong.values()),
+            "real": real, "wrong": wrong}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -59,15 +77,23 @@ def main() -> None:
         margins = [margin(features[s], first, second, *centroids(features, [n for n in names if n != s])) for s in names]
         pairs[f"{first}-{second}"] = {"checked": (first, second) in CHECKED_PAIRS, "false_alarms": int(sum(m > 0 for m in margins)),
                                       "closest_margin": -max(margins), "margins": dict(zip(names, margins))}
+    lone = {f"{a} given, {b} absent": lone_margins(features, a, b) for pair in CHECKED_PAIRS for a, b in (pair, pair[::-1])}
     centre, spread = centroids(features, names)
     report = {"subjects": names, "centroids": {k: [round(float(v), 4) for v in c] for k, c in centre.items()},
-              "spread": [round(float(v), 4) for v in spread], "pairs_left_one_out": pairs,
+              "spread": [round(float(v), 4) for v in spread], "pairs_left_one_out": pairs, "lone_left_one_out": lone,
+              "features": {s: {k: [round(float(v), 5) for v in f] for k, f in by.items()} for s, by in features.items()},
               "brain_ml": brains, "smallest_brain_ml": min(brains.values())}
     write_text_atomic(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     lines = [f"# Contrast identity: swapped pairs told apart, {len(names)} subjects left out one at a time", "",
              "| Pair | Checked | Subjects whose swap fits better | Closest margin |", "|---|---|---|---|"]
     lines += [f"| {display_name(p.split('-')[0])}-{display_name(p.split('-')[1])} | {'yes' if v['checked'] else 'no'} | "
               f"{v['false_alarms']} of {len(names)} | {v['closest_margin']:.1f} |" for p, v in pairs.items()]
+    lines += ["", "A volume given alone (its partner absent): how much better it fits the partner's contrast than its own, left out "
+              "one subject at a time (units of the features' spread; the check fires above the midpoint):", "",
+              "| Given as | Partner absent | Real volumes: highest | Partner's volume given instead: lowest | Midpoint |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {display_name(k.split(' ')[0])} | {display_name(k.split(', ')[1].split(' ')[0])} | {v['real_highest']:.1f} | "
+              f"{v['wrong_lowest']:.1f} | {v['threshold']:.1f} |" for k, v in lone.items()]
     lines += ["", f"Brain masks: {min(brains.values()):.0f} to {max(brains.values()):.0f} ml."]
     write_text_atomic(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(json.dumps({k: report[k] for k in ("centroids", "spread")}))

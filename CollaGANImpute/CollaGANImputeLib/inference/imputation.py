@@ -161,7 +161,7 @@ def impute_all(
                                progress=progress)
     contrasts = model.contrasts
     study = prepare_study(inputs, contrasts, reference=reference, mask=mask, strict=strict)
-    refuse_out_of_distribution(study, force)
+    refuse_out_of_distribution(study, force, strict)
     absent = [k for k in contrasts if k not in inputs]
     if chosen == "chain" and len(absent) > 1:
         study.notes.append(f"chained imputations: {' -> '.join(display_name(k) for k in absent)}, each from the inputs and the "

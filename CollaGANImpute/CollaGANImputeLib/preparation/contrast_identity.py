@@ -14,6 +14,12 @@ one subject at a time, the pairs in CHECKED_PAIRS told the true assignment from 
 (no false alarm, and every swap found), by at least 46.3 (T1-T2) and 8.7 (T1Gd-T2) units, so the check fires
 at 0, the midpoint. T2-FLAIR (1.4 units) and T1-T1Gd (0.3) are too close, and the swapped assignment of FLAIR
 with T1 or T1Gd fits better in 4 and 6 of the 26 subjects: those pairs are not checked.
+
+A volume given without its partner (T2 given as T1, no T2 input) has no pair to compare with; it is judged
+alone, by whether it fits the partner's centroid better than its own (LONE_PAIRS). Left out one subject at a
+time, that tells T1 from T2 in 25 of the 26 subjects each way (TCGA-DU-7294's T1 looks like a T2, Brats18_2013_11_1's
+T2 like a T1) and T1Gd from T2 in far fewer, so only T1-T2 is judged alone, and its finding is a doubt (a note
+beside the result, refused with --strict), never a refusal on its own.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ CENTROIDS = {
 }
 SPREAD = (0.7926, 0.0520, 0.1021, 0.1324, 0.1790)  # root mean square distance to the own centroid, per feature
 CHECKED_PAIRS = (("t1", "t2"), ("t1gd", "t2"))
+LONE_PAIRS = (("t1", "t2"),)  # judged for a volume given without its partner, both ways
 # The centroids describe whole skull-stripped brains (1099-1729 ml in the 26 subjects). A slab or a crop (a few
 # slices, a block inside the brain) holds another mix of tissues, a mask with scalp and skull (ood_checks refuses
 # masks over 2500 ml) other tissues again: neither is judged.
@@ -70,14 +77,32 @@ def swap_margin(features: dict[str, np.ndarray], first: str, second: str) -> flo
     return given - swapped
 
 
+def _judged_features(study: PreparedStudy) -> dict[str, np.ndarray]:
+    """FEATURES of every input with a centroid, or nothing for a brain mask outside BRAIN_ML_JUDGED."""
+    if not BRAIN_ML_JUDGED[0] <= brain_ml(study) <= BRAIN_ML_JUDGED[1]:
+        return {}
+    return {key: histogram_features(array[study.mask]) for key, array in study.images.items()
+            if key in CENTROIDS and np.any(array[study.mask] > 0)}
+
+
+def lone_identity_doubts(study: PreparedStudy) -> list[str]:
+    """Doubts about each LONE_PAIRS input given without its partner whose histogram fits the partner's
+    contrast better than its own (T2 given as T1 with no T2 input)."""
+    features = _judged_features(study)
+    doubts = []
+    for given, other in [*LONE_PAIRS, *(pair[::-1] for pair in LONE_PAIRS)]:
+        if given in features and other not in features and _distance(features[given], given) > _distance(features[given], other):
+            doubts.append(f"the {display_name(given)} input's intensity histogram matches {display_name(other)} better than "
+                          f"{display_name(given)}: check that it is a {display_name(given)} (a {display_name(other)} given as "
+                          f"{display_name(given)} makes a wrong imputation)")
+    return doubts
+
+
 def check_contrast_identity(study: PreparedStudy) -> list[str]:
     """Notes for each checked pair of the study's inputs whose histograms fit the other contrast better: the
     two files were probably given for each other's contrast. Empty when nothing looks swapped, and for a brain
     mask outside BRAIN_ML_JUDGED (part of a brain, or a head)."""
-    if not BRAIN_ML_JUDGED[0] <= brain_ml(study) <= BRAIN_ML_JUDGED[1]:
-        return []
-    features = {key: histogram_features(array[study.mask]) for key, array in study.images.items()
-                if key in CENTROIDS and np.any(array[study.mask] > 0)}
+    features = _judged_features(study)
     notes = []
     for first, second in itertools.combinations(features, 2):
         pair = tuple(sorted((first, second), key=list(CENTROIDS).index))

@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..io.geometry import Grid
-from .contrast_identity import brain_ml, check_contrast_identity
+from .contrast_identity import brain_ml, check_contrast_identity, lone_identity_doubts
 from .study import PreparedStudy
 
 MODEL_SPACING_MM = 1.0  # every training subject's grid
@@ -61,11 +61,12 @@ class OutOfDistribution(InputError):
     `findings` keeps them all.
 
     Swapped contrasts are said alone: the other checks judged the wrong images (T2 given as T1 has a bright
-    rim of fluid that the skull check reads as scalp), so their findings would send the user the wrong way."""
+    rim of fluid that the skull check reads as scalp), so their findings would send the user the wrong way. A
+    doubt about one input's contrast, less certain, is said first."""
 
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
-        shown = [f for f in findings if f.check == "contrast_identity"] or findings
+        shown = [f for f in findings if f.check == "contrast_identity"] or sorted(findings, key=lambda f: f.check != "contrast_doubt")
         by_remedy: dict[str, list[str]] = {}
         for finding in shown:
             by_remedy.setdefault(finding.remedy, []).append(finding.reason)
@@ -80,12 +81,17 @@ def check_study(study: PreparedStudy) -> list[Finding]:
     return [*_skull(study), *_geometry(study), *_contrast_identity(study)]
 
 
-def refuse_out_of_distribution(study: PreparedStudy, force: bool) -> None:
-    """Raise OutOfDistribution when a check fails; with `force`, note the findings in the study instead."""
+def refuse_out_of_distribution(study: PreparedStudy, force: bool, strict: bool = False) -> None:
+    """Raise OutOfDistribution when a check fails; with `force`, note the findings in the study instead. Doubts
+    (contrast_identity.lone_identity_doubts) become notes, or are refused with `strict`."""
     findings = check_study(study)
+    doubts = lone_identity_doubts(study)
     if findings and not force:
-        raise OutOfDistribution(findings)
+        raise OutOfDistribution([*findings, *(Finding("contrast_doubt", doubt, "give each file as the contrast it is") for doubt in doubts)])
     study.notes += [f"imputed although {finding.reason} (--force)" for finding in findings]
+    if doubts and strict:
+        raise InputError(f"{doubts[0]} (refused: --strict)")
+    study.notes += doubts
 
 
 def bright_ring(study: PreparedStudy) -> tuple[str, float] | None:
