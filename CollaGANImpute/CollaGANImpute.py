@@ -1,9 +1,7 @@
 """CollaGANImpute: impute a missing MRI contrast (T1, T1Gd, T2, FLAIR) of a brain study in 3D Slicer.
 
 The widget only wires the panel to CollaGANImputeLogic, whose work lives in CollaGANImputeLib.scene (Qt-free,
-tested against real MRML nodes); this file adds what needs the application. PyTorch, scikit-image and
-safetensors are imported only when work starts, after the user agreed to install them.
-"""
+tested on real MRML nodes); this file adds what needs the application. PyTorch is imported only when work starts."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ import vtk
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.errors import Cancelled, InputError, ModelError
 from CollaGANImputeLib.io import mrml
+from CollaGANImputeLib.preparation.ood_checks import OutOfDistribution
 from CollaGANImputeLib.scene import describe, parameters
 from CollaGANImputeLib.scene.logic import DEPENDENCIES, ModuleLogic
 from slicer.ScriptedLoadableModule import (
@@ -98,17 +97,14 @@ class CollaGANImputeLogic(ScriptedLoadableModuleLogic, ModuleLogic):
             "Download and install them now? PyTorch is large (up to a few GB with CUDA) and takes minutes."
         ):
             return False
-        if "torch" in missing:
-            if hasattr(slicer.modules, "pytorchutils"):  # the PyTorch extension picks the CUDA build for this GPU
-                import PyTorchUtils
+        if "torch" in missing and hasattr(slicer.modules, "pytorchutils"):  # the PyTorch extension picks the CUDA build for this GPU
+            import PyTorchUtils
 
-                if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_VERSION_REQUIREMENT) is None:
-                    return False
-            else:
-                slicer.util.pip_install([DEPENDENCIES["torch"]])
-        others = [DEPENDENCIES[m] for m in missing if m != "torch"]
-        if others:
-            slicer.util.pip_install(others)
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_VERSION_REQUIREMENT) is None:
+                return False
+            missing.remove("torch")
+        if missing:
+            slicer.util.pip_install([DEPENDENCIES[m] for m in missing])
         importlib.invalidate_caches()
         return not self.missingDependencies()
 
@@ -181,10 +177,12 @@ class JobRunner:
         self._timer.connect("timeout()", self._poll)
         progressBar.hide()
 
-    def start(self, job, finish, show, *, cancelled: str, refused: str, failed: str) -> None:
+    def start(self, job, finish, show, *, cancelled: str, refused: str, failed: str, handleRefusal=None) -> None:
         """Poll `job`; once it is done, `show(finish(result))` on the main thread. A cancel (`cancelled`), a refused
-        input (`refused`: error) or an unexpected error (`failed`: error) is said in the label, errors also in a dialog."""
+        input (`refused`: error; unless `handleRefusal(error)` deals with it) or an unexpected error (`failed`: error)
+        is said in the label, errors also in a dialog."""
         self.job, self._finish, self._show, self._messages = job, finish, show, (cancelled, refused, failed)
+        self._handleRefusal = handleRefusal
         self._progressBar.show()
         self._timer.start()
         self._changed()
@@ -211,8 +209,9 @@ class JobRunner:
         except Cancelled:
             self._label.text = cancelled
         except (InputError, ModelError) as error:
-            self._label.text = "Failed."
-            slicer.util.errorDisplay(f"{refused}: {error}")
+            if self._handleRefusal is None or not self._handleRefusal(error):
+                self._label.text = "Failed."
+                slicer.util.errorDisplay(f"{refused}: {error}")
         except Exception as error:
             self._label.text = "Failed."
             logging.error(traceback.format_exc())
@@ -254,7 +253,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # Parameter -> widget, for the plain values and node references the parameter node holds.
         self._selectors = {"Mask": self.ui.maskSelector, "Real": self.ui.realVolumeSelector, "Output": self.ui.outputSelector,
                            "LabelMap": self.ui.labelMapSelector}
-        self._checkBoxes = {"Uncertainty": self.ui.uncertaintyCheckBox, "BestQuality": self.ui.bestQualityCheckBox}
+        self._checkBoxes = {"Uncertainty": self.ui.uncertaintyCheckBox, "BestQuality": self.ui.bestQualityCheckBox,
+                            "Prepare": self.ui.prepareCheckBox}
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -294,9 +294,9 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
-        for runner in (self._imputation, self._analysis):  # their results belong to the scene being closed
-            if runner.job is not None:
-                runner.job.cancel()
+        for job in (self._imputation.job, self._analysis.job):  # their results belong to the scene being closed
+            if job is not None:
+                job.cancel()
         self.logic.lastOutcome = None
         self.setParameterNode(None)
 
@@ -419,13 +419,10 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._inputRows[key] = (label, selector)
 
     def _fillReferenceCombo(self, missing: str, reference: str) -> None:
-        combo = self.ui.referenceComboBox
-        combo.clear()
-        combo.addItem("First input in model order", "")
-        for key in self._contrasts():
-            if key != missing:
-                combo.addItem(f"{display_name(key)} grid", key)
-        combo.setCurrentIndex(max(0, combo.findData(reference)))
+        self.ui.referenceComboBox.clear()
+        for text, key in [("First input in model order", ""), *((f"{display_name(k)} grid", k) for k in self._contrasts() if k != missing)]:
+            self.ui.referenceComboBox.addItem(text, key)
+        self.ui.referenceComboBox.setCurrentIndex(max(0, self.ui.referenceComboBox.findData(reference)))
 
     def onModelPathChanged(self, *args) -> None:
         if self._parameterNode is not None and not self._updatingGUI:
@@ -494,7 +491,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             request = self.logic.prepareImputation(
                 self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
                 reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"), **parameters.model_choice(self._parameterNode),
-                uncertainty=node.GetParameter("Uncertainty") == "true",
+                uncertainty=node.GetParameter("Uncertainty") == "true", prepare=node.GetParameter("Prepare") == "true",
                 views=len(VIEWS) if node.GetParameter("BestQuality") == "true" else 1)
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
@@ -502,7 +499,17 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.metricsLabel.text = ""
         self._imputation.start(self.logic.startImputation(request), lambda computed: self.logic.finishImputation(request, computed),
                                self._showOutcome, cancelled="Cancelled: nothing was added to the scene.", refused="Cannot impute",
-                               failed="Imputation failed")
+                               failed="Imputation failed", handleRefusal=self._offerToPrepare)
+
+    def _offerToPrepare(self, error) -> bool:
+        """A study the checks refused as raw: offer to tick Prepare and impute again; True when the user agreed."""
+        if (not isinstance(error, OutOfDistribution) or self._parameterNode.GetParameter("Prepare") == "true"
+                or not slicer.util.confirmYesNoDisplay(f"Cannot impute: {error}\n\nPrepare the raw study (register, extract the "
+                                                       "brain, resample to 1 mm) and impute again?")):
+            return False
+        self._parameterNode.SetParameter("Prepare", "true")
+        qt.QTimer.singleShot(0, self.onApplyButton)  # after this job's end has been handled
+        return True
 
     def _showOutcome(self, outcome) -> None:
         self._parameterNode.SetNodeReferenceID("Output", outcome.outputNode.GetID())
@@ -543,16 +550,13 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                              cancelled="Cancelled.", refused="Cannot analyse", failed="The analysis failed")
 
     def _writeImportance(self, report) -> str:
-        """Write the report into the chosen folder; a failure is said without losing what is shown."""
+        """Write the report into the chosen folder, if any; a failure is said without losing what is shown."""
         folder = self.ui.analysisFolderLineEdit.currentPath
-        if not folder:
-            return ""
         try:
-            written = self.logic.writeImportance(report, folder)
+            return f" Report written to {Path(next(iter(self.logic.writeImportance(report, folder).values()))).parent}." if folder else ""
         except OSError as error:
             slicer.util.errorDisplay(f"The analysis is shown, but its report could not be written to '{folder}': {error}")
             return " The report was not written."
-        return f" Report written to {Path(next(iter(written.values()))).parent}."
 
     def _showImportance(self, report) -> None:
         from CollaGANImputeLib.analysis.importance_report import figure
@@ -588,11 +592,9 @@ class CollaGANImputeTest(ScriptedLoadableModuleTest):
         self.assertEqual(output.GetImageData().GetDimensions(), found["t1"].GetImageData().GetDimensions())
         self.assertTrue(np.allclose(mrml.ijk_to_ras(output), mrml.ijk_to_ras(found["t1"]), atol=1e-6))
         ssim = outcome.comparison.metrics["ssim_brain"]
-        self.assertTrue(np.isfinite(ssim) and 0.0 <= ssim <= 1.0, f"SSIM {ssim}")
-        self.assertEqual(sorted(outcome.uncertaintyNodes), ["flair", "t1gd"])
+        self.assertTrue(np.isfinite(ssim) and 0.0 <= ssim <= 1.0 and sorted(outcome.uncertaintyNodes) == ["flair", "t1gd"], f"SSIM {ssim}")
         for node in outcome.uncertaintyNodes.values():
             self.assertEqual(node.GetAttribute("CollaGANImpute.Units"), outcome.imputation.uncertainty_meaning)
-            values = slicer.util.arrayFromVolume(node)
-            self.assertTrue(np.isfinite(values).all() and values.min() >= 0)
+            self.assertTrue(np.isfinite(slicer.util.arrayFromVolume(node)).all() and slicer.util.arrayFromVolume(node).min() >= 0)
         logic.showComparison(**logic.comparisonOf(output))
         self.delayDisplay(f"Test passed: T1Gd and FLAIR imputed with their maps; T1Gd SSIM (brain) {ssim:.3f}")

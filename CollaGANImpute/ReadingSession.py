@@ -101,7 +101,7 @@ class ReadingSessionLogic(ScriptedLoadableModuleLogic):
     def clearItem(self) -> None:
         scene = self.scene or slicer.mrmlScene
         if self.node is not None and scene.IsNodePresent(self.node):
-            mrml.remove_volume_node(self.node, scene)
+            mrml.remove_node(self.node, scene)
         self.node = None
 
     def enterReadingView(self) -> None:

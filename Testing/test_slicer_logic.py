@@ -308,6 +308,27 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
         assert np.all(values >= 0) and np.isfinite(values).all()
 
 
+def test_prepare_adds_the_brain_it_found_as_a_segmentation(module, scene, cropped, tiny_model_path):
+    """The panel's Prepare box: the engine's prepare pipeline (the given mask as the brain extractor), the result on
+    the reference grid, and the brain mask on that grid as a one-segment segmentation; no label map is left behind."""
+    files = cropped["BraTS-GLI-00001-000"]
+    nodes = {key: load_node(scene, path, f"raw-{key}") for key, path in files.items() if key != "t1gd"}
+    brain = sitk.ReadImage(str(files["t1"])) > 0
+    mask = mrml.add_volume_node(sitk.Cast(brain, sitk.sitkFloat32), "given brain", scene)
+    logic = module.CollaGANImputeLogic()
+    output = logic.impute(nodes, "t1gd", mask=mask, weights=str(tiny_model_path), prepare=True, force=True)
+    outcome = logic.lastOutcome
+    assert np.allclose(mrml.ijk_to_ras(output), mrml.ijk_to_ras(nodes["t1"]), atol=1e-6)
+    assert any("registered rigidly" in note for note in outcome.imputation.notes)
+    segmentation = outcome.maskNode
+    assert segmentation.IsA("vtkMRMLSegmentationNode") and segmentation.GetName() == "Brain mask (CollaGAN prepare)"
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == "Brain"
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
+    expected = int(outcome.imputation.study.mask.sum())
+    assert expected > 0 and abs(int(sitk.GetArrayViewFromImage(brain).sum()) - expected) < 0.05 * expected
+
+
 def test_best_quality_averages_views_through_the_engine(module, scene, cropped, tiny_model_path):
     """The panel's Best quality asks the engine for 8 views; the logic passes any number through unchanged."""
     files = cropped["BraTS-GLI-00001-000"]

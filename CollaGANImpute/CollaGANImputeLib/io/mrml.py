@@ -66,8 +66,8 @@ def image_from_node(node) -> sitk.Image:
     return image
 
 
-def add_volume_node(image: sitk.Image, name: str, scene=None):
-    """A new scalar volume node holding `image`, on its grid, added to the scene fully formed.
+def add_volume_node(image: sitk.Image, name: str, scene=None, node_class: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node (scalar, or `node_class`) holding `image`, on its grid, added to the scene fully formed.
 
     The node is built before it enters the scene, so a failure leaves the scene as it was. The name is
     made unique in the scene ("T1Gd (CollaGAN)", then "T1Gd (CollaGAN)_1", ...).
@@ -75,7 +75,7 @@ def add_volume_node(image: sitk.Image, name: str, scene=None):
     import slicer
 
     scene = scene if scene is not None else slicer.mrmlScene
-    node = scene.CreateNodeByClass("vtkMRMLScalarVolumeNode")
+    node = scene.CreateNodeByClass(node_class)
     node.UnRegister(None)  # the Python reference owns it until the scene does
     node.SetName(scene.GenerateUniqueName(name))
     direction = _RAS_TO_LPS @ np.array(image.GetDirection()).reshape(3, 3)
@@ -87,13 +87,35 @@ def add_volume_node(image: sitk.Image, name: str, scene=None):
     try:
         node.CreateDefaultDisplayNodes()
     except Exception:
-        remove_volume_node(node, scene)
+        remove_node(node, scene)
         raise
     return node
 
 
-def remove_volume_node(node, scene=None) -> None:
-    """Take a volume node this module made out of the scene with its display nodes, which the scene
+def add_segmentation_node(mask: sitk.Image, name: str, segment: str, scene=None):
+    """A segmentation node holding the non-zero voxels of `mask` as one segment named `segment`, on the mask's
+    grid (through a label map that is taken out of the scene again); a failure leaves the scene as it was."""
+    import slicer
+
+    scene = scene if scene is not None else slicer.mrmlScene
+    labelmap = add_volume_node(sitk.Cast(mask != 0, sitk.sitkUInt8), f"{name} label map", scene, "vtkMRMLLabelMapVolumeNode")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    try:
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labelmap)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation):
+            raise RuntimeError(f"the brain mask could not be turned into the segmentation '{name}'")
+        segmentation.GetSegmentation().GetNthSegment(0).SetName(segment)
+    except Exception:
+        remove_node(segmentation, scene)
+        raise
+    finally:
+        remove_node(labelmap, scene)
+    return segmentation
+
+
+def remove_node(node, scene=None) -> None:
+    """Take a node this module made (a volume, a segmentation) out of the scene with its display nodes, which the scene
     would otherwise keep as orphans."""
     import slicer
 

@@ -109,10 +109,11 @@ class ImputationLogic:
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                           weights: str | None = None, device: str = "auto", uncertainty: bool = False,
-                          views: int = 1, force: bool = False) -> ImputationRequest:
+                          views: int = 1, force: bool = False, prepare: bool = False) -> ImputationRequest:
         """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
         model without an input is imputed too (`missing` first). `views` > 1 averages that many shifted
-        and mirrored views (8 views: 8 to 11 times as long, better; docs/model.md)."""
+        and mirrored views (8 views: 8 to 11 times as long, better; docs/model.md). `prepare` brings a raw
+        study to the model's form first (registration, brain extraction: `mask` if given, else ROBEX; 1 mm)."""
         card = self.modelCard(weights)
         contrasts = card["contrasts"]
         given = {k: v for k, v in inputs.items() if v is not None}
@@ -128,21 +129,23 @@ class ImputationLogic:
             weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
             real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
-            views=views, force=force, inputNodes=dict(given), realNode=real,
+            views=views, force=force, prepare=prepare, inputNodes=dict(given), realNode=real,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
         """The engine's work, safe in a worker thread: (imputations by contrast, model name, comparison or None)."""
         from ..inference.imputation import impute_all
+        from ..preparation.brain_prep import PrepareOptions
 
         report = progress or (lambda done, total, stage: None)
         names = ", ".join(display_name(k) for k in request.targets)
         report(0, 0, "Loading the model")
         model = self.model(request.weights, request.device)
         report(0, 0, "Preparing the study (resampling, brain mask, normalisation)")
+        prepare = PrepareOptions(on_step=lambda step: report(0, 0, f"Preparing the raw study: {step}")) if request.prepare else None
         imputations = impute_all(
             request.images, request.targets, model, mask=request.mask, reference=request.reference,
-            uncertainty=request.uncertainty, views=request.views, force=request.force,
+            uncertainty=request.uncertainty, views=request.views, force=request.force, prepare=prepare,
             progress=lambda done, total: report(done, total, f"Imputing {names}: {done} of {total} slice passes"),
             cancel=cancel,
         )
@@ -194,26 +197,33 @@ class ImputationLogic:
             if comparison is not None:
                 outcome.differenceNode = add_map_node(comparison.difference, f"{display_name(request.missing)} |difference|", "difference")
                 created.append(outcome.differenceNode)
+            if request.prepare:  # the brain the preparation found, to check before trusting the result
+                study = outcome.imputation.study
+                outcome.maskNode = mrml.add_segmentation_node(study.to_reference_image(study.mask.astype(np.float32)),
+                                                              "Brain mask (CollaGAN prepare)", "Brain")
+                created.append(outcome.maskNode)
         except Exception:
             for node in created:
-                mrml.remove_volume_node(node)
+                mrml.remove_node(node)
             raise
         self.lastOutcome = outcome
         return outcome
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, force: bool = False,
-               progress=None, cancel=None):
+               prepare: bool = False, progress=None, cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 
         Blocking (console use). Contrasts of the model with no input are imputed too, when the model
         was trained for that (`lastOutcome.outputNodes` holds them all). With `real` (the real volume of
         `missing`), `lastOutcome.comparison` holds the metrics and `lastOutcome.differenceNode` the
-        |difference| volume; with `uncertainty`, `lastOutcome.uncertaintyNodes` the reliability maps.
+        |difference| volume; with `uncertainty`, `lastOutcome.uncertaintyNodes` the reliability maps; with
+        `prepare` (a raw study), `lastOutcome.maskNode` the brain it found, as a segmentation.
         Raises the engine's InputError/ModelError, or Cancelled; the scene then holds no new node.
         """
         request = self.prepareImputation(inputs, missing, mask=mask, reference=reference, real=real,
-                                         weights=weights, device=device, uncertainty=uncertainty, views=views, force=force)
+                                         weights=weights, device=device, uncertainty=uncertainty, views=views, force=force,
+                                         prepare=prepare)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def currentOutcome(self, outputNode=None) -> ImputationOutcome | None:
@@ -235,7 +245,7 @@ class ImputationLogic:
         comparison = self.compare(outcome.imputation, mrml.image_from_node(realNode))
         difference = add_map_node(comparison.difference, f"{display_name(outcome.imputation.missing)} |difference|", "difference")
         if mrml.in_scene(outcome.differenceNode):
-            mrml.remove_volume_node(outcome.differenceNode)
+            mrml.remove_node(outcome.differenceNode)
         outcome.comparison, outcome.differenceNode, outcome.realNode = comparison, difference, realNode
         return comparison.metrics
 
@@ -283,6 +293,6 @@ def add_map_node(image, name: str, role: str, units: str = "", colors: str | Non
         if colors and display is not None:
             display.SetAndObserveColorNodeID(colors)
     except Exception:
-        mrml.remove_volume_node(node)
+        mrml.remove_node(node)
         raise
     return node

@@ -21,6 +21,7 @@ class ImputationRequest:
     uncertainty: bool = False
     views: int = 1  # shifted and mirrored views averaged (synthesis.synthesise)
     force: bool = False  # impute a study that fails the out-of-distribution checks (their findings become notes)
+    prepare: bool = False  # register, extract the brain, resample to 1 mm, impute, map back (brain_prep)
     inputNodes: dict = field(default_factory=dict)
     realNode: object = None
 
@@ -58,5 +59,6 @@ class ImputationOutcome:
     differenceNode: object = None
     outputNodes: dict = field(default_factory=dict)
     uncertaintyNodes: dict = field(default_factory=dict)
+    maskNode: object = None  # the brain mask a prepared run extracted, as a segmentation
     inputNodes: dict = field(default_factory=dict)  # what the run imputed from, so its comparison shows that
     realNode: object = None
