@@ -1,6 +1,6 @@
 """The margins behind ood_checks.py: every check's figure on each training subject (all must pass), on the same
 subjects with 5 mm slices, with T2 given as T1 and T1 as T2 (swapped), with T2 given as T1 and no T2 (a doubt,
-contrast_identity.lone_identity_doubts), and on the raw TCGA-FG-6692 study as it came off the scanner. Writes
+ood_checks.review_study), and on the raw TCGA-FG-6692 study as it came off the scanner. Writes
 JSON and Markdown.
 
     python benchmarks/ood_checks.py --data ../shared/data/training.json
@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.io.series_recognition import recognise_study
-from CollaGANImputeLib.preparation.contrast_identity import brain_ml, lone_identity_doubts
+from CollaGANImputeLib.preparation.contrast_identity import brain_ml
 from CollaGANImputeLib.preparation.data import discover_subjects
-from CollaGANImputeLib.preparation.ood_checks import MAX_BRAIN_ML, MAX_BRIGHT_RING, bright_ring, check_study
+from CollaGANImputeLib.preparation.ood_checks import MAX_BRAIN_ML, MAX_BRIGHT_RING, bright_ring, review_study
 from CollaGANImputeLib.preparation.study import prepare_study
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,10 +37,11 @@ def _thick(path: Path) -> sitk.Image:
 def row(name: str, volumes: dict) -> dict:
     study = prepare_study(volumes, DEFAULT_CONTRASTS)
     ring = bright_ring(study)
+    findings, doubts = review_study(study)
     return {"subject": name, "brain_ml": brain_ml(study), "bright_ring": None if ring is None else ring[1],
             "ring_contrast": None if ring is None else ring[0],
             "slice_mm": max(max(g.spacing) for g in study.input_grids.values()),
-            "findings": [f.check for f in check_study(study)], "doubts": len(lone_identity_doubts(study))}
+            "findings": [f.check for f in findings], "doubts": len(doubts)}
 
 
 def main() -> None:

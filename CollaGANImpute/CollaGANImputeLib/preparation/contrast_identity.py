@@ -85,10 +85,19 @@ def _judged_features(study: PreparedStudy) -> dict[str, np.ndarray]:
             if key in CENTROIDS and np.any(array[study.mask] > 0)}
 
 
+def identity_notes(study: PreparedStudy) -> tuple[list[str], list[str]]:
+    """(check_contrast_identity's notes, lone_identity_doubts's doubts), from one look at the histograms."""
+    features = _judged_features(study)
+    return _swapped_pairs(features), _lone_doubts(features)
+
+
 def lone_identity_doubts(study: PreparedStudy) -> list[str]:
     """Doubts about each LONE_PAIRS input given without its partner whose histogram fits the partner's
     contrast better than its own (T2 given as T1 with no T2 input)."""
-    features = _judged_features(study)
+    return _lone_doubts(_judged_features(study))
+
+
+def _lone_doubts(features: dict[str, np.ndarray]) -> list[str]:
     doubts = []
     for given, other in [*LONE_PAIRS, *(pair[::-1] for pair in LONE_PAIRS)]:
         if given in features and other not in features and _distance(features[given], given) > _distance(features[given], other):
@@ -102,7 +111,10 @@ def check_contrast_identity(study: PreparedStudy) -> list[str]:
     """Notes for each checked pair of the study's inputs whose histograms fit the other contrast better: the
     two files were probably given for each other's contrast. Empty when nothing looks swapped, and for a brain
     mask outside BRAIN_ML_JUDGED (part of a brain, or a head)."""
-    features = _judged_features(study)
+    return _swapped_pairs(_judged_features(study))
+
+
+def _swapped_pairs(features: dict[str, np.ndarray]) -> list[str]:
     notes = []
     for first, second in itertools.combinations(features, 2):
         pair = tuple(sorted((first, second), key=list(CENTROIDS).index))

@@ -15,7 +15,7 @@ passes; benchmarks/ood_checks.py measures them, the margins are in README, "Clin
 - in-plane spacing: 1 mm there; refused outside 0.67-1.5 mm, a brain that would look 1.5 times too small
   or too large to the network.
 - orientation: slices more than 30 degrees from axial (sagittal or coronal acquisitions, steep obliques).
-- contrast identity: contrast_identity.check_contrast_identity (two inputs whose histograms fit each
+- contrast identity: contrast_identity.identity_notes (two inputs whose histograms fit each
   other's contrast better than their own).
 """
 
@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..io.geometry import Grid
-from .contrast_identity import brain_ml, check_contrast_identity, lone_identity_doubts
+from .contrast_identity import brain_ml, identity_notes
 from .study import PreparedStudy
 
 MODEL_SPACING_MM = 1.0  # every training subject's grid
@@ -76,18 +76,27 @@ class OutOfDistribution(InputError):
                          f"or impute it as it is (--force){prepare}")
 
 
+SAME_CONTRAST = "give each file as the contrast it is"
+
+
 def check_study(study: PreparedStudy) -> list[Finding]:
     """Every finding for a prepared study (empty when it looks like the training data)."""
-    return [*_skull(study), *_geometry(study), *_contrast_identity(study)]
+    return review_study(study)[0]
+
+
+def review_study(study: PreparedStudy) -> tuple[list[Finding], list[str]]:
+    """(check_study's findings, the doubts about single inputs' contrasts: contrast_identity.lone_identity_doubts),
+    the histograms looked at once."""
+    swaps, doubts = identity_notes(study)
+    return [*_skull(study), *_geometry(study), *(Finding("contrast_identity", note, SAME_CONTRAST) for note in swaps)], doubts
 
 
 def refuse_out_of_distribution(study: PreparedStudy, force: bool, strict: bool = False) -> None:
     """Raise OutOfDistribution when a check fails; with `force`, note the findings in the study instead. Doubts
     (contrast_identity.lone_identity_doubts) become notes, or are refused with `strict`."""
-    findings = check_study(study)
-    doubts = lone_identity_doubts(study)
+    findings, doubts = review_study(study)
     if findings and not force:
-        raise OutOfDistribution([*findings, *(Finding("contrast_doubt", doubt, "give each file as the contrast it is") for doubt in doubts)])
+        raise OutOfDistribution([*findings, *(Finding("contrast_doubt", doubt, SAME_CONTRAST) for doubt in doubts)])
     study.notes += [f"imputed although {finding.reason} (--force)" for finding in findings]
     if doubts and strict:
         raise InputError(f"{doubts[0]} (refused: --strict)")
@@ -162,7 +171,3 @@ def _geometry(study: PreparedStudy) -> list[Finding]:
                                 f"{in_plane[0]:.3g} x {in_plane[1]:.3g} mm voxels in plane (training: {MODEL_SPACING_MM:g} mm)",
                                 "--prepare resamples it to 1 mm"))
     return findings
-
-
-def _contrast_identity(study: PreparedStudy) -> list[Finding]:
-    return [Finding("contrast_identity", note, "give each file as the contrast it is") for note in check_contrast_identity(study)]
