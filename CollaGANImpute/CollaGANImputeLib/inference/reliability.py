@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 
 from ..core.errors import InputError
 from ..core.metrics import brasyn_normalise
+from ..model.model_card import most_missing
 from ..model.networks import Generator
 from ..model.weights import Model
 from ..preparation.study import PreparedStudy, brain_slices
@@ -56,8 +57,7 @@ def available_methods(card: dict, present: int | None = None) -> tuple[str, ...]
     "calibrated" needs the card's error model and the spread it was fitted with."""
     count = len(card["contrasts"])
     present = count - 1 if present is None else present
-    most_absent = card.get("missing_inputs", {}).get("max", 1)
-    spreads = SPREADS if present >= 2 and count - present + 1 <= most_absent else ("flips",)
+    spreads = SPREADS if present >= 2 and count - present + 1 <= most_missing(card) else ("flips",)
     calibrated = card.get("error_model", {}).get("spread") in spreads
     return tuple(m for m in METHODS if m in spreads or (m == "calibrated" and calibrated))
 

@@ -203,6 +203,11 @@ def _check_error_model(card: dict, contrasts: list[str], check: _CardCheck) -> N
             check.number(value, f"{field}[{index}]", -1e6, 1e6)
 
 
+def most_missing(card: dict) -> int:
+    """How many absent inputs the model behind `card` was trained for: 1 for CollaGAN, N-1 for any subset."""
+    return int(card.get("missing_inputs", {}).get("max", 1))
+
+
 def update_card(weights: str | Path, fields: dict) -> Path:
     """Add or replace top-level fields of a model card (written atomically); the weights are untouched, so
     their sha256 still holds. Returns the card's path."""

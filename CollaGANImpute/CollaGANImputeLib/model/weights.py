@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from ..core.errors import ModelError
 from ..io.atomic import atomic_paths
 from ..preparation.bias_field import METHOD as BIAS_METHOD
-from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, read_card, sha256_of
+from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, most_missing, read_card, sha256_of
 from .networks import Generator, GeneratorConfig
 
 
@@ -48,7 +48,7 @@ class Model:
     @property
     def most_missing(self) -> int:
         """How many absent inputs the model was trained for: 1 for CollaGAN, N-1 for any subset."""
-        return int(self.card.get("missing_inputs", {}).get("max", 1))
+        return most_missing(self.card)
 
     @property
     def bias_corrected(self) -> bool:

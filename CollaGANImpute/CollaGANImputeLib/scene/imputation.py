@@ -14,6 +14,7 @@ from ..core.errors import Cancelled, InputError
 from ..core.jobs import ThreadJob
 from ..io import mrml
 from ..io.series_recognition import match_contrast
+from ..model.model_card import most_missing
 from .requests import Comparison, ImputationOutcome, ImputationRequest
 
 ROLE_ATTRIBUTE = "CollaGANImpute.Role"  # "imputed", "difference" or "uncertainty" on nodes this module made
@@ -57,10 +58,7 @@ class ImputationLogic:
                 self._models = {key: load_model(path, select_device(device))}
             return self._models[key]
 
-    @staticmethod
-    def mostMissing(card: dict) -> int:
-        """How many absent inputs the model behind `card` was trained for (1 for CollaGAN)."""
-        return int(card.get("missing_inputs", {}).get("max", 1))
+    mostMissing = staticmethod(most_missing)  # model_card.most_missing: absent inputs the model was trained for
 
     # ----- inputs --------------------------------------------------------------------------------
     @staticmethod
@@ -195,7 +193,7 @@ class ImputationLogic:
                                         outputNodes=outputs, uncertaintyNodes=uncertainties,
                                         inputNodes=request.inputNodes, realNode=request.realNode)
             if comparison is not None:
-                outcome.differenceNode = add_map_node(comparison.difference, f"{display_name(request.missing)} |difference|", "difference")
+                outcome.differenceNode = add_difference_node(comparison, request.missing)
                 created.append(outcome.differenceNode)
             if request.prepare:  # the brain the preparation found, to check before trusting the result
                 study = outcome.imputation.study
@@ -243,7 +241,7 @@ class ImputationLogic:
         if outcome is None:
             raise InputError("there is no imputation to score: impute first (scoring uses that run's brain mask)")
         comparison = self.compare(outcome.imputation, mrml.image_from_node(realNode))
-        difference = add_map_node(comparison.difference, f"{display_name(outcome.imputation.missing)} |difference|", "difference")
+        difference = add_difference_node(comparison, outcome.imputation.missing)
         if mrml.in_scene(outcome.differenceNode):
             mrml.remove_node(outcome.differenceNode)
         outcome.comparison, outcome.differenceNode, outcome.realNode = comparison, difference, realNode
@@ -278,6 +276,11 @@ def images_from_nodes(nodes: dict) -> dict:
         except InputError as error:
             raise InputError(f"{display_name(key)}: {error}") from None
     return images
+
+
+def add_difference_node(comparison: Comparison, contrast: str):
+    """The |imputed - real| map of a scored imputation of `contrast`."""
+    return add_map_node(comparison.difference, f"{display_name(contrast)} |difference|", "difference")
 
 
 def add_map_node(image, name: str, role: str, units: str = "", colors: str | None = None):
