@@ -1,7 +1,8 @@
 """The figures behind contrast_identity.py: each contrast's histogram centroid over the training subjects, and
 how far, left out one subject at a time, the true assignment of each pair of contrasts is from the swapped one,
-and, for a volume given alone (its partner absent), how far its own contrast is from the partner's
-(LONE_MARGINS: a T2 given as T1 must fit T2 better by more than any real T1 does).
+and, for a volume given alone (its partner absent), how much better it fits the partner's contrast than its own:
+contrast_identity.lone_identity_doubts doubts it above 0, so the table counts the real volumes doubted (false
+alarms) and the partner's volumes given in their place that are not (misses).
 
 A pair is checked (CHECKED_PAIRS) only where every subject is told apart; the printed centroids and spread are
 what contrast_identity.py holds. Writes JSON and a Markdown table.
@@ -56,7 +57,7 @@ def lone_margins(features: dict[str, dict[str, np.ndarray]], given: str, other: 
 
         real[s], wrong[s] = fits_other_better(features[s][given]), fits_other_better(features[s][other])
     return {"real_highest": max(real.values()), "wrong_lowest": min(wrong.values()),
-            "threshold": (max(real.values()) + min(wrong.values())) / 2, "separated": max(real.values()) < min(wrong.values()),
+            "false_alarms": sum(m > 0 for m in real.values()), "misses": sum(m <= 0 for m in wrong.values()),
             "real": real, "wrong": wrong}
 
 
@@ -89,11 +90,11 @@ def main() -> None:
     lines += [f"| {display_name(p.split('-')[0])}-{display_name(p.split('-')[1])} | {'yes' if v['checked'] else 'no'} | "
               f"{v['false_alarms']} of {len(names)} | {v['closest_margin']:.1f} |" for p, v in pairs.items()]
     lines += ["", "A volume given alone (its partner absent): how much better it fits the partner's contrast than its own, left out "
-              "one subject at a time (units of the features' spread; the check fires above the midpoint):", "",
-              "| Given as | Partner absent | Real volumes: highest | Partner's volume given instead: lowest | Midpoint |",
-              "|---|---|---|---|---|"]
+              "one subject at a time (units of the features' spread; doubted above 0; only LONE_PAIRS are judged):", "",
+              "| Given as | Partner absent | Real volumes: highest | doubted (false alarms) | Partner's volume given instead: lowest "
+              "| not doubted (misses) |", "|---|---|---|---|---|---|"]
     lines += [f"| {display_name(k.split(' ')[0])} | {display_name(k.split(', ')[1].split(' ')[0])} | {v['real_highest']:.1f} | "
-              f"{v['wrong_lowest']:.1f} | {v['threshold']:.1f} |" for k, v in lone.items()]
+              f"{v['false_alarms']} of {len(names)} | {v['wrong_lowest']:.1f} | {v['misses']} of {len(names)} |" for k, v in lone.items()]
     lines += ["", f"Brain masks: {min(brains.values()):.0f} to {max(brains.values()):.0f} ml."]
     write_text_atomic(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(json.dumps({k: report[k] for k in ("centroids", "spread")}))
