@@ -85,6 +85,40 @@ def test_resume_repeats_the_uninterrupted_run(slices, tmp_path):
             assert have[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), key
 
 
+def test_moving_average_is_resumed_and_exported(slices, tmp_path):
+    config = small_config(steps=6, checkpoint_every=3, ema_decay=0.9)
+    straight = Trainer(config, slices, tmp_path / "straight")
+    start = {k: v.clone() for k, v in straight.averaged.state_dict().items()}
+    straight.train_step()
+    # The first step forgets fast ((1 + 0) / (10 + 0) = 0.1 of the old average is kept).
+    for name, tensor in straight.averaged.named_parameters():
+        torch.testing.assert_close(tensor, 0.1 * start[name] + 0.9 * straight.generator.state_dict()[name])
+    for _ in range(5):
+        straight.train_step()
+
+    interrupted = Trainer(config, slices, tmp_path / "resumed")
+    for _ in range(3):
+        interrupted.train_step()
+    interrupted.save()
+    resumed = Trainer(config, slices, tmp_path / "resumed")
+    resumed.load()
+    for _ in range(3):
+        resumed.train_step()
+    for name, tensor in straight.averaged.state_dict().items():
+        torch.testing.assert_close(resumed.averaged.state_dict()[name], tensor)
+    lagging = [name for name, tensor in straight.averaged.named_parameters()
+               if not torch.allclose(tensor, straight.generator.state_dict()[name])]
+    assert len(lagging) > len(list(straight.generator.parameters())) // 2  # an average, not a copy of the weights
+    from CollaGANImputeLib.model.weights import load_model
+
+    exported = load_model(resumed.export(tmp_path / "model.safetensors", {"description": "test"}))
+    for name, tensor in exported.generator.state_dict().items():
+        torch.testing.assert_close(tensor, resumed.averaged.state_dict()[name])
+    assert exported.card["training"]["config"]["ema_decay"] == 0.9
+    with pytest.raises(InputError, match="moving average's decay"):
+        Trainer(small_config(ema_decay=1.0), slices, tmp_path / "bad")
+
+
 def test_run_writes_logs_checkpoint_and_validation(slices, tmp_path):
     config = small_config(steps=4, validate_every=2, checkpoint_every=2)
     trainer = Trainer(config, slices, tmp_path, validation_set=slices)

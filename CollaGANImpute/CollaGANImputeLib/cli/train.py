@@ -62,6 +62,8 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="grow the most absent contrasts from --missing-min to --missing-max over this many steps")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
                    help="start from the networks of another run's checkpoint.safetensors (fine-tuning; optimisers start afresh)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and export a moving average of the generator's weights with this decay per step (say 0.999; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     add_device_option(p)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
@@ -118,7 +120,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
             crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,
-            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, seed=args.seed,
+            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema, seed=args.seed,
             bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
     contrasts = config.contrasts

@@ -38,6 +38,7 @@ class TrainConfig:
     missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
     missing_max: int = 1
     curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max
+    ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the generator's weights
     seed: int = 0
     bf16: bool = False
     validate_every: int = 200

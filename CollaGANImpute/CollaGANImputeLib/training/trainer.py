@@ -10,6 +10,10 @@ With `missing_max` > 1 the same generator learns every pattern of absent inputs 
 each sample zero-fills a random set of 1..missing_max contrasts, one of which is the target, and a
 curriculum widens the set from `missing_min` to `missing_max` over `curriculum_steps`.
 
+With `ema_decay` > 0 a moving average of the generator's weights follows the trained ones; validation and
+the exported model use the average, which is steadier than the weights of any single step of a small,
+noisy batch.
+
 Under torchrun each process (rank) trains on its own disjoint shard of the slices with its own
 generator, DistributedDataParallel averages the gradients, rank 0 alone validates and writes, and the
 checkpoint holds every rank's RNG states so that a resume with the same number of processes is exact.
@@ -17,6 +21,7 @@ checkpoint holds every rank's RNG states so that a resume with the same number o
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import time
@@ -61,6 +66,10 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(rank_seed(config.seed, world))
         self.sampler = ShardSampler(len(train_set), world)
         self.generator = Generator(config.generator).to(self.device)
+        if not 0.0 <= config.ema_decay < 1.0:
+            raise InputError(f"the moving average's decay must be in [0, 1), not {config.ema_decay}")
+        # The weights validated and exported: the moving average where there is one.
+        self.averaged = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay else None
         self.discriminator = Discriminator(config.discriminator).to(self.device)
         if world.distributed:
             torch.manual_seed(rank_seed(config.seed, world))  # dropout masks differ between ranks
@@ -141,6 +150,7 @@ class Trainer:
         g_loss.backward()
         self.opt_g.step()
         self.sched_g.step()
+        self._update_average()
         self.discriminator.requires_grad_(True)
 
         if w.uses_discriminator and self.step % cfg.discriminator_every == 0:
@@ -163,6 +173,23 @@ class Trainer:
         values = {k: float(v.detach()) for k, v in losses.items()}
         values["g_total"] = float(g_loss.detach())
         return values
+
+    @property
+    def exported(self) -> Generator:
+        """The generator that validation scores and `export` writes."""
+        return self.generator if self.averaged is None else self.averaged
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """Move the average towards the weights; early on it forgets faster (decay (1+t)/(10+t) until that
+        reaches ema_decay), so that it does not drag the random initial weights along."""
+        if self.averaged is None:
+            return
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        for average, current in zip(self.averaged.parameters(), self.generator.parameters()):
+            average.lerp_(current, 1.0 - decay)
+        for average, current in zip(self.averaged.buffers(), self.generator.buffers()):
+            average.copy_(current)
 
     def largest_missing(self) -> int:
         """The curriculum: the most contrasts a sample may lack at the current step."""
@@ -201,7 +228,7 @@ class Trainer:
             return []
         rows, data = [], self.validation_set
         n = len(self.config.contrasts)
-        self.generator.eval()
+        generator = self.exported.eval()
         with torch.inference_mode():
             for number, subject in enumerate(data.subjects):
                 chosen = np.nonzero(data.subject_index == number)[0]
@@ -213,7 +240,7 @@ class Trainer:
                     for start in range(0, len(chosen), 8):
                         part = images[start : start + 8].to(self.device)
                         hot = one_hot(k, n, part.shape[0], self.device)
-                        fakes.append(self.generator(part * (1 - hot[:, :, None, None]), hot).float().cpu())
+                        fakes.append(generator(part * (1 - hot[:, :, None, None]), hot).float().cpu())
                     fake = torch.cat(fakes)[:, 0].numpy() * masks
                     scores = image_metrics(images[:, k].numpy(), fake, masks, slices_2d=True)
                     rows.append({"step": self.step, "subject": subject, "contrast": key,
@@ -274,6 +301,7 @@ class Trainer:
             "commands": self.commands,
             "initialised_from": self.initialised_from,
             "generator": self.generator.state_dict(),
+            **({"averaged_generator": self.averaged.state_dict()} if self.averaged is not None else {}),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -291,6 +319,8 @@ class Trainer:
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
+            if self.averaged is not None:  # the average starts from the weights it fine-tunes
+                self.averaged.load_state_dict(state["generator"])
         except (KeyError, RuntimeError) as error:
             raise InputError(f"the initial checkpoint does not fit this run's networks: {str(error).splitlines()[0]}") from None
         self.initialised_from = {"commands": list(state.get("commands", [])), "steps": int(state["step"]),
@@ -311,6 +341,8 @@ class Trainer:
                              f"(this run has {self.world.size}), so that every process continues its own random draws")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged_generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.sched_g.load_state_dict(state["sched_g"])
@@ -347,7 +379,7 @@ class Trainer:
         summary = self.validation_summary()
         if summary:
             card_fields["metrics"] = {"validation": summary, "normalisation": NORMALISATION}
-        return save_model(self.generator, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct)
+        return save_model(self.exported, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct)
 
     def validation_summary(self) -> dict:
         path = self.out_dir / "validation.csv"
