@@ -120,8 +120,8 @@ def cmd_train(argv: Sequence[str]) -> int:
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
             crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,
-            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema, seed=args.seed,
-            bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
+            seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
     contrasts = config.contrasts
     subjects = discover_subjects(args.data, contrasts, incomplete=True)
