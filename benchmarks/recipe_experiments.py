@@ -1,0 +1,179 @@
+"""Which change to the phase-1 recipe moves the held-out quality? Variants at equal compute (issue 18).
+
+Each variant is the learning curve's recipe (learning_curve.RECIPE) on all 22 training subjects for the same
+1500 steps, with a few options changed (`--variant NAME="OPTIONS"`), and is compared with a reference: the
+learning curve's 22-subject run (benchmarks/results/learning_curve.json) or another variant
+(`--against NAME=REFERENCE`). Scored as the learning curve is: the exported model on the validation
+subjects' whole volumes (evaluation.evaluate_subjects), plus the training's own 2-D validation over steps.
+
+The rule of docs/training.md ("Recipe experiments"), written before any variant was scored: a change is
+carried into the next bundled training if its mean brain SSIM is higher than its reference's for at least
+three of the four contrasts and lower by no more than 0.01 for any.
+
+A variant whose run folder holds its exported model is read, not trained again; an interrupted one resumes.
+
+    python benchmarks/recipe_experiments.py --runs runs/recipes \\
+        --variant one_missing="--missing-max 1" --variant ema="--ema 0.995" \\
+        --variant wide_ema="--branch-width 12 --decoder-width 40 --ema 0.995" --against wide_ema=ema
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
+
+from CollaGANImputeLib.core.contrasts import display_name
+from CollaGANImputeLib.core.metrics import NORMALISATION
+from CollaGANImputeLib.io.atomic import atomic_path, write_text_atomic
+from CollaGANImputeLib.model.weights import load_model
+from learning_curve import CONTRASTS, RECIPE, VALIDATION, command_options, curve_over_steps, evaluate, pair  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 1500  # the learning curve's, so that its 22-subject run is the reference
+REFERENCE = "reference"  # the learning curve's 22-subject run
+TOLERANCE = 0.01  # the rule's largest allowed SSIM loss on any contrast
+
+
+def recipe_with(options: list[str]) -> list[str]:
+    """RECIPE with the variant's options replacing the recipe's own values, then any it lacks appended."""
+    given = command_options(shlex.join(options))
+    merged = []
+    for flag, value in zip(RECIPE[::2], RECIPE[1::2]):
+        merged += [flag, given.pop(flag, value)]
+    for flag, value in given.items():
+        merged += [flag] + ([value] if value else [])
+    return merged
+
+
+def train(run: Path, name: str, data: Path, options: list[str], validation: list[str]) -> None:
+    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(data), "--out", str(run), "--steps", str(STEPS),
+               "--progress", "lines"]
+    if (run / "checkpoint.safetensors").exists():
+        command.append("--resume")
+    else:
+        command += [*[a for v in validation for a in ("--validation", v)], *recipe_with(options), "--name", name,
+                    "--description", f"recipe experiment: {' '.join(options)}, {STEPS} steps"]
+    print(" ".join(shlex.quote(c) for c in command), file=sys.stderr)
+    subprocess.run(command, check=True, cwd=REPO / "CollaGANImpute")
+
+
+def check_run(weights: Path, options: list[str], train_subjects: list[str]) -> dict:
+    """The card must record the recipe with exactly the variant's changes, on the reference's subjects."""
+    card = load_model(weights).card
+    training = card["training"]
+    recorded = command_options(training["commands"][0])
+    expected = command_options(shlex.join(recipe_with(options)))
+    problems = [f"{flag} {recorded.get(flag, '(absent)')}, not {value}" for flag, value in expected.items() if recorded.get(flag) != value]
+    if training["steps"] != STEPS:
+        problems.append(f"{training['steps']} steps, not {STEPS}")
+    if training["train_subjects"] != train_subjects:
+        problems.append("other training subjects than the reference's")
+    if problems:
+        raise SystemExit(f"{weights}: " + "; ".join(problems))
+    return card
+
+
+def verdict(variant: dict, reference: dict) -> dict:
+    """The rule, per contrast: the change in mean brain SSIM, and whether the change is carried."""
+    change = {k: variant[k]["ssim_brain"] - reference[k]["ssim_brain"] for k in CONTRASTS}
+    carried = sum(d > 0 for d in change.values()) >= 3 and min(change.values()) >= -TOLERANCE
+    return {"ssim_change": change, "carried": carried}
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib  # the "bench" extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CONTRASTS), figsize=(12, 3.2), sharey=True)
+    for axis, key in zip(axes, CONTRASTS):
+        for row in rows:
+            steps = [int(s) for s in row["by_step"]]
+            axis.plot(steps, [row["by_step"][str(s)][key]["ssim_brain"] for s in steps], "o-", ms=3, label=row["name"])
+        axis.set_title(display_name(key), fontsize=10)
+        axis.set_xlabel("step")
+    axes[0].set_ylabel("2-D validation brain SSIM")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    with atomic_path(path) as temp:
+        temp.write_bytes(buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "training.json")
+    parser.add_argument("--runs", type=Path, required=True, help="one run folder per variant is made (or read) here")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME="OPTIONS"', help="train options changed (repeatable)")
+    parser.add_argument("--against", action="append", default=[], metavar="NAME=OTHER",
+                        help=f"compare NAME with variant OTHER instead of the {REFERENCE} (learning curve, 22 subjects)")
+    parser.add_argument("--curve", type=Path, default=REPO / "benchmarks" / "results" / "learning_curve.json")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    data = args.data.resolve()
+
+    curve = json.loads(args.curve.read_text(encoding="utf-8"))
+    largest = curve["results"][-1]
+    if curve["steps"] != STEPS or curve["validation_subjects"] != VALIDATION:
+        raise SystemExit(f"{args.curve}: not {STEPS} steps on {', '.join(VALIDATION)}")
+    rows = [{"name": REFERENCE, "options": [], "weights_sha256": largest["weights_sha256"], "time_s": largest["time_s"],
+             "final": largest["final"], "by_step": largest["by_step"], "against": None}]
+    against = dict(item.split("=", 1) for item in args.against)
+    for item in args.variant:
+        name, _, text = item.partition("=")
+        options = shlex.split(text)
+        run = (args.runs / name).resolve()
+        weights = run / f"{name}.safetensors"
+        if not weights.exists():
+            train(run, name, data, options, VALIDATION)
+        card = check_run(weights, options, largest["train_subjects"])
+        model = load_model(weights)
+        rows.append({"name": name, "options": options, "weights_sha256": card["sha256"], "time_s": card["training"]["time_s"],
+                     "final": evaluate(model, data, VALIDATION, run / "evaluation.json"),
+                     "by_step": curve_over_steps(run, VALIDATION, STEPS), "against": against.get(name, REFERENCE)})
+    by_name = {row["name"]: row for row in rows}
+    unknown = sorted({row["against"] for row in rows[1:]} - set(by_name))
+    if unknown:
+        raise SystemExit(f"--against: no variant {', '.join(unknown)}")
+    for row in rows[1:]:
+        row["verdict"] = verdict(row["final"]["mean"], by_name[row["against"]]["final"]["mean"])
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"steps": STEPS, "validation_subjects": VALIDATION, "recipe": RECIPE, "normalisation": NORMALISATION,
+              "rule": f"carried if mean brain SSIM rises for >= 3 of 4 contrasts and falls by <= {TOLERANCE} for any", "variants": rows}
+    write_text_atomic(args.out / "recipe_experiments.json", json.dumps(report, indent=2) + "\n")
+    header = "| variant | changed options | compared with | " + " | ".join(f"{display_name(k)} SSIM / PSNR" for k in CONTRASTS) + " | carried |"
+    lines = [f"Mean over the validation subjects ({', '.join(VALIDATION)}) after {STEPS} steps of the phase-1 recipe, whole volumes, "
+             f"brain SSIM / PSNR (dB); in brackets the SSIM change against the variant compared with. {NORMALISATION}.", "",
+             header, "|---|---|---|" + "---|" * len(CONTRASTS) + "---|"]
+    for row in rows:
+        mean, change = row["final"]["mean"], row.get("verdict", {}).get("ssim_change")
+        cells = [pair(mean[k]) + (f" ({change[k]:+.3f})" if change else "") for k in CONTRASTS]
+        carried = "" if "verdict" not in row else ("yes" if row["verdict"]["carried"] else "no")
+        lines.append(f"| {row['name']} | {' '.join(row['options']) or '(learning curve, 22 subjects)'} | {row['against'] or ''} | "
+                     + " | ".join(cells) + f" | {carried} |")
+    lines += ["", "Per subject, brain SSIM:", "",
+              "| variant | subject | " + " | ".join(display_name(k) for k in CONTRASTS) + " |", "|---|---|" + "---|" * len(CONTRASTS)]
+    for row in rows:
+        for subject in VALIDATION:
+            scores = {r["contrast"]: r["ssim_brain"] for r in row["final"]["results"] if r["subject"] == subject}
+            lines.append(f"| {row['name']} | {subject} | " + " | ".join(f"{scores[k]:.3f}" for k in CONTRASTS) + " |")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(args.out / "recipe_experiments.md", text)
+    figure(rows, args.out / "recipe_experiments.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
