@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import shlex
 import subprocess
@@ -73,6 +72,13 @@ def command_options(command: str) -> dict[str, str]:
     return options
 
 
+def differing_options(command: str, expected: list[str]) -> list[str]:
+    """'FLAG VALUE, not EXPECTED' for each option of `expected` (flag, value, ...) that `command` sets otherwise."""
+    recorded = command_options(command)
+    return [f"{flag} {recorded.get(flag, '(absent)')}, not {value}"
+            for flag, value in command_options(shlex.join(expected)).items() if recorded.get(flag) != value]
+
+
 def check_reused(run: Path, name: str, train_subjects: list[str], validation: list[str], steps: int) -> Path:
     """A reused run must be this configuration's command on its subjects, or its figures compare nothing.
     Returns its exported weights."""
@@ -90,9 +96,8 @@ def check_reused(run: Path, name: str, train_subjects: list[str], validation: li
     commands = training.get("commands") or [""]
     if training.get("initialised_from") or any("--resume" not in command_options(c) for c in commands[1:]):
         problems.append("it started from another run's networks or was continued by a command other than --resume")
-    options = command_options(commands[0])  # a --resume keeps the first command's settings
-    problems += [f"its command has {flag} {options.get(flag, '(absent)')}, not {value}"
-                 for flag, value in zip(RECIPE[::2], RECIPE[1::2]) if options.get(flag) != value]
+    problems += [f"its command has {difference}"  # a --resume keeps the first command's settings
+                 for difference in differing_options(commands[0], RECIPE)]
     if problems:
         raise SystemExit(f"--reuse {name}={run}: " + "; ".join(problems))
     return cards[0].with_suffix(".safetensors")
@@ -112,15 +117,15 @@ def write_manifest(run: Path, data: Path, names: list[str]) -> Path:
     return path
 
 
-def train(run: Path, name: str, manifest: Path, validation: list[str], steps: int, subjects: int, code: Path) -> None:
-    """The recipe on this configuration's manifest, run from `code` (a folder holding CollaGANImputeLib)."""
-    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(manifest), "--out", str(run), "--steps", str(steps),
+def train(run: Path, name: str, data: Path, validation: list[str], steps: int, options: list[str], description: str, code: Path) -> None:
+    """The train command with `options` (the recipe) on `data`, run from `code` (a folder holding
+    CollaGANImputeLib); a run folder holding a checkpoint is resumed with its saved settings."""
+    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(data), "--out", str(run), "--steps", str(steps),
                "--progress", "lines"]
     if (run / "checkpoint.safetensors").exists():
         command.append("--resume")  # the run's saved settings apply
     else:
-        command += [*[a for v in validation for a in ("--validation", v)], *RECIPE, "--name", name,
-                    "--description", f"learning-curve evidence: the first {subjects} training subject(s), {steps} steps"]
+        command += [*[a for v in validation for a in ("--validation", v)], *options, "--name", name, "--description", description]
     print(" ".join(shlex.quote(c) for c in command), file=sys.stderr)
     subprocess.run(command, check=True, cwd=code)
 
@@ -175,12 +180,25 @@ def steps_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(results: list[dict], steps: int, path: Path) -> None:
-    import matplotlib  # the "bench" extra
+def pyplot():
+    """matplotlib's pyplot drawing off screen (the "bench" extra)."""
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig, path: Path, dpi: int) -> None:
+    """Write the figure atomically and free it."""
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format="png", dpi=dpi)
+    pyplot().close(fig)
+
+
+def figure(results: list[dict], steps: int, path: Path) -> None:
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     sizes = [r["subjects"] for r in results]
     for axis, metric, label in zip(axes, CURVE_METRICS, ("brain SSIM", "brain PSNR (dB)")):
@@ -193,11 +211,7 @@ def figure(results: list[dict], steps: int, path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"validation subjects, whole volumes, after {steps} steps (equal compute)", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_path(path) as temp:
-        temp.write_bytes(buffer.getvalue())
+    save_png(fig, path, 110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             weights = run / f"curve_{name}.safetensors"
             if not weights.exists():
                 manifest = write_manifest(run, data, train_subjects + validation)
-                train(run, f"curve_{name}", manifest, validation, args.steps, k, args.code.resolve())
+                train(run, f"curve_{name}", manifest, validation, args.steps, RECIPE,
+                      f"learning-curve evidence: the first {k} training subject(s), {args.steps} steps", args.code.resolve())
         model = load_model(weights)
         card, training = model.card, model.card["training"]
         if training["train_subjects"] != train_subjects or training["steps"] != args.steps:

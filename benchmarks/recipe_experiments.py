@@ -20,10 +20,8 @@ A variant whose run folder holds its exported model is read, not trained again; 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,9 +29,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION
-from CollaGANImputeLib.io.atomic import atomic_path, write_text_atomic
+from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.model.weights import load_model
-from learning_curve import CONTRASTS, RECIPE, VALIDATION, command_options, curve_over_steps, evaluate, pair  # noqa: E402
+from learning_curve import (  # noqa: E402
+    CONTRASTS,
+    RECIPE,
+    VALIDATION,
+    command_options,
+    curve_over_steps,
+    differing_options,
+    evaluate,
+    pair,
+    pyplot,
+    save_png,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 1500  # the learning curve's, so that its 22-subject run is the reference
@@ -52,25 +62,11 @@ def recipe_with(options: list[str]) -> list[str]:
     return merged
 
 
-def train(run: Path, name: str, data: Path, options: list[str], validation: list[str]) -> None:
-    command = [sys.executable, "-m", "CollaGANImputeLib", "train", "--data", str(data), "--out", str(run), "--steps", str(STEPS),
-               "--progress", "lines"]
-    if (run / "checkpoint.safetensors").exists():
-        command.append("--resume")
-    else:
-        command += [*[a for v in validation for a in ("--validation", v)], *recipe_with(options), "--name", name,
-                    "--description", f"recipe experiment: {' '.join(options)}, {STEPS} steps"]
-    print(" ".join(shlex.quote(c) for c in command), file=sys.stderr)
-    subprocess.run(command, check=True, cwd=REPO / "CollaGANImpute")
-
-
 def check_run(weights: Path, options: list[str], train_subjects: list[str]) -> dict:
     """The card must record the recipe with exactly the variant's changes, on the reference's subjects."""
     card = load_model(weights).card
     training = card["training"]
-    recorded = command_options(training["commands"][0])
-    expected = command_options(shlex.join(recipe_with(options)))
-    problems = [f"{flag} {recorded.get(flag, '(absent)')}, not {value}" for flag, value in expected.items() if recorded.get(flag) != value]
+    problems = differing_options(training["commands"][0], recipe_with(options))
     if training["steps"] != STEPS:
         problems.append(f"{training['steps']} steps, not {STEPS}")
     if training["train_subjects"] != train_subjects:
@@ -88,12 +84,7 @@ def verdict(variant: dict, reference: dict) -> dict:
 
 
 def figure(rows: list[dict], path: Path) -> None:
-    import matplotlib  # the "bench" extra
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CONTRASTS), figsize=(12, 3.2), sharey=True)
+    fig, axes = pyplot().subplots(1, len(CONTRASTS), figsize=(12, 3.2), sharey=True)
     for axis, key in zip(axes, CONTRASTS):
         for row in rows:
             steps = [int(s) for s in row["by_step"]]
@@ -103,11 +94,7 @@ def figure(rows: list[dict], path: Path) -> None:
     axes[0].set_ylabel("2-D validation brain SSIM")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_path(path) as temp:
-        temp.write_bytes(buffer.getvalue())
+    save_png(fig, path, 100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         run = (args.runs / name).resolve()
         weights = run / f"{name}.safetensors"
         if not weights.exists():
-            train(run, name, data, options, VALIDATION)
+            train(run, name, data, VALIDATION, STEPS, recipe_with(options), f"recipe experiment: {' '.join(options)}, {STEPS} steps",
+                  REPO / "CollaGANImpute")
         card = check_run(weights, options, largest["train_subjects"])
         model = load_model(weights)
         rows.append({"name": name, "options": options, "weights_sha256": card["sha256"], "time_s": card["training"]["time_s"],
