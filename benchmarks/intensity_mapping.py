@@ -1,19 +1,21 @@
-"""Is the model's PSNR gap its intensity distribution? Histogram standardisation of its imputations, measured.
+"""Is the model's PSNR gap its intensity distribution? Landmark offsets for its imputations, fitted and measured.
 
 After BraSyn normalisation PSNR rewards every intensity being right, so an imputation with the right anatomy
-but a distorted brain histogram loses decibels that a per-voxel regression keeps. This script maps each
-imputation's brain histogram onto a target one (piecewise linear between percentile landmarks, as in Nyul and
-Udupa's standardisation) and scores it again (metrics.py, 3-D SSIM), each contrast imputed from the others:
+but too dim a bright tail loses decibels and SSIM (intensity_landmarks.py says why a generator trained with
+L1 has one). Each contrast of every subject of --data is imputed from the others (the card's smoothing, no
+offsets) and scored (metrics.py, 3-D SSIM) three ways:
 
-- "standard": the mean landmarks of the real volumes of that contrast on the model's training subjects (the
-  scored subject left out): the only form an imputation could use, since it needs no answer;
-- "oracle": the real volume's own landmarks. It needs the answer, so it is not a method: it shows what the
-  right intensity distribution alone would give the imputation.
+- "as imputed": the network's output;
+- "offsets": its brain landmarks moved by the mean (real - imputed) landmark offsets of the model's training
+  subjects, the scored subject left out: what the card would give an imputation, needing no answer;
+- "oracle": its landmarks moved onto the real volume's own. It needs the answer, so it is not a method: it
+  shows what the right intensity distribution alone would give the imputation.
 
-Whether "standard" would be worth shipping is decided on the training subjects alone (RULE); the held-out
-subjects are reported beside it. Writes JSON and a Markdown table.
+RULE decides per contrast, on the training subjects alone, whether the offsets earn a place in the card; the
+held-out subjects are reported beside them. With --write-card the card gains "intensity_landmarks": the
+offsets fitted on all training subjects, for the contrasts that passed. Writes JSON and a Markdown table.
 
-    python benchmarks/intensity_mapping.py --data ../shared/data/manifest.json [--weights W]
+    python benchmarks/intensity_mapping.py --data ../shared/data/training.json [--weights W] [--write-card]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,87 +31,103 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.contrasts import display_name
-from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics
+from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
+from CollaGANImputeLib.inference.intensity_landmarks import LEVELS, brain_landmarks, move_landmarks
 from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
+from CollaGANImputeLib.model.model_card import update_card
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
-LEVELS = (0.5, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5)  # percentiles of the brain
-MAPPINGS = ("as imputed", "standard", "oracle")
-RULE = "ship 'standard' only if its mean brain SSIM and PSNR over the training subjects are no lower than the imputation's, for every contrast"
+MAPPINGS = ("as imputed", "offsets", "oracle")
+RULE = ("a contrast's imputations get the offsets only if, over the training subjects (each scored with offsets fitted "
+        "on the others), mean brain SSIM and mean brain PSNR are both no lower than the imputations' own")
+MARGIN = 4  # voxels kept around the brain's box: more than SSIM's 3-voxel half-window, so brain scores are exact
 
 
-def landmarks(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The brain's LEVELS percentiles after BraSyn normalisation (so volumes from any scanner compare)."""
-    return np.percentile(brasyn_normalise(volume, mask)[mask], LEVELS)
-
-
-def map_histogram(volume: np.ndarray, mask: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """`volume` with its brain landmarks moved onto `target` (linear in between, flat beyond); 0 outside."""
-    own = np.percentile(volume[mask], LEVELS)
-    own = np.maximum.accumulate(own + np.arange(len(own)) * 1e-9)  # strictly increasing for np.interp
-    return np.where(mask, np.interp(volume, own, target), 0.0).astype(np.float32)
+def brain_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The mask's bounding box widened by MARGIN: scores inside the brain are those of the whole volume."""
+    spans = [np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
+    return tuple(slice(max(int(s[0]) - MARGIN, 0), int(s[-1]) + MARGIN + 1) for s in spans)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
+    parser.add_argument("--write-card", action="store_true", help="write the offsets of the contrasts that passed into the card")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
+    started = time.monotonic()
 
     model = load_model(args.weights)
     contrasts = model.contrasts
     training = list(model.card["training"]["train_subjects"])
     subjects = discover_subjects(args.data, contrasts)
-    if len(set(training) & {s.name for s in subjects}) < 2:
-        parser.error(f"{args.data} holds fewer than two of the model's training subjects ({', '.join(training)}): "
-                     "the standard histogram needs two with the scored one left out")
-    studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
-    reals = {(name, key): landmarks(study.images[key], study.mask) for name, study in studies.items() for key in contrasts}
+    trained = [s.name for s in subjects if s.name in training]
+    if len(trained) < 3:
+        parser.error(f"{args.data} holds {len(trained)} of the model's training subjects ({', '.join(training)}): "
+                     "fitting offsets with the scored one left out needs at least three")
 
-    rows = []
-    for name, study in studies.items():
+    volumes = {}  # (subject, contrast) -> (real, imputed, mask), cropped to the brain's box
+    for number, subject in enumerate(subjects, 1):
+        study = prepare_subject(subject, contrasts)
+        box = brain_box(study.mask)
         stack = model_inputs(model, study)
         for key in contrasts:
-            print(f"{name}: {display_name(key)}", file=sys.stderr, flush=True)
             imputed = synthesise(model.generator, stack, contrasts.index(key), study.mask, smoothing=model_smoothing(model, study))
-            standard = np.mean([reals[(other, key)] for other in training if other != name and other in studies], axis=0)
-            versions = {"as imputed": imputed, "standard": map_histogram(imputed, study.mask, standard),
-                        "oracle": map_histogram(imputed, study.mask, reals[(name, key)])}
-            for mapping, volume in versions.items():
-                scores = image_metrics(study.images[key], volume, study.mask)
-                rows.append({"subject": name, "training_subject": name in training, "contrast": key, "mapping": mapping,
-                             "ssim_brain": round(scores["ssim_brain"], 4), "psnr_brain": round(scores["psnr_brain"], 3)})
+            volumes[(subject.name, key)] = (study.images[key][box].copy(), imputed[box].copy(), study.mask[box].copy())
+        print(f"{number}/{len(subjects)} {subject.name} imputed ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+        del study, stack
+    offsets = {pair: brain_landmarks(real, mask) - brain_landmarks(fake, mask) for pair, (real, fake, mask) in volumes.items()}
 
-    def training_mean(key: str, mapping: str, metric: str) -> float:
-        return float(np.mean([r[metric] for r in rows if r["contrast"] == key and r["mapping"] == mapping and r["training_subject"]]))
+    rows = []
+    for (name, key), (real, fake, mask) in volumes.items():
+        fitted = np.mean([offsets[(other, key)] for other in trained if other != name], axis=0)
+        versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted), "oracle": move_landmarks(fake, mask, offsets[(name, key)])}
+        for mapping, volume in versions.items():
+            scores = image_metrics(real, volume, mask)
+            rows.append({"subject": name, "training_subject": name in training, "contrast": key, "mapping": mapping,
+                         "ssim_brain": round(scores["ssim_brain"], 4), "psnr_brain": round(scores["psnr_brain"], 3)})
 
-    gains = {key: {metric: training_mean(key, "standard", metric) - training_mean(key, "as imputed", metric)
-                   for metric in ("ssim_brain", "psnr_brain")} for key in contrasts}
-    ship = all(gain >= 0 for by_metric in gains.values() for gain in by_metric.values())
+    def mean(key: str, mapping: str, metric: str, trained_on: bool) -> float:
+        return float(np.mean([r[metric] for r in rows if r["contrast"] == key and r["mapping"] == mapping and r["training_subject"] == trained_on]))
+
+    gains = {key: {metric: mean(key, "offsets", metric, True) - mean(key, "as imputed", metric, True) for metric in ("ssim_brain", "psnr_brain")}
+             for key in contrasts}
+    chosen = [key for key in contrasts if all(gain >= 0 for gain in gains[key].values())]
+    held_out = [s.name for s in subjects if s.name not in training]
     report = {
         "model": model.name, "weights_sha256": model.card["sha256"], "normalisation": NORMALISATION,
-        "landmarks": f"brain percentiles {list(LEVELS)} after BraSyn normalisation",
-        "smoothing": "the model card's (as shipped)", "rule": RULE,
-        "training_subjects": training, "mean_gain_of_standard_on_training_subjects": gains, "ship_standard": ship,
-        "results": rows,
+        "levels": list(LEVELS), "unit": model.card.get("output_intensity", ""), "rule": RULE, "training_subjects": trained,
+        "held_out_subjects": held_out, "mean_gain_of_offsets_on_training_subjects": gains, "chosen": chosen,
+        "offsets_on_all_training_subjects": {key: np.mean([offsets[(n, key)] for n in trained], axis=0).round(4).tolist() for key in contrasts},
+        "seconds": round(time.monotonic() - started, 1), "results": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "intensity_mapping.json", json.dumps(report, indent=2) + "\n")
-    lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; "
-             "* marks a training subject.", "",
-             "| subject | contrast | " + " | ".join(MAPPINGS) + " |", "|---|---|" + "---|" * len(MAPPINGS)]
-    for name in studies:
-        for key in contrasts:
-            cells = {r["mapping"]: f"{r['ssim_brain']:.3f} / {r['psnr_brain']:.2f}" for r in rows if r["subject"] == name and r["contrast"] == key}
-            lines.append(f"| {name}{'*' if name in training else ''} | {display_name(key)} | " + " | ".join(cells[m] for m in MAPPINGS) + " |")
-    lines += ["", "Mean change from 'standard' on the training subjects (SSIM / dB): "
-              + ", ".join(f"{display_name(k)} {g['ssim_brain']:+.3f} / {g['psnr_brain']:+.2f}" for k, g in gains.items())
-              + f". Rule: {RULE}: {'ship' if ship else 'do not ship'}."]
+
+    def cells(names: list[str], key: str) -> str:
+        return " | ".join(f"{np.mean([r['ssim_brain'] for r in rows if r['subject'] in names and r['contrast'] == key and r['mapping'] == m]):.3f} / "
+                          f"{np.mean([r['psnr_brain'] for r in rows if r['subject'] in names and r['contrast'] == key and r['mapping'] == m]):.2f}"
+                          for m in MAPPINGS)
+
+    lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; offsets fitted on "
+             f"the training subjects with the scored one left out. Rule: {RULE}.", "",
+             "| subjects | contrast | " + " | ".join(MAPPINGS) + " | offsets carried |", "|---|---|" + "---|" * (len(MAPPINGS) + 1)]
+    for label, names in ((f"{len(trained)} training", trained), (f"{len(held_out)} held out", held_out)):
+        lines += [f"| {label} | {display_name(key)} | {cells(names, key)} | {'yes' if key in chosen else 'no'} |" for key in contrasts if names]
+    lines += ["", "Per held-out subject:", "", "| subject | contrast | " + " | ".join(MAPPINGS) + " |", "|---|---|" + "---|" * len(MAPPINGS)]
+    lines += [f"| {name} | {display_name(key)} | {cells([name], key)} |" for name in held_out for key in contrasts]
     write_text_atomic(args.out / "intensity_mapping.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+
+    if args.write_card:
+        block = {"levels": list(LEVELS), "offsets": {key: report["offsets_on_all_training_subjects"][key] for key in chosen},
+                 "unit": "brain standard deviations, added to the imputation's own brain percentiles at 'levels'",
+                 "fitted_on": trained, "rule": RULE, "chosen_by": "benchmarks/intensity_mapping.py (benchmarks/results/intensity_mapping.md)",
+                 "gain_on_training_subjects": {key: {m: round(g, 4) for m, g in gains[key].items()} for key in contrasts}}
+        print(f"card: {update_card(model.weights_path, {'intensity_landmarks': block})}", file=sys.stderr)
     return 0
 
 

@@ -3,9 +3,10 @@
 For each held-out subject (default: the model card's validation subjects) and each contrast missing in
 turn, the contrast is imputed by:
 
-- CollaGAN: the model as shipped, with its card's smoothing (synthesis.smooth_in_brain); the same output
-  unsmoothed is a second row (free: smoothing is applied after the network), 8 averaged views
-  (`--views8`) an opt-in third (8 times the network's cost);
+- CollaGAN: the model as shipped, with its card's smoothing (synthesis.smooth_in_brain) and landmark offsets
+  (intensity_landmarks.py); the same output without the offsets and unsmoothed are further rows where the
+  card has them (free: both are applied after the network), 8 averaged views (`--views8`) an opt-in row (8
+  times the network's cost);
 - mean of inputs; per-voxel linear and quadratic regressions and a random forest on small patches, fitted
   on brain voxels of the card's training subjects (never on a held-out one);
 - a single input: by default the model under test given one input only (its card's `missing_inputs` must
@@ -56,6 +57,7 @@ from CollaGANImputeLib.cli.importance import label_files
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics, region_metrics
 from CollaGANImputeLib.inference.error_model import local_contrast
+from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
 from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.io.montage import montage_image, write_png
@@ -77,6 +79,7 @@ FOREST = {"n_estimators": 50, "max_depth": 14, "min_samples_leaf": 5, "max_featu
 CHOICE_SLICES = 8
 QUICK_DIVISOR = 10  # --quick: a smoke run's voxel samples; its figures are not evidence
 COLLAGAN, UNSMOOTHED, VIEWS8, SINGLE = "CollaGAN", "CollaGAN, no smoothing", "CollaGAN, 8 views", "single input"
+OWN_INTENSITIES = "CollaGAN, no landmark offsets"
 MEAN, LINEAR, QUADRATIC, FOREST_NAME = "mean of inputs", "linear regression", "quadratic regression", "patch random forest"
 
 
@@ -464,13 +467,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # Held-out subjects. Each method: (HeldOut, contrast) -> (imputation, extra fields of its row).
     smoothed = bool(model.through_plane_mm or model.in_plane_voxels)  # without a card smoothing the unsmoothed row is the same
-    methods: dict[str, Callable] = {
-        COLLAGAN: lambda s, key: (smooth_in_brain(s.network(key)[0], s.study.mask, s.smoothing) if smoothed else s.network(key)[0], {})}
+    moved = bool(model.card.get("intensity_landmarks", {}).get("offsets"))  # likewise the row without the card's offsets
+
+    def with_smoothing(s: HeldOut, key: str) -> np.ndarray:
+        return smooth_in_brain(s.network(key)[0], s.study.mask, s.smoothing) if smoothed else s.network(key)[0]
+
+    methods: dict[str, Callable] = {COLLAGAN: lambda s, key: (model_landmarks(model, key, with_smoothing(s, key), s.study.mask), {})}
+    if moved:
+        methods[OWN_INTENSITIES] = lambda s, key: (with_smoothing(s, key), {})
     if smoothed:
         methods[UNSMOOTHED] = lambda s, key: (s.network(key)[0], {"seconds": s.network(key)[1]})  # CollaGAN's own pass
     if args.views8:
-        methods[VIEWS8] = lambda s, key: (synthesise(model.generator, s.stack, contrasts.index(key), s.study.mask, smoothing=s.smoothing,
-                                                     views=8), {})
+        methods[VIEWS8] = lambda s, key: (model_landmarks(model, key, synthesise(model.generator, s.stack, contrasts.index(key), s.study.mask,
+                                                                                 smoothing=s.smoothing, views=8), s.study.mask), {})
     methods[MEAN] = lambda s, key: (np.mean([s.study.images[k] for k in contrasts if k != key], axis=0), {})
     methods[LINEAR] = lambda s, key: (regressions[(key, False)].predict(s.study), {})
     methods[QUADRATIC] = lambda s, key: (regressions[(key, True)].predict(s.study), {})
@@ -515,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
         "smoothing": {"through_plane_sigma_mm": model.through_plane_mm, "in_plane_sigma_voxels": model.in_plane_voxels,
                       "applies_to": [COLLAGAN, VIEWS8, single.label]},
+        "intensity_landmarks": {"offsets_for": sorted(model.card.get("intensity_landmarks", {}).get("offsets", {})),
+                                "applies_to": [COLLAGAN, VIEWS8]},
         "single_input": {
             "method": single.label, "external": external, "name": single.model.name, "sha256": single.model.card["sha256"],
             "commands": single.model.card.get("training", {}).get("commands", []),

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from _measure import machine  # noqa: E402
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise
+from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
 from CollaGANImputeLib.inference.reliability import CANVASES, METHODS, available_methods, describe, reliability_map
 from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in contrasts:
         target = contrasts.index(key)
         started = time.monotonic()
-        plain = synthesise(model.generator, stack, target, brain, smoothing=smoothing)
+        plain = model_landmarks(model, key, synthesise(model.generator, stack, target, brain, smoothing=smoothing), brain)
         plain_seconds = time.monotonic() - started
         real_n = brasyn_normalise(reals[key], brain)
         unshaded_n = brasyn_normalise(bias_corrected(reals[key], brain, spacing), brain)

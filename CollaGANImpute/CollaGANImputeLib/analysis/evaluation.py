@@ -11,6 +11,7 @@ from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..inference.imputation import Imputation
+from ..inference.intensity_landmarks import model_landmarks
 from ..inference.synthesis import model_inputs, model_smoothing, synthesise
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
@@ -74,6 +75,7 @@ def evaluate_subjects(
                 progress(f"{subject.name}: {key}")
             fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
                               smoothing=model_smoothing(model, study))
+            fake = model_landmarks(model, key, fake, study.mask)
             real = study.images[key]
             if bias_corrected:
                 real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")

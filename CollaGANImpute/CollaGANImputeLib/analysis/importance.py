@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from ..core.contrasts import display_name
 from ..core.errors import Cancelled, InputError
 from ..core.metrics import image_metrics, require_scorable
+from ..inference.intensity_landmarks import model_landmarks
 from ..inference.synthesis import model_inputs, model_smoothing, synthesise
 from ..io.geometry import describe_grid, resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
@@ -97,6 +98,7 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
         steps.start(f"{name}: imputing {display_name(key)}")
         fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
                          smoothing=model_smoothing(model, study), cancel=steps.cancel)
+        fake = model_landmarks(model, key, fake, study.mask)
         brain = image_metrics(study.images[key], fake, study.mask)
         row = {"subject": name, "contrast": key, **{m: brain[m] for m in METRICS}, "regions": {}}
         for region, mask in regions.masks.items():

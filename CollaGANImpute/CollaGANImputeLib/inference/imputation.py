@@ -19,6 +19,7 @@ from ..preparation.brain_extraction import load_brain_extractor, mask_extractor
 from ..preparation.brain_prep import PrepareOptions, prepare_inputs, to_reference, write_intermediate
 from ..preparation.ood_checks import refuse_out_of_distribution
 from ..preparation.study import PreparedStudy, VolumeSource, load_volume, prepare_study
+from .intensity_landmarks import model_landmarks
 from .synthesis import CancelCheck, Progress, check_views, model_inputs, model_smoothing, synthesise
 
 
@@ -95,6 +96,7 @@ def synthesise_missing(
     *,
     strategy: str = "joint",
     absent: Sequence[int] = (),
+    finish: Callable[[int, np.ndarray], np.ndarray] | None = None,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
     **options,
@@ -103,7 +105,9 @@ def synthesise_missing(
 
     "joint": each target from the present inputs alone. "chain": the absent channels (`absent`, in
     that order, defaulting to `targets`) one after another, each written into the stack before the
-    next is imputed. Other keyword options go to `synthesise`. Returns target index -> (S, H, W).
+    next is imputed. `finish(index, volume)`, where given, turns each network output into the
+    imputation (the card's landmark offsets) before it is kept or chained. Other keyword options go to
+    `synthesise`. Returns target index -> (S, H, W).
     """
     order = list(targets) if strategy == "joint" else list(dict.fromkeys([*absent, *targets]))
     stack = stack.copy() if strategy == "chain" else stack
@@ -111,6 +115,8 @@ def synthesise_missing(
     for number, index in enumerate(order):
         step = None if progress is None else (lambda done, total, n=number: progress(n * total + done, len(order) * total))
         results[index] = synthesise(generator, stack, index, mask, progress=step, cancel=cancel, **options)
+        if finish is not None:
+            results[index] = finish(index, results[index])
         if strategy == "chain":
             stack[index] = results[index]
     return {index: results[index] for index in targets}
@@ -176,6 +182,7 @@ def impute_all(
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
+        finish=lambda index, volume: model_landmarks(model, contrasts[index], volume, study.mask),
         batch_size=batch_size, bf16=bf16, smoothing=smoothing, views=views,
     )
     for key in missing:

@@ -16,7 +16,8 @@ same contrast that a reliable prediction would not tell apart:
   on the missing contrast the predictions do too; where one input alone drives it they part.
 
 The central prediction returned is the plain imputation (`synthesise` with its defaults, one of the
-predictions), so asking for the map never changes the imputed volume. A spread sees where the prediction
+predictions) with the card's landmark offsets (intensity_landmarks.py), so asking for the map never changes
+the imputed volume. A spread sees where the prediction
 is unstable, not where it is consistently wrong (a lesion the model confidently paints over). The
 "calibrated" map (error_model.py) adds what the spread misses: a model of the actual error fitted on
 subjects with every contrast (`calibrate`), kept in the model card. How far each map ranks the actual
@@ -37,6 +38,7 @@ from ..model.networks import Generator
 from ..model.weights import Model
 from ..preparation.study import PreparedStudy, brain_slices
 from . import error_model
+from .intensity_landmarks import model_landmarks
 from .synthesis import CancelCheck, Progress, model_inputs, model_smoothing, synthesise_on_canvas
 
 SPREADS = ("flips", "subsets")  # what `uncertainty_map` computes
@@ -137,9 +139,10 @@ def reliability_map(
     present: Sequence[int] | None = None,
     **options,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The plain imputation and its reliability map, by `method` (default: the first `available_methods`
-    allows): "calibrated" is the card's error model on its spread, in error_model.UNIT; "subsets" and
-    "flips" are the spread itself (`uncertainty_map`, same options), in brain standard deviations."""
+    """The imputation (the plain one with the card's landmark offsets) and its reliability map, by `method`
+    (default: the first `available_methods` allows): "calibrated" is the card's error model on its spread, in
+    error_model.UNIT; "subsets" and "flips" are the spread itself (`uncertainty_map`, same options), in brain
+    standard deviations."""
     present = [c for c in range(stack.shape[0]) if c != target] if present is None else list(present)
     allowed = available_methods(model.card, len(present))
     method = method or allowed[0]
@@ -148,6 +151,7 @@ def reliability_map(
                          f"it offers {', '.join(allowed)}")
     spread_method = model.card["error_model"]["spread"] if method == "calibrated" else method
     central, spread = uncertainty_map(model.generator, stack, target, mask, method=spread_method, present=present, **options)
+    central = model_landmarks(model, model.contrasts[target], central, mask)  # the imputation the user gets, and whose error is mapped
     if method == "calibrated":
         coefficients = error_model.coefficients_for(model.card, model.contrasts[target])
         return central, error_model.expected_error(coefficients, central, spread, mask)
@@ -194,6 +198,7 @@ def calibrate(
         for target, key in enumerate(contrasts):
             central, spread = uncertainty_map(model.generator, stack, target, study.mask, method=spread_method,
                                               smoothing=model_smoothing(model, study), cancel=cancel)
+            central = model_landmarks(model, key, central, study.mask)  # the error of the imputation as delivered
             central, spread, mask = central[kept], spread[kept], study.mask[kept]
             error = np.abs(brasyn_normalise(central, mask) - brasyn_normalise(study.images[key][kept], mask))[mask]
             samples[key].append((error_model.feature_matrix(central, spread, mask), error))

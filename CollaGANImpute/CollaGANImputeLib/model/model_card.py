@@ -176,6 +176,7 @@ def validate_card(card: object, source: Path) -> dict:
         if key in card.get("training", {}):
             check.strings(card["training"][key], f"training.{key}")
     _check_error_model(card, contrasts, check)
+    _check_intensity_landmarks(card, contrasts, check)
     for method, measured in (check.optional(card, "reliability_held_out", dict, "an object") or {}).items():
         field = f"reliability_held_out.{method}"
         check.typed(measured, field, dict, "an object with 'subjects' and 'spearman_brain'")
@@ -201,6 +202,27 @@ def _check_error_model(card: dict, contrasts: list[str], check: _CardCheck) -> N
             check.fail(field, f"is {_shown(coefficients)}; expected {len(features) + 1} numbers (one per feature and the intercept)")
         for index, value in enumerate(coefficients):
             check.number(value, f"{field}[{index}]", -1e6, 1e6)
+
+
+def _check_intensity_landmarks(card: dict, contrasts: list[str], check: _CardCheck) -> None:
+    """The landmark offsets imputations get (intensity_landmarks.py): increasing percentile levels, and per
+    contrast one finite offset per level."""
+    block = check.optional(card, "intensity_landmarks", dict, "an object with 'levels' and 'offsets'")
+    if block is None:
+        return
+    levels = check.typed(block.get("levels"), "intensity_landmarks.levels", list, "a list of percentiles")
+    for index, level in enumerate(levels):
+        check.number(level, f"intensity_landmarks.levels[{index}]", 0.0, 100.0)
+    if len(levels) < 2 or any(b <= a for a, b in zip(levels, levels[1:])):
+        check.fail("intensity_landmarks.levels", f"is {_shown(levels)}; expected at least two increasing percentiles")
+    for contrast, offsets in check.typed(block.get("offsets"), "intensity_landmarks.offsets", dict, "an object").items():
+        field = f"intensity_landmarks.offsets.{contrast}"
+        if contrast not in contrasts:
+            check.fail(field, f"names no contrast of the card ({', '.join(contrasts)})")
+        if not isinstance(offsets, list) or len(offsets) != len(levels):
+            check.fail(field, f"is {_shown(offsets)}; expected {len(levels)} numbers (one per level)")
+        for index, value in enumerate(offsets):
+            check.number(value, f"{field}[{index}]", -1e3, 1e3)
 
 
 def most_missing(card: dict) -> int:

@@ -1,0 +1,67 @@
+"""Landmark offsets: an imputation given the intensity distribution of a real volume of its contrast."""
+
+import numpy as np
+import pytest
+from CollaGANImputeLib.core.metrics import image_metrics
+from CollaGANImputeLib.inference.imputation import impute
+from CollaGANImputeLib.inference.intensity_landmarks import LEVELS, brain_landmarks, landmark_offsets, model_landmarks, move_landmarks
+from CollaGANImputeLib.inference.synthesis import model_inputs, synthesise
+from CollaGANImputeLib.io.geometry import to_canonical_array
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.study import prepare_study
+from conftest import subject_files
+
+
+def test_moved_landmarks_land_where_asked_and_keep_every_voxels_rank():
+    rng = np.random.default_rng(0)
+    volume = rng.gamma(4.0, 1.0, (20, 30, 30)).astype(np.float32)
+    mask = np.zeros(volume.shape, bool)
+    mask[2:18, 5:25, 5:25] = True
+    before = volume.copy()
+    offsets = np.linspace(0.0, 3.0, len(LEVELS))  # a brighter tail, as a real T1Gd has
+    moved = move_landmarks(volume, mask, offsets)
+    np.testing.assert_array_equal(volume, before)  # the input is not modified
+    np.testing.assert_allclose(brain_landmarks(moved, mask), brain_landmarks(volume, mask) + offsets, atol=1e-3)
+    order = np.argsort(volume[mask], kind="stable")
+    assert np.all(np.diff(moved[mask][order]) >= 0)  # ranks kept: a monotone map
+    assert (moved[~mask] == 0).all()
+    top, own_top = moved[mask].max(), volume[mask].max()
+    assert top == pytest.approx(own_top + offsets[-1], abs=1e-4)  # beyond the last landmark: shifted, not flattened
+    np.testing.assert_allclose(move_landmarks(volume, mask, np.zeros(len(LEVELS)))[mask], volume[mask], atol=1e-4)
+    real = volume * 1.5  # offsets fitted from (real, imputed) pairs bring the imputation onto the real landmarks
+    fitted = landmark_offsets([(real, volume, mask)])
+    np.testing.assert_allclose(brain_landmarks(move_landmarks(volume, mask, fitted), mask), brain_landmarks(real, mask), atol=1e-3)
+    with pytest.raises(ValueError, match="3 offsets for 17 landmark levels"):
+        move_landmarks(volume, mask, [0.0, 1.0, 2.0])
+
+
+def test_the_cards_offsets_reach_the_imputation_and_only_the_contrasts_it_names(manifest, tiny_model):
+    files = subject_files(manifest, "TCGA-DU-7294")
+    inputs = {k: files[k] for k in ("t1", "t2", "flair")}
+    offsets = np.linspace(-0.2, 2.0, len(LEVELS)).round(4).tolist()
+    moving = load_model(tiny_model.weights_path)
+    moving.card["intensity_landmarks"] = {"levels": list(LEVELS), "offsets": {"t1gd": offsets}}
+    study = prepare_study(inputs, tiny_model.contrasts)
+    plain = to_canonical_array(impute(inputs, "t1gd", tiny_model).image)
+    moved = to_canonical_array(impute(inputs, "t1gd", moving).image)
+    np.testing.assert_allclose(moved, move_landmarks(plain, study.mask, offsets), atol=1e-4)
+    assert model_landmarks(moving, "t2", plain, study.mask) is plain  # no offsets for T2 in this card
+
+
+def test_the_bundled_t1gd_gets_the_bright_tail_a_real_t1gd_has(sample_files):
+    """The sample case, held out of training: measured, the imputed T1Gd's 99.5th brain percentile is 5.3
+    brain standard deviations against the real 8.9, and the card's offsets lift brain PSNR 8.7 -> 14.7 dB."""
+    model = load_model()
+    block = model.card["intensity_landmarks"]
+    assert "t1gd" in block["offsets"] and "BraTS-GLI-00001-000" not in block["fitted_on"]
+    study = prepare_study({k: sample_files[k] for k in model.contrasts}, model.contrasts)
+    raw = synthesise(model.generator, model_inputs(model, study), model.contrasts.index("t1gd"), study.mask)
+    finished = model_landmarks(model, "t1gd", raw, study.mask)
+    real = study.images["t1gd"]
+
+    def top(volume):
+        return np.percentile(volume[study.mask], 99.5)
+
+    assert top(raw) < 0.7 * top(real) and abs(top(finished) - top(real)) < 0.2 * top(real)
+    before, after = image_metrics(real, raw, study.mask), image_metrics(real, finished, study.mask)
+    assert after["psnr_brain"] > before["psnr_brain"] + 3 and after["ssim_brain"] > before["ssim_brain"] + 0.05
