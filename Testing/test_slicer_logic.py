@@ -454,7 +454,8 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled
     ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
-    assert "Reliability map" not in text  # nothing measured for the test model
+    assert "<b>Landmark offsets:</b> T1Gd, T2 imputations get the bright tail of real volumes" in bundled
+    assert "Reliability map" not in text and "Landmark offsets" not in text  # nothing measured for the test model
 
 
 def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_model_path, tmp_path):

@@ -14,7 +14,7 @@ COMPARISON_VIEW = "CollaGANView"  # slice views CollaGANView0, CollaGANView1, ..
 
 def card_html(card: dict) -> str:
     """The model card as HTML: contrasts, training data, held-out (else validation) metrics, and how well
-    its reliability maps ranked the held-out error."""
+    its reliability maps ranked the held-out error, and which contrasts get landmark offsets."""
     def escape(value) -> str:
         return html.escape(str(value))
 
@@ -47,6 +47,10 @@ def card_html(card: dict) -> str:
                      f"held out {escape(', '.join(measured['subjects']))}; under {WEAK_RANKING} the map says little)</small>")
     if card.get("output_intensity"):
         lines.append("<b>Output intensity:</b> " + escape(card["output_intensity"]))
+    moved = card.get("intensity_landmarks", {}).get("offsets")
+    if moved:  # intensity_landmarks.py
+        lines.append(f"<b>Landmark offsets:</b> {escape(', '.join(display_name(k) for k in moved))} imputations get the bright tail "
+                     f"of real volumes <small>(fitted on {len(card['intensity_landmarks'].get('fitted_on', []))} training subjects)</small>")
     lines.append(f"<small>sha256 {escape(card.get('sha256', '')[:16])}...</small>")
     return "<br>".join(lines)
 
