@@ -7,6 +7,7 @@ import SimpleITK as sitk
 from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError
 from CollaGANImputeLib.inference.imputation import impute, impute_all
+from CollaGANImputeLib.inference.intensity_landmarks import LEVELS, move_landmarks
 from CollaGANImputeLib.inference.synthesis import network_stack, synthesise
 from CollaGANImputeLib.io.geometry import to_canonical_array
 from CollaGANImputeLib.model.weights import load_model
@@ -71,6 +72,22 @@ def test_chain_feeds_each_imputation_to_the_next(crop, any_model):
     joint_flair = to_canonical_array(impute(inputs, "flair", any_model).image)
     assert np.abs(joint_flair - second).max() > 1e-3  # the chain really used the imputed T1Gd
     assert any("chained" in note for note in chained["flair"].notes)
+
+
+def test_the_chain_feeds_the_next_imputation_the_one_with_its_landmark_offsets(crop, any_model):
+    """The card's landmark offsets are part of the imputation, so the chain passes them on: the next contrast is
+    imputed from the T1Gd the user gets, not from the network's raw output."""
+    inputs = {"t1": crop["t1"], "t2": crop["t2"]}
+    moving = load_model(any_model.weights_path)
+    offsets = np.linspace(0.0, 1.5, len(LEVELS)).tolist()
+    moving.card["intensity_landmarks"] = {"levels": list(LEVELS), "offsets": {"t1gd": offsets}}
+    chained = impute_all(inputs, ["t1gd", "flair"], moving, strategy="chain")
+    study = prepare_study(inputs, CONTRASTS)
+    stack = network_stack(study, CONTRASTS)
+    first = move_landmarks(synthesise(moving.generator, stack, 1, study.mask), study.mask, offsets)
+    np.testing.assert_allclose(to_canonical_array(chained["t1gd"].image), first, atol=1e-4)
+    stack[1] = first
+    np.testing.assert_allclose(to_canonical_array(chained["flair"].image), synthesise(moving.generator, stack, 3, study.mask), atol=1e-4)
 
 
 def test_one_missing_model_refuses_absent_inputs_unless_chained(crop, tiny_model):
