@@ -1,5 +1,7 @@
 """Landmark offsets: an imputation given the intensity distribution of a real volume of its contrast."""
 
+import json
+
 import numpy as np
 import pytest
 from CollaGANImputeLib.core.metrics import image_metrics
@@ -9,7 +11,7 @@ from CollaGANImputeLib.inference.synthesis import model_inputs, synthesise
 from CollaGANImputeLib.io.geometry import to_canonical_array
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.study import prepare_study
-from conftest import subject_files
+from conftest import REPO, subject_files
 
 
 def test_moved_landmarks_land_where_asked_and_keep_every_voxels_rank():
@@ -65,3 +67,19 @@ def test_the_bundled_t1gd_gets_the_bright_tail_a_real_t1gd_has(sample_files):
     assert top(raw) < 0.7 * top(real) and abs(top(finished) - top(real)) < 0.2 * top(real)
     before, after = image_metrics(real, raw, study.mask), image_metrics(real, finished, study.mask)
     assert after["psnr_brain"] > before["psnr_brain"] + 3 and after["ssim_brain"] > before["ssim_brain"] + 0.05
+
+
+def test_the_bundled_cards_offsets_are_those_the_benchmark_fitted_and_chose():
+    """benchmarks/intensity_mapping.py --write-card: the same weights, the contrasts its rule kept (on the training
+    subjects), the offsets fitted on all of them; the validation subjects only scored."""
+    card = load_model().card
+    report = json.loads((REPO / "benchmarks" / "results" / "intensity_mapping.json").read_text())
+    block = card["intensity_landmarks"]
+    assert report["weights_sha256"] == card["sha256"] and block["levels"] == report["levels"] == list(LEVELS)
+    assert sorted(block["offsets"]) == sorted(report["chosen"]) and block["fitted_on"] == card["training"]["train_subjects"]
+    for key, offsets in block["offsets"].items():
+        assert offsets == report["offsets_on_all_training_subjects"][key]
+        gains = report["mean_gain_of_offsets_on_training_subjects"][key]
+        assert gains["ssim_brain"] >= 0 and gains["psnr_brain"] >= 0
+    held_out = {r["subject"] for r in report["results"] if not r["training_subject"]}
+    assert sorted(held_out) == sorted(card["training"]["validation_subjects"])  # never fitted on, only reported
