@@ -15,7 +15,15 @@ RULE decides per contrast, on the training subjects alone, whether the offsets e
 held-out subjects are reported beside them. With --write-card the card gains "intensity_landmarks": the
 offsets fitted on all training subjects, for the contrasts that passed. Writes JSON and a Markdown table.
 
+A training subject's imputation by the model that was trained on it is closer to the real volume than a new
+subject's will be, so offsets fitted on it are too small. `--fold-weights` (repeatable) names models trained
+on parts of the training subjects (learning_curve.RECIPE on each fold; their cards list the subjects): each
+training subject is then imputed by a fold model that never saw it, and the offsets are fitted and decided on
+those out-of-fold imputations; the held-out subjects are still imputed by the model under test.
+
     python benchmarks/intensity_mapping.py --data ../shared/data/training.json [--weights W] [--write-card]
+    python benchmarks/intensity_mapping.py --data ../shared/data/training.json --fold-weights A --fold-weights B \
+        --stem intensity_mapping_out_of_fold [--write-card]
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
     parser.add_argument("--write-card", action="store_true", help="write the offsets of the contrasts that passed into the card")
+    parser.add_argument("--fold-weights", type=Path, action="append", default=[],
+                        help="a model trained on part of the training subjects (repeatable): training subjects are imputed out of fold")
+    parser.add_argument("--stem", default="intensity_mapping", help="output file names: STEM.json, STEM.md")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -68,14 +79,25 @@ def main(argv: list[str] | None = None) -> int:
     if len(trained) < 3:
         parser.error(f"{args.data} holds {len(trained)} of the model's training subjects ({', '.join(training)}): "
                      "fitting offsets with the scored one left out needs at least three")
+    folds = [load_model(weights) for weights in args.fold_weights]
+    for fold in folds:
+        if fold.contrasts != contrasts:
+            parser.error(f"--fold-weights {fold.weights_path}: imputes {fold.contrasts}, the model under test {contrasts}")
+    imputer = {}  # subject -> the model that imputes it
+    for subject in subjects:
+        unseen_by = [fold for fold in folds if subject.name not in fold.card["training"]["train_subjects"]]
+        if subject.name in training and folds and not unseen_by:
+            parser.error(f"every fold model was trained on {subject.name}: no out-of-fold imputation for it")
+        imputer[subject.name] = unseen_by[0] if subject.name in training and folds else model
 
     volumes = {}  # (subject, contrast) -> (real, imputed, mask), cropped to the brain's box
     for number, subject in enumerate(subjects, 1):
         study = prepare_subject(subject, contrasts)
         box = brain_box(study.mask)
-        stack = model_inputs(model, study)
+        by = imputer[subject.name]
+        stack = model_inputs(by, study)
         for key in contrasts:
-            imputed = synthesise(model.generator, stack, contrasts.index(key), study.mask, smoothing=model_smoothing(model, study))
+            imputed = synthesise(by.generator, stack, contrasts.index(key), study.mask, smoothing=model_smoothing(by, study))
             volumes[(subject.name, key)] = (study.images[key][box].copy(), imputed[box].copy(), study.mask[box].copy())
         print(f"{number}/{len(subjects)} {subject.name} imputed ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         del study, stack
@@ -100,32 +122,36 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "model": model.name, "weights_sha256": model.card["sha256"], "normalisation": NORMALISATION,
         "levels": list(LEVELS), "unit": model.card.get("output_intensity", ""), "rule": RULE, "training_subjects": trained,
+        "training_subjects_imputed_by": {name: f"{imputer[name].name} (sha256 {imputer[name].card['sha256'][:12]})" for name in trained},
         "held_out_subjects": held_out, "mean_gain_of_offsets_on_training_subjects": gains, "chosen": chosen,
         "offsets_on_all_training_subjects": {key: np.mean([offsets[(n, key)] for n in trained], axis=0).round(4).tolist() for key in contrasts},
         "seconds": round(time.monotonic() - started, 1), "results": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "intensity_mapping.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
 
     def cells(names: list[str], key: str) -> str:
         return " | ".join(f"{np.mean([r['ssim_brain'] for r in rows if r['subject'] in names and r['contrast'] == key and r['mapping'] == m]):.3f} / "
                           f"{np.mean([r['psnr_brain'] for r in rows if r['subject'] in names and r['contrast'] == key and r['mapping'] == m]):.2f}"
                           for m in MAPPINGS)
 
+    folds = (f" Training subjects imputed out of fold, by {', '.join(sorted({imputer[n].name for n in trained}))}; held-out ones by "
+             f"{model.name}." if args.fold_weights else "")
     lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; offsets fitted on "
-             f"the training subjects with the scored one left out. Rule: {RULE}.", "",
+             f"the training subjects with the scored one left out.{folds} Rule: {RULE}.", "",
              "| subjects | contrast | " + " | ".join(MAPPINGS) + " | offsets carried |", "|---|---|" + "---|" * (len(MAPPINGS) + 1)]
     for label, names in ((f"{len(trained)} training", trained), (f"{len(held_out)} held out", held_out)):
         lines += [f"| {label} | {display_name(key)} | {cells(names, key)} | {'yes' if key in chosen else 'no'} |" for key in contrasts if names]
     lines += ["", "Per held-out subject:", "", "| subject | contrast | " + " | ".join(MAPPINGS) + " |", "|---|---|" + "---|" * len(MAPPINGS)]
     lines += [f"| {name} | {display_name(key)} | {cells([name], key)} |" for name in held_out for key in contrasts]
-    write_text_atomic(args.out / "intensity_mapping.md", "\n".join(lines) + "\n")
+    write_text_atomic(args.out / f"{args.stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     if args.write_card:
         block = {"levels": list(LEVELS), "offsets": {key: report["offsets_on_all_training_subjects"][key] for key in chosen},
                  "unit": "brain standard deviations, added to the imputation's own brain percentiles at 'levels'",
-                 "fitted_on": trained, "rule": RULE, "chosen_by": "benchmarks/intensity_mapping.py (benchmarks/results/intensity_mapping.md)",
+                 "fitted_on": trained, "imputed_by": report["training_subjects_imputed_by"], "rule": RULE,
+                 "chosen_by": f"benchmarks/intensity_mapping.py (benchmarks/results/{args.stem}.md)",
                  "gain_on_training_subjects": {key: {m: round(g, 4) for m, g in gains[key].items()} for key in contrasts}}
         print(f"card: {update_card(model.weights_path, {'intensity_landmarks': block})}", file=sys.stderr)
     return 0
