@@ -27,12 +27,6 @@ def brain_landmarks(volume: np.ndarray, mask: np.ndarray, levels: Iterable[float
     return np.percentile(volume[mask], list(levels))
 
 
-def landmark_offsets(pairs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], levels: Iterable[float] = LEVELS) -> np.ndarray:
-    """Mean of (real - imputed) brain landmarks over (real, imputed, mask) triples: what `move_landmarks` adds."""
-    levels = list(levels)
-    return np.mean([brain_landmarks(real, mask, levels) - brain_landmarks(fake, mask, levels) for real, fake, mask in pairs], axis=0)
-
-
 def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float], levels: Iterable[float] = LEVELS) -> np.ndarray:
     """A new volume whose brain landmarks at `levels` are the volume's own plus `offsets`.
 
