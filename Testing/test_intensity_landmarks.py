@@ -1,6 +1,7 @@
 """Landmark offsets: an imputation given the intensity distribution of a real volume of its contrast."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -73,9 +74,11 @@ def test_the_bundled_cards_offsets_are_those_the_benchmark_fitted_and_chose():
     """benchmarks/intensity_mapping.py --write-card: the same weights, the contrasts its rule kept (on the training
     subjects), the offsets fitted on all of them; the validation subjects only scored."""
     card = load_model().card
-    report = json.loads((REPO / "benchmarks" / "results" / "intensity_mapping.json").read_text())
     block = card["intensity_landmarks"]
+    stem = re.search(r"benchmarks/results/([\w.-]+)\.md", block["chosen_by"]).group(1)  # the run that wrote the card
+    report = json.loads((REPO / "benchmarks" / "results" / f"{stem}.json").read_text())
     assert report["weights_sha256"] == card["sha256"] and block["levels"] == report["levels"] == list(LEVELS)
+    assert block["imputed_by"] == report["training_subjects_imputed_by"]
     assert sorted(block["offsets"]) == sorted(report["chosen"]) and block["fitted_on"] == card["training"]["train_subjects"]
     for key, offsets in block["offsets"].items():
         assert offsets == report["offsets_on_all_training_subjects"][key]

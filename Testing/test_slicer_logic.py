@@ -454,7 +454,9 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled
     ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
-    assert "<b>Landmark offsets:</b> T1Gd, T2 imputations get the bright tail of real volumes" in bundled
+    moved = module.CollaGANImputeLogic.modelCard()["intensity_landmarks"]["offsets"]
+    assert "<b>Landmark offsets:</b> " + ", ".join(module.display_name(k) for k in moved) + " imputations get the bright tail" in bundled
+    assert sorted(moved) == ["flair", "t1gd", "t2"]  # benchmarks/results/intensity_mapping_out_of_fold.md
     assert "Reliability map" not in text and "Landmark offsets" not in text  # nothing measured for the test model
 
 
