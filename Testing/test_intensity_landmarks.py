@@ -34,6 +34,9 @@ def test_moved_landmarks_land_where_asked_and_keep_every_voxels_rank():
     real = volume * 1.5  # (real - imputed) landmark offsets, as the benchmark fits them, bring the imputation onto the real landmarks
     fitted = brain_landmarks(real, mask) - brain_landmarks(volume, mask)
     np.testing.assert_allclose(brain_landmarks(move_landmarks(volume, mask, fitted), mask), brain_landmarks(real, mask), atol=1e-3)
+    darker = move_landmarks(volume, mask, np.full(len(LEVELS), -0.5))  # the card's FLAIR and T2 offsets start negative
+    assert volume[mask].min() < 0.5 and darker.min() == 0.0  # floored: a magnitude image has no negative voxels
+    np.testing.assert_allclose(darker[mask & (volume > 0.6)], volume[mask & (volume > 0.6)] - 0.5, atol=1e-5)
     with pytest.raises(ValueError, match="3 offsets for 17 landmark levels"):
         move_landmarks(volume, mask, [0.0, 1.0, 2.0])
 

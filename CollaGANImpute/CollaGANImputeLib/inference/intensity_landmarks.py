@@ -32,7 +32,9 @@ def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float
 
     Piecewise linear between landmarks (so the order of voxels is kept, ties stay ties), shifted by the end
     offsets below the first and above the last landmark (continuous, and the brightest voxels keep their
-    detail instead of being flattened); zero outside the mask. The input is not modified.
+    detail instead of being flattened); never below zero, as a magnitude image is not (a negative offset at the
+    first landmark would otherwise push the darkest voxels, CSF on FLAIR, below it); zero outside the mask. The
+    input is not modified.
     """
     offsets = np.asarray(list(offsets), dtype=np.float64)
     own = brain_landmarks(volume, mask, levels)
@@ -43,7 +45,7 @@ def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float
     moved = np.interp(volume, own, target)
     moved = np.where(volume < own[0], volume + (target[0] - own[0]), moved)
     moved = np.where(volume > own[-1], volume + (target[-1] - own[-1]), moved)
-    return np.where(mask, moved, 0.0).astype(np.float32)
+    return np.where(mask, np.maximum(moved, 0.0), 0.0).astype(np.float32)
 
 
 def model_landmarks(model: Model, key: str, volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
