@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                           f"{np.mean([r['psnr_brain'] for r in rows if r['subject'] in names and r['contrast'] == key and r['mapping'] == m]):.2f}"
                           for m in MAPPINGS)
 
-    folds = (f" Training subjects imputed out of fold, by {', '.join(sorted({imputer[n].name for n in trained}))}; held-out ones by "
-             f"{model.name}." if args.fold_weights else "")
+    out_of_fold = (f" Training subjects imputed out of fold, by {', '.join(sorted({imputer[n].name for n in trained}))}; held-out ones by "
+                   f"{model.name}." if folds else "")
     lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; offsets fitted on "
-             f"the training subjects with the scored one left out.{folds} Rule: {RULE}.", "",
+             f"the training subjects with the scored one left out.{out_of_fold} Rule: {RULE}.", "",
              "| subjects | contrast | " + " | ".join(MAPPINGS) + " | offsets carried |", "|---|---|" + "---|" * (len(MAPPINGS) + 1)]
     for label, names in ((f"{len(trained)} training", trained), (f"{len(held_out)} held out", held_out)):
         lines += [f"| {label} | {display_name(key)} | {cells(names, key)} | {'yes' if key in chosen else 'no'} |" for key in contrasts if names]
