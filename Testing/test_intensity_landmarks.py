@@ -89,3 +89,17 @@ def test_the_bundled_cards_offsets_are_those_the_benchmark_fitted_and_chose():
         assert gains["ssim_brain"] >= 0 and gains["psnr_brain"] >= 0
     held_out = {r["subject"] for r in report["results"] if not r["training_subject"]}
     assert sorted(held_out) == sorted(card["training"]["validation_subjects"])  # never fitted on, only reported
+
+
+def test_the_bundled_cards_held_out_figures_are_those_quality_measured_with_its_offsets():
+    """benchmarks/quality.py --write-card: metrics.held_out is the shipped CollaGAN row of the last quality run,
+    made with these weights and the card's present landmark offsets, on the card's validation subjects."""
+    card = load_model().card
+    report = json.loads((REPO / "benchmarks" / "results" / "quality.json").read_text())
+    assert report["weights_sha256"] == card["sha256"] and not report["quick"]
+    assert report["intensity_landmarks"]["offsets_for"] == sorted(card["intensity_landmarks"]["offsets"])
+    held = card["metrics"]["held_out"]
+    assert held["subjects"] == report["held_out"] == card["training"]["validation_subjects"]
+    for key in card["contrasts"]:
+        for name, value in held[key].items():
+            assert value == pytest.approx(report["mean"][key]["CollaGAN"][name], abs=5e-5), (key, name)
