@@ -12,6 +12,7 @@ from CollaGANImputeLib.training.losses import (
     lsgan_real,
     multiple_cycle_l1,
     multiple_cycle_ssim,
+    quantile_l1,
     ssim_loss,
     ssim_map,
 )
@@ -45,6 +46,20 @@ def test_multiple_cycle_l1_hand_computed():
     real = torch.zeros_like(reconstructed)
     assert multiple_cycle_l1(reconstructed, real, 2).item() == pytest.approx(1.5)
     assert multiple_cycle_ssim(real + 1, real + 1, 2).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_quantile_l1_compares_distributions_not_places():
+    real = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]]])
+    shuffled = torch.tensor([[[[5.0, 2.0], [0.0, 1.0]]]])  # the same intensities elsewhere: L1 3.0, distance 0
+    assert torch.abs(shuffled - real).mean().item() == pytest.approx(3.0)
+    assert quantile_l1(shuffled, real).item() == pytest.approx(0.0)
+    dim_tail = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # the brightest voxel 2 too dim: |3 - 5| / 4
+    assert quantile_l1(dim_tail, real).item() == pytest.approx(0.5)
+    batch = torch.cat([real, real + 1])  # per image, then the batch's mean: (0 + 1) / 2
+    assert quantile_l1(batch, torch.cat([real, real])).item() == pytest.approx(0.5)
+    fake = dim_tail.clone().requires_grad_(True)
+    quantile_l1(fake, real).backward()
+    assert fake.grad[0, 0, 1, 1].item() == pytest.approx(-0.25) and fake.grad[0, 0, 0, 0].item() == 0.0  # only the tail moves
 
 
 def test_cycle_inputs_replace_target_by_fake_and_null_each_other_contrast():

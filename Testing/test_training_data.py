@@ -193,6 +193,14 @@ def test_direct_phase_leaves_the_discriminator_alone(incomplete_slices, tmp_path
         torch.testing.assert_close(tensor, before[key])
 
 
+def test_quantile_loss_joins_the_direct_phase_with_its_weight(incomplete_slices, tmp_path):
+    weights = LossWeights(**{**DIRECT.to_dict(), "direct_quantile": 2.0})
+    values = Trainer(small_config(crop=96, weights=weights), incomplete_slices, tmp_path).train_step()
+    assert set(values) == {"direct_l1", "direct_ssim", "direct_quantile", "g_total"} and values["direct_quantile"] > 0
+    total = values["direct_l1"] + values["direct_ssim"] + 2.0 * values["direct_quantile"]
+    assert values["g_total"] == pytest.approx(total, rel=1e-5)
+
+
 def test_crop_must_fit_the_network_and_canvas(incomplete_slices, tmp_path):
     with pytest.raises(InputError, match="multiple of 16"):
         Trainer(small_config(crop=100), incomplete_slices, tmp_path)

@@ -6,9 +6,12 @@ learning curve's 22-subject run (benchmarks/results/learning_curve.json) or anot
 (`--against NAME=REFERENCE`). Scored as the learning curve is: the exported model on the validation
 subjects' whole volumes (evaluation.evaluate_subjects), plus the training's own 2-D validation over steps.
 
-The rule of docs/training.md ("Recipe experiments"), written before any variant was scored: a change is
-carried into the next bundled training if its mean brain SSIM is higher than its reference's for at least
-three of the four contrasts and lower by no more than 0.01 for any.
+The rules of docs/training.md, each written before any variant it judges was scored. `--rule ssim` ("Recipe
+experiments"): a change is carried into the next bundled training if its mean brain SSIM is higher than its
+reference's for at least three of the four contrasts and lower by no more than 0.01 for any. `--rule psnr`
+("The intensity distribution as a loss"), for changes aimed at the intensity distribution: mean brain PSNR
+higher for at least three of the four contrasts, and mean brain SSIM lower by no more than 0.01 for any.
+`--stem` names the report (default recipe_experiments), so that a later set of experiments keeps its own.
 
 A variant whose run folder holds its exported model is read, not trained again; an interrupted one resumes.
 
@@ -76,22 +79,28 @@ def check_run(weights: Path, options: list[str], train_subjects: list[str]) -> d
     return card
 
 
-def verdict(variant: dict, reference: dict) -> dict:
-    """The rule, per contrast: the change in mean brain SSIM, and whether the change is carried."""
+RULES = {"ssim": f"carried if mean brain SSIM rises for >= 3 of 4 contrasts and falls by <= {TOLERANCE} for any",
+         "psnr": f"carried if mean brain PSNR rises for >= 3 of 4 contrasts and mean brain SSIM falls by <= {TOLERANCE} for any"}
+
+
+def verdict(variant: dict, reference: dict, rule: str = "ssim") -> dict:
+    """The rule, per contrast: the changes in mean brain SSIM and PSNR, and whether the change is carried."""
     change = {k: variant[k]["ssim_brain"] - reference[k]["ssim_brain"] for k in CONTRASTS}
-    carried = sum(d > 0 for d in change.values()) >= 3 and min(change.values()) >= -TOLERANCE
-    return {"ssim_change": change, "carried": carried}
+    psnr_change = {k: variant[k]["psnr_brain"] - reference[k]["psnr_brain"] for k in CONTRASTS}
+    rising = change if rule == "ssim" else psnr_change
+    carried = sum(d > 0 for d in rising.values()) >= 3 and min(change.values()) >= -TOLERANCE
+    return {"ssim_change": change, "psnr_change": psnr_change, "carried": carried}
 
 
-def figure(rows: list[dict], path: Path) -> None:
+def figure(rows: list[dict], path: Path, metric: str) -> None:
     fig, axes = pyplot().subplots(1, len(CONTRASTS), figsize=(12, 3.2), sharey=True)
     for axis, key in zip(axes, CONTRASTS):
         for row in rows:
             steps = [int(s) for s in row["by_step"]]
-            axis.plot(steps, [row["by_step"][str(s)][key]["ssim_brain"] for s in steps], "o-", ms=3, label=row["name"])
+            axis.plot(steps, [row["by_step"][str(s)][key][metric] for s in steps], "o-", ms=3, label=row["name"])
         axis.set_title(display_name(key), fontsize=10)
         axis.set_xlabel("step")
-    axes[0].set_ylabel("2-D validation brain SSIM")
+    axes[0].set_ylabel(f"2-D validation brain {'SSIM' if metric == 'ssim_brain' else 'PSNR (dB)'}")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     save_png(fig, path, 100)
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", action="append", default=[], metavar="NAME=OTHER",
                         help=f"compare NAME with variant OTHER instead of the {REFERENCE} (learning curve, 22 subjects)")
     parser.add_argument("--curve", type=Path, default=REPO / "benchmarks" / "results" / "learning_curve.json")
+    parser.add_argument("--rule", choices=sorted(RULES), default="ssim", help="which rule decides (see above)")
+    parser.add_argument("--stem", default="recipe_experiments", help="the report's file names")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     data = args.data.resolve()
@@ -134,19 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"--against: no variant {', '.join(unknown)}")
     for row in rows[1:]:
-        row["verdict"] = verdict(row["final"]["mean"], by_name[row["against"]]["final"]["mean"])
+        row["verdict"] = verdict(row["final"]["mean"], by_name[row["against"]]["final"]["mean"], args.rule)
 
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"steps": STEPS, "validation_subjects": VALIDATION, "recipe": RECIPE, "normalisation": NORMALISATION,
-              "rule": f"carried if mean brain SSIM rises for >= 3 of 4 contrasts and falls by <= {TOLERANCE} for any", "variants": rows}
-    write_text_atomic(args.out / "recipe_experiments.json", json.dumps(report, indent=2) + "\n")
+              "rule": RULES[args.rule], "variants": rows}
+    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
     header = "| variant | changed options | compared with | " + " | ".join(f"{display_name(k)} SSIM / PSNR" for k in CONTRASTS) + " | carried |"
     lines = [f"Mean over the validation subjects ({', '.join(VALIDATION)}) after {STEPS} steps of the phase-1 recipe, whole volumes, "
-             f"brain SSIM / PSNR (dB); in brackets the SSIM change against the variant compared with. {NORMALISATION}.", "",
+             f"brain SSIM / PSNR (dB); in brackets the {args.rule.upper()} change against the variant compared with. {NORMALISATION}. "
+             f"Rule: {RULES[args.rule]}.", "",
              header, "|---|---|---|" + "---|" * len(CONTRASTS) + "---|"]
     for row in rows:
-        mean, change = row["final"]["mean"], row.get("verdict", {}).get("ssim_change")
-        cells = [pair(mean[k]) + (f" ({change[k]:+.3f})" if change else "") for k in CONTRASTS]
+        mean, change = row["final"]["mean"], row.get("verdict", {}).get(f"{args.rule}_change")
+        cells = [pair(mean[k]) + (f" ({change[k]:+.{3 if args.rule == 'ssim' else 2}f})" if change else "") for k in CONTRASTS]
         carried = "" if "verdict" not in row else ("yes" if row["verdict"]["carried"] else "no")
         lines.append(f"| {row['name']} | {' '.join(row['options']) or '(learning curve, 22 subjects)'} | {row['against'] or ''} | "
                      + " | ".join(cells) + f" | {carried} |")
@@ -157,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             scores = {r["contrast"]: r["ssim_brain"] for r in row["final"]["results"] if r["subject"] == subject}
             lines.append(f"| {row['name']} | {subject} | " + " | ".join(f"{scores[k]:.3f}" for k in CONTRASTS) + " |")
     text = "\n".join(lines) + "\n"
-    write_text_atomic(args.out / "recipe_experiments.md", text)
-    figure(rows, args.out / "recipe_experiments.png")
+    write_text_atomic(args.out / f"{args.stem}.md", text)
+    figure(rows, args.out / f"{args.stem}.png", f"{args.rule}_brain")
     print(text)
     return 0
 

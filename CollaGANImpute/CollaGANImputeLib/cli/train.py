@@ -52,6 +52,8 @@ def _train_parser() -> argparse.ArgumentParser:
                         "the fast direct phase, one generator pass a step and no discriminator")
     p.add_argument("--direct-l1", type=float, default=0.0, help="weight of the direct L1 (public MRI code 0, CVPR code 10)")
     p.add_argument("--direct-ssim", type=float, default=0.0, help="weight of the SSIM loss on the direct output")
+    p.add_argument("--direct-quantile", type=float, default=0.0,
+                   help="weight of the distance between the direct output's and the real image's sorted intensities")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--bias-correct", action="store_true",
                    help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
@@ -116,7 +118,8 @@ def cmd_train(argv: Sequence[str]) -> int:
             generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
-                                generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim),
+                                generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim,
+                                direct_quantile=args.direct_quantile),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
             crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,

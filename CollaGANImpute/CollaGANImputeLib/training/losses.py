@@ -22,6 +22,7 @@ class LossWeights:
     discriminator: float = 1.0
     direct_l1: float = 0.0
     direct_ssim: float = 0.0
+    direct_quantile: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +79,16 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float
 def ssim_loss_per_image(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor | float, window: int = 5) -> torch.Tensor:
     per_image = ssim_map(x, y, data_range, window).mean(dim=(1, 2, 3))
     return -torch.log((1.0 + per_image) / 2.0)
+
+
+def quantile_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean |sorted(x) - sorted(y)| per image pair, averaged over the batch: the 1-D Wasserstein distance
+    between their intensity distributions, blind to where each voxel is.
+
+    L1 alone pulls each voxel to its conditional median, so the bright tail (vessels, enhancement, CSF on
+    T2) comes out dim, and a window set from the image's own percentiles then stretches the whole brain;
+    this term asks for the real image's distribution of intensities."""
+    return (torch.sort(x.flatten(1), dim=1).values - torch.sort(y.flatten(1), dim=1).values).abs().mean()
 
 
 def _sum_of_group_means(per_image: torch.Tensor, cycles: int, valid: torch.Tensor | None) -> torch.Tensor:
