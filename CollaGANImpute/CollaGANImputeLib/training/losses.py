@@ -91,6 +91,17 @@ def quantile_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.sort(x.flatten(1), dim=1).values - torch.sort(y.flatten(1), dim=1).values).abs().mean()
 
 
+def direct_losses(fake: torch.Tensor, real: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
+    """The losses of the direct output against the real missing contrast: L1 always (it is logged even at
+    weight 0), SSIM and the quantile distance where they have a weight."""
+    losses = {"direct_l1": torch.abs(fake - real).mean()}
+    if weights.direct_ssim:
+        losses["direct_ssim"] = ssim_loss(fake, real, dynamic_range(real))
+    if weights.direct_quantile:
+        losses["direct_quantile"] = quantile_l1(fake, real)
+    return losses
+
+
 def _sum_of_group_means(per_image: torch.Tensor, cycles: int, valid: torch.Tensor | None) -> torch.Tensor:
     """sum over groups of the mean over samples; with `valid` ((cycles * B,) 0/1) the mean of the valid
     samples only: a contrast the subject lacks has no real image to compare with (selective loss)."""

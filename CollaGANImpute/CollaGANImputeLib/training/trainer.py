@@ -44,13 +44,11 @@ from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .losses import (
     classification,
     cycle_inputs,
-    dynamic_range,
+    direct_losses,
     lsgan_fake,
     lsgan_real,
     multiple_cycle_l1,
     multiple_cycle_ssim,
-    quantile_l1,
-    ssim_loss,
 )
 
 
@@ -123,11 +121,7 @@ class Trainer:
         with self._autocast():
             fake = self.generator_step(real * (1 - absent[:, :, None, None]), t_hot)
         target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
-        losses = {"direct_l1": torch.abs(fake.float() - target_real).mean()}
-        if w.direct_ssim:
-            losses["direct_ssim"] = ssim_loss(fake.float(), target_real, dynamic_range(target_real))
-        if w.direct_quantile:
-            losses["direct_quantile"] = quantile_l1(fake.float(), target_real)
+        losses = direct_losses(fake.float(), target_real, w)
         generated = fake
         if w.uses_cycles:
             with self._autocast():
@@ -146,9 +140,8 @@ class Trainer:
             if w.uses_cycles:  # each of the N-1 reconstructions counts as much as the fake
                 losses["g_adversarial"] = losses["g_adversarial"] + (n - 1) * lsgan_real(realness[batch:].float())
                 losses["g_classification"] = losses["g_classification"] + (n - 1) * classification(logits[batch:].float(), others)
-        weight_of = {"direct_l1": w.direct_l1, "direct_ssim": w.direct_ssim, "direct_quantile": w.direct_quantile,
-                     "cycle_l1": w.cycle_l1, "cycle_ssim": w.cycle_ssim,
-                     "g_adversarial": w.adversarial, "g_classification": w.generator_classification}
+        weight_of = {"direct_l1": w.direct_l1, "direct_ssim": w.direct_ssim, "direct_quantile": w.direct_quantile, "cycle_l1": w.cycle_l1,
+                     "cycle_ssim": w.cycle_ssim, "g_adversarial": w.adversarial, "g_classification": w.generator_classification}
         g_loss = sum(weight_of[name] * value for name, value in losses.items())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
