@@ -6,7 +6,8 @@ model card's training subjects by alternate position in its list (fold a: 0, 2, 
 Each fold repeats the card's recorded phases on its half: the first phase's command (the card's
 `training.initialised_from`) stopped at the step where the model's own first phase stopped, then the card's
 own command from that checkpoint (`--init`). Data, run folder, name and description are this script's; every
-other option is the recorded one. An interrupted phase resumes from its checkpoint; a finished one is skipped.
+other option is the recorded one. An interrupted phase resumes from its checkpoint; a finished one (its exported
+card records the phase's full length) is skipped, so a partial export made to keep a stopped run's state is not.
 The rule that uses the fold models is in docs/training.md ("Offsets fitted out of fold").
 
     python benchmarks/out_of_fold.py --fold a --runs runs/oof_bundled   # then --fold b; one thread each, side by side
@@ -46,6 +47,12 @@ def recorded_options(command: str) -> list[str]:
     return kept
 
 
+def finished(weights: Path, steps: int) -> bool:
+    """Whether `weights` is a phase's export after all its `steps` (not one of a run stopped part way)."""
+    card = weights.with_suffix(".json")
+    return card.exists() and json.loads(card.read_text(encoding="utf-8"))["training"]["steps"] >= steps
+
+
 def fold_subjects(train_subjects: list[str], fold: str) -> list[str]:
     return train_subjects[0::2] if fold == "a" else train_subjects[1::2]
 
@@ -69,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{args.card.stem}_oof_{args.fold}"
     what = f"out-of-fold evidence for the landmark offsets of {args.card.stem}: fold {args.fold} ({len(subjects)} subjects)"
     code = REPO / "CollaGANImpute"
-    if not (phase1 / "phase1.safetensors").exists():
+    if not finished(phase1 / "phase1.safetensors", int(first["steps"])):
         train(phase1, "phase1", manifest, validation, int(first["steps"]), recorded_options(first["commands"][0]),
               f"{what}, first phase", code)
-    if not (phase2 / f"{name}.safetensors").exists():
+    if not finished(phase2 / f"{name}.safetensors", int(training["steps"])):
         options = [*recorded_options(training["commands"][0]), "--init", str(phase1 / "checkpoint.safetensors")]
         train(phase2, name, manifest, validation, int(training["steps"]), options, what, code)
     print(f"fold {args.fold}: {phase2 / f'{name}.safetensors'}", file=sys.stderr)
