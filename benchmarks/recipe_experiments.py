@@ -85,11 +85,10 @@ RULES = {"ssim": f"carried if mean brain SSIM rises for >= 3 of 4 contrasts and 
 
 def verdict(variant: dict, reference: dict, rule: str = "ssim") -> dict:
     """The rule, per contrast: the changes in mean brain SSIM and PSNR, and whether the change is carried."""
-    change = {k: variant[k]["ssim_brain"] - reference[k]["ssim_brain"] for k in CONTRASTS}
-    psnr_change = {k: variant[k]["psnr_brain"] - reference[k]["psnr_brain"] for k in CONTRASTS}
-    rising = change if rule == "ssim" else psnr_change
-    carried = sum(d > 0 for d in rising.values()) >= 3 and min(change.values()) >= -TOLERANCE
-    return {"ssim_change": change, "psnr_change": psnr_change, "carried": carried}
+    changes = {f"{m}_change": {k: variant[k][f"{m}_brain"] - reference[k][f"{m}_brain"] for k in CONTRASTS} for m in RULES}
+    rising = changes[f"{rule}_change"].values()
+    carried = sum(d > 0 for d in rising) >= 3 and min(changes["ssim_change"].values()) >= -TOLERANCE
+    return {**changes, "carried": carried}
 
 
 def figure(rows: list[dict], path: Path, metric: str) -> None:
