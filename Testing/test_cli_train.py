@@ -1,4 +1,5 @@
-"""`collagan-impute train` and `evaluate` end to end: interrupted with Ctrl+C, resumed, exported, scored (on N4-corrected studies)."""
+"""`collagan-impute train` and `evaluate` end to end: interrupted with Ctrl+C, resumed, exported, scored (on N4-corrected studies,
+in the metrics' normalisation)."""
 
 import json
 import os
@@ -30,7 +31,7 @@ def engine(*args, **kwargs):
 def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     out = tmp_path / "run"
     process = engine("train", "--data", small_data, "--out", out, "--steps", 10000, "--validation", "AURORA-MET-example",
-                     "--checkpoint-every", 1000, "--validate-every", 1000, "--progress", "lines", "--bias-correct", *TINY)
+                     "--checkpoint-every", 1000, "--validate-every", 1000, "--progress", "lines", "--bias-correct", "--brasyn-scale", *TINY)
     for line in process.stdout:  # wait for a few steps, then press Ctrl+C
         if line.startswith("collagan-progress ") and json.loads(line.split(" ", 1)[1])["done"] >= 3:
             process.send_signal(signal.SIGINT)
@@ -55,6 +56,7 @@ def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     assert training["train_subjects"] == ["TCGA-DU-7294"] and training["validation_subjects"] == ["AURORA-MET-example"]
     assert set(model.card["metrics"]["validation"]) == {"step", *CONTRASTS}
     assert training["config"]["bias_correct"] and model.bias_corrected  # kept through --resume; its inputs get N4 too
+    assert training["config"]["brasyn_scale"] and model.brasyn_scaled  # and are put in the metrics' normalisation
     again = engine("train", "--data", small_data, "--out", out, "--resume", "--name", "tiny")  # no --steps: the run's own target
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err

@@ -57,6 +57,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--bias-correct", action="store_true",
                    help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
+    p.add_argument("--brasyn-scale", action="store_true",
+                   help="train in the metrics' intensity space (each contrast clipped to its brain's 0.5-99.5 percentiles, scaled "
+                        "to [0, 1]) instead of brain standard deviations; the model then scales its inputs the same way")
     p.add_argument("--missing-min", type=int, default=1, help="fewest contrasts absent per sample (default 1)")
     p.add_argument("--missing-max", type=int, default=1,
                    help="most contrasts absent per sample: 1 is CollaGAN, N-1 any subset (MM-GAN), with --missing-min N-1 a single-input model")
@@ -85,6 +88,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     from ..model.checkpoint import load_checkpoint
     from ..model.networks import DiscriminatorConfig, GeneratorConfig
     from ..preparation.bias_field import corrected_study
+    from ..preparation.brasyn_scale import brasyn_scaled_study
     from ..preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
     from ..training.config import CHECKPOINT_NAME, TrainConfig
     from ..training.distributed import start, stop, world_from_env
@@ -122,7 +126,7 @@ def cmd_train(argv: Sequence[str]) -> int:
                                 direct_quantile=args.direct_quantile),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
-            crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct,
+            crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
@@ -141,6 +145,8 @@ def cmd_train(argv: Sequence[str]) -> int:
     loading.close()
     if config.bias_correct:
         studies = {name: corrected_study(study) for name, study in studies.items()}
+    if config.brasyn_scale:
+        studies = {name: brasyn_scaled_study(study) for name, study in studies.items()}
     canvas = canvas_for(studies, config.generator.size_multiple)
     train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
     validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,

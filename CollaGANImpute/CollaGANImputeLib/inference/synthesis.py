@@ -13,6 +13,7 @@ from ..core.errors import Cancelled, InputError
 from ..model.networks import Generator
 from ..model.weights import Model
 from ..preparation.bias_field import corrected_study
+from ..preparation.brasyn_scale import brasyn_scaled_study
 from ..preparation.study import PreparedStudy, brain_slices, padded_bounds
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
@@ -200,8 +201,11 @@ def network_stack(study: PreparedStudy, contrasts: list[str]) -> np.ndarray:
 
 
 def model_inputs(model: Model, study: PreparedStudy) -> np.ndarray:
-    """`network_stack` of the study as the model was trained to read it: freed of coil shading first when
-    its card says so (bias_field.corrected_study). The study itself stays as acquired, for scoring."""
+    """`network_stack` of the study as the model was trained to read it: freed of coil shading first and in
+    the BraSyn normalisation when its card says so (bias_field.corrected_study, brasyn_scale.brasyn_scaled_study).
+    The study itself stays as acquired, for scoring."""
     if model.bias_corrected:
         study = corrected_study(study)
+    if model.brasyn_scaled:
+        study = brasyn_scaled_study(study)
     return network_stack(study, model.contrasts)

@@ -24,6 +24,10 @@ INTENSITY_UNIT = (
     "brain standard deviations: the imputed volume is on the scale of a real volume of that contrast divided by "
     "the standard deviation of its brain voxels (METHOD.md normalisation); 0 outside the brain"
 )
+BRASYN_UNIT = (
+    "BraSyn normalisation: the imputed volume is on the scale of a real volume of that contrast clipped to the "
+    "0.5-99.5 percentiles of its brain voxels and scaled to [0, 1]; 0 outside the brain"
+)
 
 
 def sha256_of(path: Path) -> str:

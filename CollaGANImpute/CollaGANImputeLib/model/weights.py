@@ -17,7 +17,8 @@ from safetensors.torch import save_file
 from ..core.errors import ModelError
 from ..io.atomic import atomic_paths
 from ..preparation.bias_field import METHOD as BIAS_METHOD
-from .model_card import CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, most_missing, read_card, sha256_of
+from ..preparation.brasyn_scale import METHOD as BRASYN_METHOD
+from .model_card import BRASYN_UNIT, CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, most_missing, read_card, sha256_of
 from .networks import Generator, GeneratorConfig
 
 
@@ -55,11 +56,18 @@ class Model:
         """Whether the model was trained on, and so expects, inputs freed of their coil shading (bias_field.py)."""
         return "bias_field" in self.card.get("normalisation", {})
 
+    @property
+    def brasyn_scaled(self) -> bool:
+        """Whether the model reads and writes the metrics' intensity space (brasyn_scale.py) rather than brain
+        standard deviations."""
+        return "brasyn" in self.card.get("normalisation", {})
+
 
 def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict, *,
-               bias_corrected: bool = False) -> Path:
+               bias_corrected: bool = False, brasyn_scaled: bool = False) -> Path:
     """Write the weights and their card, atomically and together; returns the weights path. `bias_corrected`: the
-    model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so)."""
+    model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so);
+    `brasyn_scaled`: trained in the BraSyn normalisation (brasyn_scale.py), so its inputs are scaled so too."""
     weights = Path(weights)
     if len(contrasts) != generator.config.num_contrasts:
         raise ValueError("the contrast list must have one entry per generator channel")
@@ -76,8 +84,9 @@ def save_model(generator: Generator, contrasts: list[str], weights: str | Path, 
                 "brain_mask": "user-given, or the voxels non-zero in any input",
                 "slicing": "axial slices of the volume reoriented to LPS (index k inferior to superior)",
                 **({"bias_field": f"each input freed of its coil shading first: {BIAS_METHOD}"} if bias_corrected else {}),
+                **({"brasyn": BRASYN_METHOD} if brasyn_scaled else {}),
             },
-            "output_intensity": INTENSITY_UNIT,
+            "output_intensity": BRASYN_UNIT if brasyn_scaled else INTENSITY_UNIT,
             **card_fields,
             "weights_file": weights.name,
             "dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),

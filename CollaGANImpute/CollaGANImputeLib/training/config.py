@@ -35,6 +35,7 @@ class TrainConfig:
     crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
     optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
     bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
+    brasyn_scale: bool = False  # train in the metrics' intensity space (brasyn_scale.brasyn_scaled_study)
     missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
     missing_max: int = 1
     curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max

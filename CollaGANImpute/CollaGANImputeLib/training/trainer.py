@@ -376,7 +376,8 @@ class Trainer:
         summary = self.validation_summary()
         if summary:
             card_fields["metrics"] = {"validation": summary, "normalisation": NORMALISATION}
-        return save_model(self.exported, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct)
+        return save_model(self.exported, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct,
+                          brasyn_scaled=self.config.brasyn_scale)
 
     def validation_summary(self) -> dict:
         path = self.out_dir / "validation.csv"
