@@ -4,7 +4,7 @@ import csv
 
 import pytest
 import torch
-from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.core.errors import InputError, ModelError
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
 from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject, split_subjects
 from CollaGANImputeLib.training.config import TrainConfig
@@ -212,3 +212,30 @@ def test_any_subset_training_runs_from_an_initial_checkpoint(slices, tmp_path):
     other = Trainer(small_config(generator=GeneratorConfig(num_contrasts=4, branch_width=2, decoder_width=8, depth=4)), slices, tmp_path / "x")
     with pytest.raises(InputError, match="does not fit"):
         other.initialise_from(load_checkpoint(tmp_path / "one" / "checkpoint.safetensors"))
+
+
+def test_training_starts_from_a_released_models_weights(slices, tiny_model_path, tmp_path):
+    """`train --init MODEL.safetensors`: the model's generator, a fresh discriminator, and the card's history kept."""
+    from CollaGANImputeLib.cli.train import _initial_state
+    from CollaGANImputeLib.model.weights import load_model
+
+    released = load_model(tiny_model_path)
+    state = _initial_state(tiny_model_path)
+    config = small_config(steps=2, generator=released.generator.config)
+    run = Trainer(config, slices, tmp_path / "tuned")
+    fresh_discriminator = {k: v.clone() for k, v in run.discriminator.state_dict().items()}
+    run.initialise_from(state)
+    for name, tensor in released.generator.state_dict().items():
+        torch.testing.assert_close(run.generator.state_dict()[name], tensor)
+    for name, tensor in fresh_discriminator.items():
+        torch.testing.assert_close(run.discriminator.state_dict()[name], tensor)
+    run.run()
+    assert run.initialised_from["weights"] == {"name": "tiny", "sha256": released.card["sha256"]}
+    exported = load_model(run.export(tmp_path / "tuned.safetensors", {}))
+    assert exported.card["training"]["initialised_from"]["weights"]["sha256"] == released.card["sha256"]
+    with pytest.raises(InputError, match="does not fit"):  # another architecture than the run's
+        Trainer(small_config(), slices, tmp_path / "x").initialise_from(state)
+    with pytest.raises(ModelError, match="model card"):  # neither a checkpoint nor weights with a card
+        stray = tmp_path / "stray.safetensors"
+        stray.write_bytes(tiny_model_path.read_bytes())
+        _initial_state(stray)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.contrasts import DEFAULT_CONTRASTS
-from ..core.errors import Cancelled, InputError
+from ..core.errors import Cancelled, InputError, ModelError
 from ..core.progress import ProgressReporter
 from .options import (
     add_data_option,
@@ -66,7 +66,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--curriculum-steps", type=int, default=0,
                    help="grow the most absent contrasts from --missing-min to --missing-max over this many steps")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
-                   help="start from the networks of another run's checkpoint.safetensors (fine-tuning; optimisers start afresh)")
+                   help="start from the networks of another run's checkpoint.safetensors, or from a model's weights (its card "
+                        "beside them; the discriminator starts afresh): fine-tuning, optimisers start afresh")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="validate and export a moving average of the generator's weights with this decay per step (say 0.999; 0: off)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,6 +80,17 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="", help="free text for the model card")
     add_progress_option(p)
     return p
+
+
+def _initial_state(path: Path) -> dict:
+    """--init: a training checkpoint, or else a released model's weights with their card (checked as for imputing)."""
+    from ..model.checkpoint import load_checkpoint
+    from ..model.weights import initial_state, load_model
+
+    try:
+        return load_checkpoint(path)
+    except ModelError:
+        return initial_state(load_model(path))
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -169,7 +181,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         elif args.init is not None:
             if not args.init.is_file():
                 raise InputError(f"--init '{args.init}': no such checkpoint file")
-            trainer.initialise_from(load_checkpoint(args.init))
+            trainer.initialise_from(_initial_state(args.init))
         reporter.start = trainer.step
         trainer.commands.append(("torchrun ... " if world.distributed else "") + "collagan-impute train "
                                 + " ".join(shlex.quote(a) for a in argv))

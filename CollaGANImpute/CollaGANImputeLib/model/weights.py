@@ -132,3 +132,13 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
     generator.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     generator.eval().to(device)
     return Model(generator, card, weights_file)
+
+
+def initial_state(model: Model) -> dict:
+    """A released model as the start of a training run (`train --init` with its weights, fine-tuning it on other data
+    or another recipe): its generator and the history its card records. A model holds no discriminator; the run's
+    starts afresh."""
+    training = model.card.get("training", {})
+    return {"generator": model.generator.state_dict(), "commands": list(training.get("commands", [])),
+            "step": int(training.get("steps", 0)), "elapsed_s": float(training.get("time_s", 0.0)), "config": training.get("config", {}),
+            "initialised_from": training.get("initialised_from", {}), "weights": {"name": model.name, "sha256": model.card["sha256"]}}

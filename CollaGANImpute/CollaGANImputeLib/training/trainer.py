@@ -311,11 +311,12 @@ class Trainer:
         save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)
 
     def initialise_from(self, state: dict) -> None:
-        """Start from another run's networks (fine-tuning, e.g. a one-missing model learning any subset);
-        the optimisers, schedules and step start afresh. The model card keeps that run's history."""
+        """Start from another run's networks (fine-tuning, e.g. a one-missing model learning any subset) or a
+        released model's generator; the optimisers, schedules and step start afresh. The card keeps that history."""
         try:
             self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
+            if "discriminator" in state:  # a released model's weights (weights.initial_state) hold none: it starts afresh
+                self.discriminator.load_state_dict(state["discriminator"])
             if self.averaged is not None:  # the average starts from the weights it fine-tunes
                 self.averaged.load_state_dict(state["generator"])
         except (KeyError, RuntimeError) as error:
@@ -323,6 +324,8 @@ class Trainer:
         self.initialised_from = {"commands": list(state.get("commands", [])), "steps": int(state["step"]),
                                  "time_s": round(float(state["elapsed_s"]), 1), "config": state["config"],
                                  "initialised_from": state.get("initialised_from", {})}
+        if "weights" in state:
+            self.initialised_from["weights"] = state["weights"]
 
     def load(self, state: dict | None = None) -> None:
         """Continue from a checkpoint: `state` as load_checkpoint read it, or the one in the run folder."""
