@@ -8,6 +8,9 @@ offsets) and scored (metrics.py, 3-D SSIM) three ways:
 - "as imputed": the network's output;
 - "offsets": its brain landmarks moved by the mean (real - imputed) landmark offsets of the model's training
   subjects, the scored subject left out: what the card would give an imputation, needing no answer;
+- "conditioned": its brain landmarks moved onto those predicted from its own by a per-level straight line
+  (real = a + b * imputed) fitted on the same training subjects: offsets that follow the study (a tumour's bright
+  tail, an atrophied brain's dark one) instead of one mean; CONDITIONED_RULE says when it would replace "offsets";
 - "oracle": its landmarks moved onto the real volume's own. It needs the answer, so it is not a method: it
   shows what the right intensity distribution alone would give the imputation.
 
@@ -47,9 +50,12 @@ from CollaGANImputeLib.model.model_card import update_card
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
-MAPPINGS = ("as imputed", "offsets", "oracle")
+MAPPINGS = ("as imputed", "offsets", "conditioned", "oracle")
 RULE = ("a contrast's imputations get the offsets only if, over the training subjects (each scored with offsets fitted "
         "on the others), mean brain SSIM and mean brain PSNR are both no lower than the imputations' own")
+CONDITIONED_RULE = ("written 2026-12-04 before the fold models of the bundled recipe existed: a contrast's conditioned "
+                    "offsets would replace its mean ones only if, over the training subjects (each scored with lines fitted on the "
+                    "others), mean brain SSIM and mean brain PSNR are both no lower than with the mean offsets and than as imputed")
 MARGIN = 4  # voxels kept around the brain's box: more than SSIM's 3-voxel half-window, so brain scores are exact
 
 
@@ -57,6 +63,13 @@ def brain_box(mask: np.ndarray) -> tuple[slice, ...]:
     """The mask's bounding box widened by MARGIN: scores inside the brain are those of the whole volume."""
     spans = [np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
     return tuple(slice(max(int(s[0]) - MARGIN, 0), int(s[-1]) + MARGIN + 1) for s in spans)
+
+
+def conditioned_offsets(imputed: np.ndarray, real: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Offsets for an imputation whose landmarks are `scored`: per level, the straight line from imputed to real
+    landmarks (rows of `imputed` and `real`, one per fitting subject) evaluated at its own, less its own."""
+    lines = [np.polyfit(imputed[:, level], real[:, level], 1) for level in range(imputed.shape[1])]
+    return np.array([np.polyval(line, value) for line, value in zip(lines, scored, strict=True)]) - scored
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,12 +114,17 @@ def main(argv: list[str] | None = None) -> int:
             volumes[(subject.name, key)] = (study.images[key][box].copy(), imputed[box].copy(), study.mask[box].copy())
         print(f"{number}/{len(subjects)} {subject.name} imputed ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         del study, stack
-    offsets = {pair: brain_landmarks(real, mask) - brain_landmarks(fake, mask) for pair, (real, fake, mask) in volumes.items()}
+    landmarks = {pair: (brain_landmarks(real, mask), brain_landmarks(fake, mask)) for pair, (real, fake, mask) in volumes.items()}
+    offsets = {pair: real - fake for pair, (real, fake) in landmarks.items()}
 
     rows = []
     for (name, key), (real, fake, mask) in volumes.items():
-        fitted = np.mean([offsets[(other, key)] for other in trained if other != name], axis=0)
-        versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted), "oracle": move_landmarks(fake, mask, offsets[(name, key)])}
+        others = [other for other in trained if other != name]
+        fitted = np.mean([offsets[(other, key)] for other in others], axis=0)
+        conditioned = conditioned_offsets(np.array([landmarks[(o, key)][1] for o in others]), np.array([landmarks[(o, key)][0] for o in others]),
+                                          landmarks[(name, key)][1])
+        versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted), "conditioned": move_landmarks(fake, mask, conditioned),
+                    "oracle": move_landmarks(fake, mask, offsets[(name, key)])}
         for mapping, volume in versions.items():
             scores = image_metrics(real, volume, mask)
             rows.append({"subject": name, "training_subject": name in training, "contrast": key, "mapping": mapping,
@@ -118,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     gains = {key: {metric: mean(key, "offsets", metric, True) - mean(key, "as imputed", metric, True) for metric in ("ssim_brain", "psnr_brain")}
              for key in contrasts}
     chosen = [key for key in contrasts if all(gain >= 0 for gain in gains[key].values())]
+    conditioned_passes = [key for key in contrasts
+                          if all(mean(key, "conditioned", metric, True) >= max(mean(key, other, metric, True) for other in ("as imputed", "offsets"))
+                                 for metric in ("ssim_brain", "psnr_brain"))]
     held_out = [s.name for s in subjects if s.name not in training]
     report = {
         "model": model.name, "weights_sha256": model.card["sha256"], "normalisation": NORMALISATION,
         "levels": list(LEVELS), "unit": model.card.get("output_intensity", ""), "rule": RULE, "training_subjects": trained,
         "training_subjects_imputed_by": {name: f"{imputer[name].name} (sha256 {imputer[name].card['sha256'][:12]})" for name in trained},
         "held_out_subjects": held_out, "mean_gain_of_offsets_on_training_subjects": gains, "chosen": chosen,
+        "conditioned_rule": CONDITIONED_RULE, "conditioned_passes": conditioned_passes,
         "offsets_on_all_training_subjects": {key: np.mean([offsets[(n, key)] for n in trained], axis=0).round(4).tolist() for key in contrasts},
         "seconds": round(time.monotonic() - started, 1), "results": rows,
     }
@@ -138,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     out_of_fold = (f" Training subjects imputed out of fold, by {', '.join(sorted({imputer[n].name for n in trained}))}; held-out ones by "
                    f"{model.name}." if folds else "")
     lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; offsets fitted on "
-             f"the training subjects with the scored one left out.{out_of_fold} Rule: {RULE}.", "",
+             f"the training subjects with the scored one left out.{out_of_fold} Rule: {RULE}. Conditioned offsets ({CONDITIONED_RULE}): "
+             f"{', '.join(display_name(k) for k in conditioned_passes) or 'no contrast'} passes.", "",
              "| subjects | contrast | " + " | ".join(MAPPINGS) + " | offsets carried |", "|---|---|" + "---|" * (len(MAPPINGS) + 1)]
     for label, names in ((f"{len(trained)} training", trained), (f"{len(held_out)} held out", held_out)):
         lines += [f"| {label} | {display_name(key)} | {cells(names, key)} | {'yes' if key in chosen else 'no'} |" for key in contrasts if names]

@@ -53,6 +53,17 @@ def finished(weights: Path, steps: int) -> bool:
     return card.exists() and json.loads(card.read_text(encoding="utf-8"))["training"]["steps"] >= steps
 
 
+def phase2_start(phase1: Path, first: dict) -> Path:
+    """What phase 2 starts from: phase 1's checkpoint, or else its export. The export holds the generator alone, which
+    is all a first phase with neither adversarial nor classification losses trained (its discriminator never stepped:
+    it is still the seeded initial one, which phase 2 builds again); so a fold whose checkpoint was lost continues from the kept export."""
+    checkpoint = phase1 / "checkpoint.safetensors"
+    weights = first["config"]["weights"]
+    if checkpoint.exists() or weights.get("adversarial") or weights.get("generator_classification"):
+        return checkpoint
+    return phase1 / "phase1.safetensors"
+
+
 def fold_subjects(train_subjects: list[str], fold: str) -> list[str]:
     return train_subjects[0::2] if fold == "a" else train_subjects[1::2]
 
@@ -80,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         train(phase1, "phase1", manifest, validation, int(first["steps"]), recorded_options(first["commands"][0]),
               f"{what}, first phase", code)
     if not finished(phase2 / f"{name}.safetensors", int(training["steps"])):
-        options = [*recorded_options(training["commands"][0]), "--init", str(phase1 / "checkpoint.safetensors")]
+        options = [*recorded_options(training["commands"][0]), "--init", str(phase2_start(phase1, first))]
         train(phase2, name, manifest, validation, int(training["steps"]), options, what, code)
     print(f"fold {args.fold}: {phase2 / f'{name}.safetensors'}", file=sys.stderr)
     return 0
