@@ -53,7 +53,7 @@ from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subjec
 MAPPINGS = ("as imputed", "offsets", "conditioned", "oracle")
 RULE = ("a contrast's imputations get the offsets only if, over the training subjects (each scored with offsets fitted "
         "on the others), mean brain SSIM and mean brain PSNR are both no lower than the imputations' own")
-CONDITIONED_RULE = ("written 2026-12-04 before the fold models of the bundled recipe existed: a contrast's conditioned "
+CONDITIONED_RULE = ("written 2026-12-04 before the fold models of the bundled recipe finished: a contrast's conditioned "
                     "offsets would replace its mean ones only if, over the training subjects (each scored with lines fitted on the "
                     "others), mean brain SSIM and mean brain PSNR are both no lower than with the mean offsets and than as imputed")
 MARGIN = 4  # voxels kept around the brain's box: more than SSIM's 3-voxel half-window, so brain scores are exact
@@ -114,15 +114,16 @@ def main(argv: list[str] | None = None) -> int:
             volumes[(subject.name, key)] = (study.images[key][box].copy(), imputed[box].copy(), study.mask[box].copy())
         print(f"{number}/{len(subjects)} {subject.name} imputed ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
         del study, stack
-    landmarks = {pair: (brain_landmarks(real, mask), brain_landmarks(fake, mask)) for pair, (real, fake, mask) in volumes.items()}
-    offsets = {pair: real - fake for pair, (real, fake) in landmarks.items()}
+    real_landmarks = {pair: brain_landmarks(real, mask) for pair, (real, _, mask) in volumes.items()}
+    imputed_landmarks = {pair: brain_landmarks(fake, mask) for pair, (_, fake, mask) in volumes.items()}
+    offsets = {pair: real_landmarks[pair] - imputed_landmarks[pair] for pair in volumes}
 
     rows = []
     for (name, key), (real, fake, mask) in volumes.items():
         others = [other for other in trained if other != name]
         fitted = np.mean([offsets[(other, key)] for other in others], axis=0)
-        conditioned = conditioned_offsets(np.array([landmarks[(o, key)][1] for o in others]), np.array([landmarks[(o, key)][0] for o in others]),
-                                          landmarks[(name, key)][1])
+        conditioned = conditioned_offsets(np.array([imputed_landmarks[(o, key)] for o in others]),
+                                          np.array([real_landmarks[(o, key)] for o in others]), imputed_landmarks[(name, key)])
         versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted), "conditioned": move_landmarks(fake, mask, conditioned),
                     "oracle": move_landmarks(fake, mask, offsets[(name, key)])}
         for mapping, volume in versions.items():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
+from CollaGANImputeLib.training.config import TrainConfig  # noqa: E402
 from learning_curve import train, write_manifest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,10 +57,10 @@ def finished(weights: Path, steps: int) -> bool:
 def phase2_start(phase1: Path, first: dict) -> Path:
     """What phase 2 starts from: phase 1's checkpoint, or else its export. The export holds the generator alone, which
     is all a first phase with neither adversarial nor classification losses trained (its discriminator never stepped:
-    it is still the seeded initial one, which phase 2 builds again); so a fold whose checkpoint was lost continues from the kept export."""
+    it is still the seeded initial one, which phase 2 builds again); so a fold whose checkpoint was lost continues
+    from the kept export."""
     checkpoint = phase1 / "checkpoint.safetensors"
-    weights = first["config"]["weights"]
-    if checkpoint.exists() or weights.get("adversarial") or weights.get("generator_classification"):
+    if checkpoint.exists() or TrainConfig.from_dict(first["config"]).weights.uses_discriminator:
         return checkpoint
     return phase1 / "phase1.safetensors"
 
