@@ -18,7 +18,7 @@ from .evaluate import cmd_demo, cmd_evaluate
 from .importance import cmd_importance
 from .impute import cmd_batch, cmd_impute
 from .reading import cmd_reading_session
-from .train import cmd_train
+from .train import cmd_cache, cmd_train
 
 
 def cmd_info(argv: Sequence[str]) -> int:
@@ -34,7 +34,7 @@ def cmd_info(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"impute": cmd_impute, "train": cmd_train, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info,
+COMMANDS = {"impute": cmd_impute, "train": cmd_train, "cache": cmd_cache, "evaluate": cmd_evaluate, "demo": cmd_demo, "info": cmd_info,
             "batch": cmd_batch, "importance": cmd_importance, "calibrate": cmd_calibrate,
             "reading-session": cmd_reading_session}
 
@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: collagan-impute {" + ",".join(COMMANDS) + "} ...\n"
               "  impute    impute a missing contrast of one study\n"
-              "  train     train a model on a manifest or a folder of subject folders\n"
+              "  train     train a model on a manifest, a folder of subject folders or a slice cache\n"
+              "  cache     prepare every subject's training slices once, in one compact file for train\n"
               "  evaluate  impute each contrast of held-out subjects and score it\n"
               "  demo      impute a contrast of the bundled sample case\n"
               "  info      show a model card\n"

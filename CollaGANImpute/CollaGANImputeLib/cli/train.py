@@ -29,6 +29,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="train until this step (default 1000; with --resume, the run's own target unless given)")
     p.add_argument("--contrasts", default=",".join(DEFAULT_CONTRASTS), help="comma-separated contrast keys, in model order")
     p.add_argument("--validation", action="append", default=[], metavar="SUBJECT", help="subject held out for validation (repeatable)")
+    p.add_argument("--subject", dest="subjects", action="append", default=[], metavar="SUBJECT",
+                   help="train on this subject (repeatable; default: every subject not held out)")
     p.add_argument("--branch-width", type=int, default=16)
     p.add_argument("--decoder-width", type=int, default=64)
     p.add_argument("--depth", type=int, default=4)
@@ -99,9 +101,6 @@ def cmd_train(argv: Sequence[str]) -> int:
     from ..inference.synthesis import select_device
     from ..model.checkpoint import load_checkpoint
     from ..model.networks import DiscriminatorConfig, GeneratorConfig
-    from ..preparation.bias_field import corrected_study
-    from ..preparation.brasyn_scale import brasyn_scaled_study
-    from ..preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
     from ..training.config import CHECKPOINT_NAME, TrainConfig
     from ..training.distributed import start, stop, world_from_env
     from ..training.losses import LossWeights
@@ -130,7 +129,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             raise InputError(f"--missing-min {args.missing_min} and --missing-max {args.missing_max}: need "
                              f"1 <= min <= max <= {n - 1} for {n} contrasts")
         config = TrainConfig(
-            contrasts=contrasts, validation_subjects=args.validation,
+            contrasts=contrasts, validation_subjects=args.validation, subjects=args.subjects,
             generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
@@ -142,28 +141,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
         )
-    contrasts = config.contrasts
-    subjects = discover_subjects(args.data, contrasts, incomplete=True)
-    train_subjects, validation_subjects = split_subjects(subjects, config.validation_subjects)
-    if world.is_main:
-        print(f"training on {', '.join(s.name for s in train_subjects)}; validating on "
-              f"{', '.join(s.name for s in validation_subjects) or 'none'}"
-              + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
-    loading = ProgressReporter("loading subjects", len(subjects), lines=args.progress == "lines", unit="subject")
-    studies = {}
-    for number, subject in enumerate(subjects, 1):
-        studies[subject.name] = prepare_subject(subject, contrasts)
-        loading.update(number)
-    loading.close()
-    if config.bias_correct:
-        studies = {name: corrected_study(study) for name, study in studies.items()}
-    if config.brasyn_scale:
-        studies = {name: brasyn_scaled_study(study) for name, study in studies.items()}
-    canvas = canvas_for(studies, config.generator.size_multiple)
-    train_set = build_slice_set({s.name: studies[s.name] for s in train_subjects}, contrasts, canvas)
-    validation_set = (build_slice_set({s.name: studies[s.name] for s in validation_subjects}, contrasts, canvas,
-                                      max_slices_per_subject=args.val_slices) if validation_subjects else None)
-    del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
+    train_set, validation_set, canvas, data_fields = _slice_sets(args, config, world)
     if world.is_main:
         print(f"{len(train_set)} training slices on a {canvas[0]}x{canvas[1]} canvas: {train_set.nbytes / 2**30:.2f} GiB in memory",
               file=sys.stderr)
@@ -201,9 +179,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     weights = trainer.export(args.out / f"{args.name}.safetensors", {
         "description": args.description,
         "training": {
-            "data": str(args.data),
-            "train_subjects": [s.name for s in train_subjects],
-            "validation_subjects": [s.name for s in validation_subjects],
+            **data_fields,
             "train_slices": len(train_set),
             "canvas": list(canvas),
             "processes": world.size,
@@ -213,5 +189,85 @@ def cmd_train(argv: Sequence[str]) -> int:
     print(f"wrote {weights} and its card {weights.with_suffix('.json')}")
     return 0
 
+
+def _studies(data: Path, contrasts: Sequence[str], *, bias_correct: bool, brasyn_scale: bool, lines: bool) -> dict:
+    """Every subject of `data` read, normalised and (as the run asks) bias-corrected or BraSyn-scaled, with progress."""
+    from ..preparation.bias_field import corrected_study
+    from ..preparation.brasyn_scale import brasyn_scaled_study
+    from ..preparation.data import discover_subjects, prepare_subject
+
+    subjects = discover_subjects(data, contrasts, incomplete=True)
+    loading = ProgressReporter("loading subjects", len(subjects), lines=lines, unit="subject")
+    studies = {}
+    for number, subject in enumerate(subjects, 1):
+        study = prepare_subject(subject, contrasts)
+        study = corrected_study(study) if bias_correct else study
+        studies[subject.name] = brasyn_scaled_study(study) if brasyn_scale else study
+        loading.update(number)
+    loading.close()
+    return studies
+
+
+def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
+    """The training and validation slices, the canvas and what the card says of the data: cut from the studies, or
+    read from a slice cache (`collagan-impute cache`) when --data is one."""
+    from ..preparation.data import build_slice_set, canvas_for
+    from ..preparation.slice_cache import is_slice_cache, load_slice_cache
+
+    if is_slice_cache(args.data):
+        every, header = load_slice_cache(args.data, config.contrasts, {"bias_correct": config.bias_correct,
+                                                                      "brasyn_scale": config.brasyn_scale})
+        canvas = tuple(header["canvas"])
+        if any(size % config.generator.size_multiple for size in canvas):
+            raise InputError(f"slice cache '{args.data}': its {canvas[0]}x{canvas[1]} canvas does not fit a generator of depth "
+                             f"{config.generator.depth} (multiples of {config.generator.size_multiple}); make a cache for it")
+        fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"]}}
+    else:
+        studies = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
+                           lines=args.progress == "lines")
+        canvas = canvas_for(studies, config.generator.size_multiple)
+        every = build_slice_set(studies, config.contrasts, canvas)
+        del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
+        fields = {"data": str(args.data)}
+    train_set, validation_set = every.split(config.validation_subjects, config.subjects, args.val_slices)
+    if world.is_main:
+        print(f"training on {', '.join(train_set.subjects)}; validating on "
+              f"{', '.join(validation_set.subjects) if validation_set else 'none'}"
+              + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
+    return train_set, validation_set, canvas, {**fields, "train_subjects": train_set.subjects,
+                                               "validation_subjects": validation_set.subjects if validation_set else []}
+
+
+def cmd_cache(argv: Sequence[str]) -> int:
+    """`collagan-impute cache`: every subject's training slices, prepared once, in one compact file."""
+    from ..model.networks import GeneratorConfig
+    from ..preparation.data import build_slice_set, canvas_for
+    from ..preparation.slice_cache import save_slice_cache
+
+    p = argparse.ArgumentParser(prog="collagan-impute cache", description=(
+        "Prepare every subject's training slices once and write them to a compact .npz that `train --data` reads, "
+        "for runs on another machine or many runs on one."))
+    add_data_option(p)
+    p.add_argument("--out", required=True, type=Path, help="the cache file to write (.npz)")
+    p.add_argument("--contrasts", default=",".join(DEFAULT_CONTRASTS), help="comma-separated contrast keys, in model order")
+    p.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th brain slice of each subject (default 1: all)")
+    p.add_argument("--bias-correct", action="store_true", help="slices of N4-corrected studies, for `train --bias-correct`")
+    p.add_argument("--brasyn-scale", action="store_true", help="slices in the metrics' intensity space, for `train --brasyn-scale`")
+    add_progress_option(p)
+    args = p.parse_args(argv)
+    if args.out.suffix != ".npz":
+        raise InputError(f"--out '{args.out}': a slice cache is a .npz file")
+    if args.stride < 1:
+        raise InputError(f"--stride {args.stride}: keep at least every slice (1) or every n-th (n > 1)")
+    contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+    studies = _studies(args.data, contrasts, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
+                       lines=args.progress == "lines")
+    canvas = canvas_for(studies, GeneratorConfig(len(contrasts)).size_multiple)
+    slices = build_slice_set(studies, contrasts, canvas, stride=args.stride)
+    save_slice_cache(args.out, slices, contrasts, {"canvas": list(canvas), "stride": args.stride, "source": str(args.data),
+                                                    "bias_correct": args.bias_correct, "brasyn_scale": args.brasyn_scale})
+    print(f"wrote {args.out}: {len(slices)} slices of {len(studies)} subjects on a {canvas[0]}x{canvas[1]} canvas, "
+          f"{args.out.stat().st_size / 2**20:.1f} MiB")
+    return 0
 
 # ----- evaluate -------------------------------------------------------------------------------------

@@ -150,22 +150,51 @@ class SliceSet:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def of_subjects(self, names: Sequence[str], max_slices_per_subject: int | None = None) -> SliceSet:
+        """The slices of the subjects named, in that order, optionally thinned evenly as `build_slice_set` does."""
+        unknown = [name for name in names if name not in self.subjects]
+        if unknown:
+            raise InputError(f"subject(s) {', '.join(unknown)} not among the subjects of these slices ({', '.join(self.subjects)})")
+        parts = [evenly(np.nonzero(self.subject_index == self.subjects.index(name))[0], max_slices_per_subject) for name in names]
+        chosen = torch.from_numpy(np.concatenate(parts))
+        index = np.concatenate([np.full(len(part), number) for number, part in enumerate(parts)])
+        return SliceSet(self.images[chosen], self.masks[chosen], list(names), index, self.present[chosen])
+
+    def split(self, validation: Sequence[str], training: Sequence[str] = (), max_validation_slices: int | None = None,
+              ) -> tuple[SliceSet, SliceSet | None]:
+        """Split by subject, never by slice: the `training` subjects (default: every one not in `validation`) and the
+        `validation` ones, thinned evenly to `max_validation_slices` each (None when there are none)."""
+        both = sorted(set(training) & set(validation))
+        if both:
+            raise InputError(f"subject(s) {', '.join(both)} both train and validate; a subject is one or the other")
+        train_names = list(training) or [name for name in self.subjects if name not in validation]
+        if not train_names:
+            raise InputError("every subject was set aside for validation; none is left to train on")
+        held_out = self.of_subjects(validation, max_validation_slices) if validation else None
+        return self.of_subjects(train_names), held_out
+
     @property
     def nbytes(self) -> int:
         return sum(t.element_size() * t.nelement() for t in (self.images, self.masks, self.present))
 
 
+def evenly(chosen: np.ndarray, most: int | None) -> np.ndarray:
+    """At most `most` of `chosen`, evenly spaced from first to last (all when `most` is None or enough)."""
+    if not most or len(chosen) <= most:
+        return chosen
+    return chosen[np.linspace(0, len(chosen) - 1, most).round().astype(int)]
+
+
 def build_slice_set(
     studies: dict[str, PreparedStudy], contrasts: Sequence[str], canvas: tuple[int, int], min_brain_fraction: float = 0.05,
-    max_slices_per_subject: int | None = None,
+    max_slices_per_subject: int | None = None, stride: int = 1,
 ) -> SliceSet:
-    """Slices with at least `min_brain_fraction` of the canvas in the brain, optionally thinned evenly."""
+    """Slices with at least `min_brain_fraction` of the canvas in the brain, every `stride`-th of them, optionally
+    thinned evenly."""
     images, masks, index, present = [], [], [], []
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
     for number, (name, study) in enumerate(studies.items()):
-        chosen = brain_slices(study.mask, max(min_voxels, 1))
-        if max_slices_per_subject and len(chosen) > max_slices_per_subject:
-            chosen = chosen[np.linspace(0, len(chosen) - 1, max_slices_per_subject).round().astype(int)]
+        chosen = evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject)
         slices = canvas_slices(study, contrasts, canvas, chosen)
         images.append(slices)
         masks.append(slices.max(axis=1) > 0)

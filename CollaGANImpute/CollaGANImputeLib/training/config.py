@@ -19,6 +19,7 @@ class TrainConfig:
 
     contrasts: list[str] = field(default_factory=lambda: list(DEFAULT_CONTRASTS))
     validation_subjects: list[str] = field(default_factory=list)  # the split is by subject, and part of the run
+    subjects: list[str] = field(default_factory=list)  # the training subjects (empty: every one not held out)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     weights: LossWeights = field(default_factory=LossWeights)
