@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card", type=Path, default=CARD, help="the card whose training subjects and validation split are used")
     parser.add_argument("--smoke", action="store_true", help="batches of 2 on 64x64 crops: a check of this script on a CPU")
     args = parser.parse_args(argv)
-    smoke = ["--batch-size", "2", "--crop", "64"] if args.smoke else []
+    smoke = ["--batch-size", "2", "--crop", "64", "--device", "cpu"] if args.smoke else ["--device", "cuda"]
     begun = time.monotonic()
     cache = args.cache.resolve()
     work = Path(tempfile.mkdtemp(prefix="gpu_runs_"))

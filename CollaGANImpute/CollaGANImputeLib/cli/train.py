@@ -112,6 +112,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     device = select_device(args.device)
     if device.type == "cuda" and world.distributed:
         device = torch.device("cuda", world.local_rank)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # the crops' shape is fixed: let cuDNN choose its fastest kernels
     checkpoint = args.out / CHECKPOINT_NAME
     if args.resume:
         if not checkpoint.exists():

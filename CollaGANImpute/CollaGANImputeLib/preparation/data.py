@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,10 @@ class SliceSet:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> SliceSet:
+        """The same slices with the images on `device`: on a GPU, cropping and augmenting then run there too."""
+        return replace(self, images=self.images.to(device))
 
     def of_subjects(self, names: Sequence[str], max_slices_per_subject: int | None = None) -> SliceSet:
         """The slices of the subjects named, in that order, optionally thinned evenly as `build_slice_set` does."""

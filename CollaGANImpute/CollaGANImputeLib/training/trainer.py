@@ -58,7 +58,7 @@ class Trainer:
         n = len(config.contrasts)
         if config.generator.num_contrasts != n or config.discriminator.num_contrasts != n:
             raise InputError(f"the networks must be built for {n} contrasts ({', '.join(config.contrasts)})")
-        self.config, self.train_set, self.validation_set = config, train_set, validation_set
+        self.config, self.train_set, self.validation_set = config, train_set.to(device), validation_set
         self.out_dir, self.device, self.world = Path(out_dir), torch.device(device), world
         self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)  # the same initial weights on every rank
