@@ -45,7 +45,9 @@ PHASE2 = [*ARCHITECTURE, "--batch-size", "16", "--crop", "128", "--optimizer", "
           "--weight-decay", "0.01", "--decay-rate", "0.7", "--cycle-l1", "10", "--cycle-ssim", "1", "--adversarial", "1",
           "--direct-l1", "10", "--missing-max", "3", "--bf16"]
 PHASE1_DECAYS, PHASE2_DECAYS = 7, 5  # the bundled phases' staircase steps over their length (3522 / 500, 1000 / 200)
-PHASE2_COST = 4.5  # a phase-2 step (batch 16, N-1 cycle passes, the discriminator) against a phase-1 step of batch 32
+# A phase-2 step (batch 16, N-1 cycle passes, the discriminator) against a phase-1 step of batch 32: about 3 on the
+# H200 (15.1 and 5 steps a second, three runs side by side, 2026-12-04); 4.5 was assumed before that was measured.
+PHASE2_COST = 3.0
 
 
 def fold_subjects(train_subjects: list[str], fold: str) -> list[str]:

@@ -39,7 +39,7 @@ def world_from_env() -> World:
 
 def start(world: World, device: torch.device) -> None:
     """Join the process group: NCCL between GPUs, gloo between CPU processes."""
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # NCCL's collectives use the current device
     if world.distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size,

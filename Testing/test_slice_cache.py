@@ -1,0 +1,108 @@
+"""The slice cache: real slices survive the 8-bit round trip within its bound, a run asking for something else is
+refused, nothing is unpickled, and `cache` then `train --data slices.npz --subject` trains on the subjects named."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from CollaGANImputeLib.cli.main import main
+from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject
+from CollaGANImputeLib.preparation.slice_cache import LEVELS, load_slice_cache, save_slice_cache
+from conftest import CONTRASTS, cropped_manifest, subject_files
+
+SPACE = {"bias_correct": False, "brasyn_scale": False}
+
+
+@pytest.fixture(scope="module")
+def studies(manifest):
+    """Two real subjects, the second without its FLAIR (an incomplete study, as training accepts)."""
+    full = Subject("TCGA-DU-7294", subject_files(manifest, "TCGA-DU-7294"))
+    files = subject_files(manifest, "AURORA-MET-example")
+    del files["flair"]
+    return {s.name: prepare_subject(s, CONTRASTS) for s in (full, Subject("AURORA-MET-example", files))}
+
+
+@pytest.fixture(scope="module")
+def slices(studies):
+    return build_slice_set(studies, CONTRASTS, (160, 160), stride=4)
+
+
+def test_round_trip_is_within_the_quantisation_bound(slices, tmp_path):
+    path = save_slice_cache(tmp_path / "slices.npz", slices, CONTRASTS, {"canvas": [160, 160], "stride": 4, "source": "x", **SPACE})
+    loaded, header = load_slice_cache(path, CONTRASTS, SPACE)
+    assert header["canvas"] == [160, 160] and header["stride"] == 4 and header["source"] == "x"
+    assert loaded.subjects == slices.subjects and np.array_equal(loaded.subject_index, slices.subject_index)
+    assert torch.equal(loaded.masks, slices.masks) and torch.equal(loaded.present, slices.present)
+    assert loaded.images.shape == slices.images.shape and loaded.images.dtype == torch.float32
+    for number in range(2):
+        chosen = torch.from_numpy(slices.subject_index == number)
+        original, back = slices.images[chosen], loaded.images[chosen]
+        for k in range(4):
+            peak = float(original[:, k].max())
+            assert float((back[:, k] - original[:, k]).abs().max()) <= peak / (2 * LEVELS) + 1e-6
+    # The absent FLAIR stays absent: zeros, and never a target.
+    assert not loaded.present[torch.from_numpy(loaded.subject_index == 1), 3].any()
+    assert float(loaded.images[torch.from_numpy(loaded.subject_index == 1), 3].abs().max()) == 0.0
+    assert path.stat().st_size < 0.6 * slices.images.numel()  # well under a byte a voxel
+
+
+def test_a_cache_for_another_run_is_refused(slices, tmp_path):
+    path = save_slice_cache(tmp_path / "slices.npz", slices, CONTRASTS, {"canvas": [160, 160], "stride": 4, "source": "x", **SPACE})
+    with pytest.raises(InputError, match="slices.npz' holds t1, t1gd, t2, flair; this run trains t1, t2"):
+        load_slice_cache(path, ["t1", "t2"], SPACE)
+    with pytest.raises(InputError, match="made without --bias-correct; make one with it"):
+        load_slice_cache(path, CONTRASTS, {**SPACE, "bias_correct": True})
+
+
+def test_nothing_is_unpickled(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, images=np.array([{"a": 1}], dtype=object), header=np.array("{}"))
+    with pytest.raises(InputError, match="pickled.npz' cannot be read"):
+        load_slice_cache(path, CONTRASTS, SPACE)
+    other = tmp_path / "other.npz"
+    np.savez(other, header=np.array(json.dumps({"format": "something else"})))
+    with pytest.raises(InputError, match="other.npz' cannot be read: format 'something else'"):
+        load_slice_cache(other, CONTRASTS, SPACE)
+
+
+def test_split_by_subject_thins_validation_as_build_slice_set_does(studies, slices):
+    every = build_slice_set(studies, CONTRASTS, (160, 160))
+    train, validation = every.split(["AURORA-MET-example"], max_validation_slices=5)
+    direct = build_slice_set({"AURORA-MET-example": studies["AURORA-MET-example"]}, CONTRASTS, (160, 160), max_slices_per_subject=5)
+    assert train.subjects == ["TCGA-DU-7294"] and validation.subjects == ["AURORA-MET-example"]
+    assert torch.equal(validation.images, direct.images) and torch.equal(validation.present, direct.present)
+    assert len(train) == int((every.subject_index == 0).sum())
+    with pytest.raises(InputError, match="both train and validate"):
+        every.split(["AURORA-MET-example"], ["AURORA-MET-example"])
+    with pytest.raises(InputError, match="none is left to train on"):
+        every.split(["AURORA-MET-example", "TCGA-DU-7294"])
+    with pytest.raises(InputError, match="nobody"):
+        every.split(["nobody"])
+
+
+def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
+    data = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example", "TCGA-FG-6692"), tmp_path / "data",
+                            (slice(88, 152), slice(88, 152), slice(70, 80)))
+    cache = tmp_path / "slices.npz"
+    assert main(["cache", "--data", str(data), "--out", str(cache), "--stride", "2", "--progress", "lines"]) == 0
+    assert "wrote" in capsys.readouterr().out and cache.is_file()
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(cache), "--out", str(out), "--steps", "2", "--validation", "AURORA-MET-example",
+            "--subject", "TCGA-FG-6692", "--branch-width", "4", "--decoder-width", "8", "--depth", "2", "--name", "tiny",
+            "--progress", "lines"]
+    assert main(argv) == 0
+    training = load_model(out / "tiny.safetensors").card["training"]
+    assert training["train_subjects"] == ["TCGA-FG-6692"] and training["validation_subjects"] == ["AURORA-MET-example"]
+    assert training["slice_cache"] == {"file": str(cache), "stride": 2} and training["data"] == str(data)
+    assert training["config"]["subjects"] == ["TCGA-FG-6692"]
+    # --resume keeps the subjects without naming them again.
+    assert main(["train", "--data", str(cache), "--out", str(out), "--resume", "--steps", "3", "--name", "tiny"]) == 0
+    assert load_model(out / "tiny.safetensors").card["training"]["train_subjects"] == ["TCGA-FG-6692"]
+    capsys.readouterr()
+    assert main(["cache", "--data", str(data), "--out", str(tmp_path / "slices.nii.gz")]) == 2
+    assert "a slice cache is a .npz file" in capsys.readouterr().err
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "deep"), "--steps", "1", "--depth", "7"]) == 2
+    assert "does not fit a generator of depth 7" in capsys.readouterr().err
