@@ -375,6 +375,10 @@ BAD_CARDS = [
      "'intensity_landmarks.offsets.t1gd' is [0]; expected 2 numbers (one per level)"),
     ("an infinite offset", {"intensity_landmarks": {"levels": [10, 50], "offsets": {"t1gd": [0, 1e9]}}},
      "'intensity_landmarks.offsets.t1gd[1]' is 1000000000.0; expected a number from -1000 to 1000"),
+    ("slopes without offsets", {"intensity_landmarks": {"levels": [10, 50], "offsets": {"t1gd": [0, 1]}, "slopes": {"t2": [1, 1]}}},
+     "'intensity_landmarks.slopes.t2' names a contrast without offsets; a line needs both"),
+    ("one slope too few", {"intensity_landmarks": {"levels": [10, 50], "offsets": {"t1gd": [0, 1]}, "slopes": {"t1gd": [1]}}},
+     "'intensity_landmarks.slopes.t1gd' is [1]; expected 2 numbers (one per level)"),
     ("not an object", [1, 2], "the card is [1, 2]; expected a JSON object"),
     ("a weights file that is hidden", {"weights_file": ".m.safetensors"}, "'weights_file' is \".m.safetensors\""),
 ]

@@ -37,8 +37,13 @@ def test_moved_landmarks_land_where_asked_and_keep_every_voxels_rank():
     darker = move_landmarks(volume, mask, np.full(len(LEVELS), -0.5))  # the card's FLAIR and T2 offsets start negative
     assert volume[mask].min() < 0.5 and darker.min() == 0.0  # floored: a magnitude image has no negative voxels
     np.testing.assert_allclose(darker[mask & (volume > 0.6)], volume[mask & (volume > 0.6)] - 0.5, atol=1e-5)
-    with pytest.raises(ValueError, match="3 offsets for 17 landmark levels"):
+    with pytest.raises(ValueError, match="3 offsets and 17 slopes for 17 landmark levels"):
         move_landmarks(volume, mask, [0.0, 1.0, 2.0])
+    # Lines: the landmarks land on slope x own + offset; slope 1 is the mean offset.
+    slopes = np.linspace(0.8, 1.6, len(LEVELS))
+    along = move_landmarks(volume, mask, offsets, slopes=slopes)
+    np.testing.assert_allclose(brain_landmarks(along, mask), slopes * brain_landmarks(volume, mask) + offsets, atol=1e-3)
+    np.testing.assert_allclose(move_landmarks(volume, mask, offsets, slopes=np.ones(len(LEVELS))), moved, atol=1e-6)
 
 
 def test_the_cards_offsets_reach_the_imputation_and_only_the_contrasts_it_names(manifest, tiny_model):
@@ -52,6 +57,10 @@ def test_the_cards_offsets_reach_the_imputation_and_only_the_contrasts_it_names(
     moved = to_canonical_array(impute(inputs, "t1gd", moving).image)
     np.testing.assert_allclose(moved, move_landmarks(plain, study.mask, offsets), atol=1e-4)
     assert model_landmarks(moving, "t2", plain, study.mask) is plain  # no offsets for T2 in this card
+    slopes = np.linspace(1.2, 0.9, len(LEVELS)).round(4).tolist()
+    moving.card["intensity_landmarks"]["slopes"] = {"t1gd": slopes}
+    np.testing.assert_allclose(model_landmarks(moving, "t1gd", plain, study.mask), move_landmarks(plain, study.mask, offsets, slopes=slopes),
+                               atol=1e-6)
 
 
 def test_the_bundled_t1gd_gets_the_bright_tail_a_real_t1gd_has(sample_files):
@@ -82,8 +91,14 @@ def test_the_bundled_cards_offsets_are_those_the_benchmark_fitted_and_chose():
     report = json.loads((REPO / "benchmarks" / "results" / f"{stem}.json").read_text())
     assert report["weights_sha256"] == card["sha256"] and block["levels"] == report["levels"] == list(LEVELS)
     assert block["imputed_by"] == report["training_subjects_imputed_by"]
-    assert sorted(block["offsets"]) == sorted(report["chosen"]) and block["fitted_on"] == card["training"]["train_subjects"]
+    lines = block.get("slopes", {})
+    assert sorted(lines) == sorted(report.get("conditioned_passes", [])) and block["fitted_on"] == card["training"]["train_subjects"]
+    assert sorted(block["offsets"]) == sorted(set(report["chosen"]) | set(lines))
     for key, offsets in block["offsets"].items():
+        if key in lines:  # its lines passed the conditioned rule
+            assert lines[key] == report["lines_on_all_training_subjects"][key]["slopes"]
+            assert offsets == report["lines_on_all_training_subjects"][key]["offsets"]
+            continue
         assert offsets == report["offsets_on_all_training_subjects"][key]
         gains = report["mean_gain_of_offsets_on_training_subjects"][key]
         assert gains["ssim_brain"] >= 0 and gains["psnr_brain"] >= 0

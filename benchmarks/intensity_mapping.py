@@ -15,8 +15,9 @@ offsets) and scored (metrics.py, 3-D SSIM) three ways:
   shows what the right intensity distribution alone would give the imputation.
 
 RULE decides per contrast, on the training subjects alone, whether the offsets earn a place in the card; the
-held-out subjects are reported beside them. With --write-card the card gains "intensity_landmarks": the
-offsets fitted on all training subjects, for the contrasts that passed. Writes JSON and a Markdown table.
+held-out subjects are reported beside them. With --write-card the card gains "intensity_landmarks": fitted on
+all training subjects, the lines ("slopes" and "offsets") of the contrasts that passed CONDITIONED_RULE and the mean
+offsets of the others that passed RULE. Writes JSON and a Markdown table.
 
 A training subject's imputation by the model that was trained on it is closer to the real volume than a new
 subject's will be, so offsets fitted on it are too small. `--fold-weights` (repeatable) names models trained
@@ -65,11 +66,11 @@ def brain_box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(max(int(s[0]) - MARGIN, 0), int(s[-1]) + MARGIN + 1) for s in spans)
 
 
-def conditioned_offsets(imputed: np.ndarray, real: np.ndarray, scored: np.ndarray) -> np.ndarray:
-    """Offsets for an imputation whose landmarks are `scored`: per level, the straight line from imputed to real
-    landmarks (rows of `imputed` and `real`, one per fitting subject) evaluated at its own, less its own."""
-    lines = [np.polyfit(imputed[:, level], real[:, level], 1) for level in range(imputed.shape[1])]
-    return np.array([np.polyval(line, value) for line, value in zip(lines, scored, strict=True)]) - scored
+def conditioned_lines(imputed: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per level, the least-squares line real = slope x imputed + offset through the landmarks of the fitting
+    subjects (rows of `imputed` and `real`): the card's "slopes" and "offsets" (intensity_landmarks.move_landmarks)."""
+    lines = np.array([np.polyfit(imputed[:, level], real[:, level], 1) for level in range(imputed.shape[1])])
+    return lines[:, 0], lines[:, 1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     for (name, key), (real, fake, mask) in volumes.items():
         others = [other for other in trained if other != name]
         fitted = np.mean([offsets[(other, key)] for other in others], axis=0)
-        conditioned = conditioned_offsets(np.array([imputed_landmarks[(o, key)] for o in others]),
-                                          np.array([real_landmarks[(o, key)] for o in others]), imputed_landmarks[(name, key)])
-        versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted), "conditioned": move_landmarks(fake, mask, conditioned),
+        slopes, intercepts = conditioned_lines(np.array([imputed_landmarks[(o, key)] for o in others]),
+                                               np.array([real_landmarks[(o, key)] for o in others]))
+        versions = {"as imputed": fake, "offsets": move_landmarks(fake, mask, fitted),
+                    "conditioned": move_landmarks(fake, mask, intercepts, slopes=slopes),
                     "oracle": move_landmarks(fake, mask, offsets[(name, key)])}
         for mapping, volume in versions.items():
             scores = image_metrics(real, volume, mask)
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_subjects": held_out, "mean_gain_of_offsets_on_training_subjects": gains, "chosen": chosen,
         "conditioned_rule": CONDITIONED_RULE, "conditioned_passes": conditioned_passes,
         "offsets_on_all_training_subjects": {key: np.mean([offsets[(n, key)] for n in trained], axis=0).round(4).tolist() for key in contrasts},
+        "lines_on_all_training_subjects": {key: dict(zip(("slopes", "offsets"), (part.round(4).tolist() for part in conditioned_lines(
+            np.array([imputed_landmarks[(n, key)] for n in trained]), np.array([real_landmarks[(n, key)] for n in trained]))))) for key in contrasts},
         "seconds": round(time.monotonic() - started, 1), "results": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
 
     if args.write_card:
-        block = {"levels": list(LEVELS), "offsets": {key: report["offsets_on_all_training_subjects"][key] for key in chosen},
+        # A contrast whose lines passed CONDITIONED_RULE carries them; the others that passed RULE, their mean offsets.
+        lines = report["lines_on_all_training_subjects"]
+        block = {"levels": list(LEVELS), "offsets": {key: (lines[key]["offsets"] if key in conditioned_passes else
+                                                            report["offsets_on_all_training_subjects"][key])
+                                                      for key in contrasts if key in chosen or key in conditioned_passes},
+                 "slopes": {key: lines[key]["slopes"] for key in conditioned_passes},
                  "unit": "brain standard deviations, added to the imputation's own brain percentiles at 'levels'",
                  "fitted_on": trained, "imputed_by": report["training_subjects_imputed_by"], "rule": RULE,
                  "chosen_by": f"benchmarks/intensity_mapping.py (benchmarks/results/{args.stem}.md)",

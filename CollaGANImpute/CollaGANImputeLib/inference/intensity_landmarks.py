@@ -9,6 +9,9 @@ standardisation: the imputation's brain percentiles at LEVELS are moved by the o
 imputed percentiles measured on the model's training subjects (a property of the model, not of a study),
 linearly in between, so every voxel keeps its rank. benchmarks/intensity_mapping.py fits the offsets and
 writes them into the model card for the contrasts where, on the training subjects, they raised the scores.
+Where one mean offset cannot serve every study (a FLAIR with a bright oedema and one without), the card may
+instead give a contrast a straight line per level, target = slope x own landmark + offset, fitted on the same
+imputations ("slopes"; slope 1 is the mean offset).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ def brain_landmarks(volume: np.ndarray, mask: np.ndarray, levels: Iterable[float
     return np.percentile(volume[mask], list(levels))
 
 
-def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float], levels: Iterable[float] = LEVELS) -> np.ndarray:
-    """A new volume whose brain landmarks at `levels` are the volume's own plus `offsets`.
+def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float], levels: Iterable[float] = LEVELS,
+                   slopes: Iterable[float] | None = None) -> np.ndarray:
+    """A new volume whose brain landmarks at `levels` are the volume's own (times `slopes`, where given) plus `offsets`.
 
     Piecewise linear between landmarks (so the order of voxels is kept, ties stay ties), shifted by the end
     offsets below the first and above the last landmark (continuous, and the brightest voxels keep their
@@ -38,10 +42,11 @@ def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float
     """
     offsets = np.asarray(list(offsets), dtype=np.float64)
     own = brain_landmarks(volume, mask, levels)
-    if len(own) != len(offsets):
-        raise ValueError(f"{len(offsets)} offsets for {len(own)} landmark levels")
+    slopes = np.ones(len(own)) if slopes is None else np.asarray(list(slopes), dtype=np.float64)
+    if not len(own) == len(offsets) == len(slopes):
+        raise ValueError(f"{len(offsets)} offsets and {len(slopes)} slopes for {len(own)} landmark levels")
     own = np.maximum.accumulate(own + np.arange(len(own)) * 1e-6)  # strictly increasing, as np.interp needs
-    target = np.maximum.accumulate(own + offsets)
+    target = np.maximum.accumulate(slopes * own + offsets)
     moved = np.interp(volume, own, target)
     moved = np.where(volume < own[0], volume + (target[0] - own[0]), moved)
     moved = np.where(volume > own[-1], volume + (target[-1] - own[-1]), moved)
@@ -49,9 +54,9 @@ def move_landmarks(volume: np.ndarray, mask: np.ndarray, offsets: Iterable[float
 
 
 def model_landmarks(model: Model, key: str, volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The imputation of contrast `key` with its landmarks moved as the model card says; as it is where the
-    card has no offsets for `key`."""
+    """The imputation of contrast `key` with its landmarks moved as the model card says (by its offsets, or along its
+    lines where it gives slopes); as it is where the card has no offsets for `key`."""
     block = model.card.get("intensity_landmarks")
     if not block or key not in block["offsets"]:
         return volume
-    return move_landmarks(volume, mask, block["offsets"][key], block["levels"])
+    return move_landmarks(volume, mask, block["offsets"][key], block["levels"], block.get("slopes", {}).get(key))

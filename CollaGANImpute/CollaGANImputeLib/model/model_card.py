@@ -209,8 +209,8 @@ def _check_error_model(card: dict, contrasts: list[str], check: _CardCheck) -> N
 
 
 def _check_intensity_landmarks(card: dict, contrasts: list[str], check: _CardCheck) -> None:
-    """The landmark offsets imputations get (intensity_landmarks.py): increasing percentile levels, and per
-    contrast one finite offset per level."""
+    """The landmark offsets imputations get (intensity_landmarks.py): increasing percentile levels, per contrast one
+    finite offset per level, and optionally, for contrasts with offsets, one finite slope per level."""
     block = check.optional(card, "intensity_landmarks", dict, "an object with 'levels' and 'offsets'")
     if block is None:
         return
@@ -226,6 +226,15 @@ def _check_intensity_landmarks(card: dict, contrasts: list[str], check: _CardChe
         if not isinstance(offsets, list) or len(offsets) != len(levels):
             check.fail(field, f"is {_shown(offsets)}; expected {len(levels)} numbers (one per level)")
         for index, value in enumerate(offsets):
+            check.number(value, f"{field}[{index}]", -1e3, 1e3)
+    offsets = block["offsets"]
+    for contrast, slopes in check.typed(block.get("slopes", {}), "intensity_landmarks.slopes", dict, "an object").items():
+        field = f"intensity_landmarks.slopes.{contrast}"
+        if contrast not in offsets:
+            check.fail(field, "names a contrast without offsets; a line needs both")
+        if not isinstance(slopes, list) or len(slopes) != len(levels):
+            check.fail(field, f"is {_shown(slopes)}; expected {len(levels)} numbers (one per level)")
+        for index, value in enumerate(slopes):
             check.number(value, f"{field}[{index}]", -1e3, 1e3)
 
 
