@@ -456,7 +456,7 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
     moved = module.CollaGANImputeLogic.modelCard()["intensity_landmarks"]["offsets"]
     assert "<b>Landmark offsets:</b> " + ", ".join(module.display_name(k) for k in moved) + " imputations get the bright tail" in bundled
-    assert sorted(moved) == ["flair", "t1gd", "t2"]  # benchmarks/results/intensity_mapping_out_of_fold.md
+    assert sorted(moved) == ["t1gd", "t2"]  # benchmarks/results/intensity_mapping_gpu.md
     assert "Reliability map" not in text and "Landmark offsets" not in text  # nothing measured for the test model
 
 

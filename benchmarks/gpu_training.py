@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["phase1_steps"] = run_phase(first, logs, phase1_began + phase1_s * 1.1, env)
         summary["phase1_s"] = round(time.monotonic() - phase1_began, 1)
         description = (f"CollaGAN for any subset of missing contrasts, trained on one GPU ({summary['gpu']}) on "
-                       f"{len(subjects['model'])} subjects from a slice cache (every {stride_of(cache)}th brain slice): "
+                       f"{len(subjects['model'])} subjects from a slice cache (one brain slice in {stride_of(cache)}): "
                        f"{summary['phase1_steps']['model']} steps of the direct losses on 128x128 crops (batch 32), then METHOD.md's "
                        "multiple-cycle, adversarial and classification losses (batch 16)")
         names = {"model": "collagan_brats", "fold_a": "collagan_brats_oof_a", "fold_b": "collagan_brats_oof_b"}
