@@ -34,9 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.errors import EXIT_CANCELLED  # noqa: E402
+from CollaGANImputeLib.core.progress import parse_progress_line  # noqa: E402
+from folds import fold_subjects  # noqa: E402
 
 CARD = REPO / "CollaGANImpute" / "Resources" / "Models" / "collagan_brats.json"
-PROGRESS = "collagan-progress "
 ARCHITECTURE = ["--branch-width", "8", "--decoder-width", "32", "--depth", "4"]
 PHASE1 = [*ARCHITECTURE, "--batch-size", "32", "--crop", "128", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01",
           "--decay-rate", "0.7", "--cycle-l1", "0", "--cycle-ssim", "0", "--adversarial", "0", "--direct-l1", "1", "--direct-ssim", "1",
@@ -48,11 +49,6 @@ PHASE1_DECAYS, PHASE2_DECAYS = 7, 5  # the bundled phases' staircase steps over 
 # A phase-2 step (batch 16, N-1 cycle passes, the discriminator) against a phase-1 step of batch 32: about 3 on the
 # H200 (15.1 and 5 steps a second, three runs side by side, 2026-12-04); 4.5 was assumed before that was measured.
 PHASE2_COST = 3.0
-
-
-def fold_subjects(train_subjects: list[str], fold: str) -> list[str]:
-    """The folds of benchmarks/out_of_fold.py: the card's training subjects by alternate position."""
-    return train_subjects[0::2] if fold == "a" else train_subjects[1::2]
 
 
 def simpleitk_stand_in() -> dict[str, str]:
@@ -84,11 +80,10 @@ class Run:
     def _read(self) -> None:
         for line in self.process.stdout:
             self.log.write(line)
-            if line.startswith(PROGRESS):
-                record = json.loads(line[len(PROGRESS):])
-                if record.get("stage") == "training":
-                    self.step = int(record["done"])
-                    self.times[self.step] = time.monotonic()
+            record = parse_progress_line(line)
+            if record is not None and record.get("stage") == "training":
+                self.step = int(record["done"])
+                self.times[self.step] = time.monotonic()
 
     def wait(self, deadline: float) -> int | None:
         """The exit code, or None when the process still runs at `deadline`."""

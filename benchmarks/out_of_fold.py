@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.training.config import TrainConfig  # noqa: E402
+from folds import fold_subjects  # noqa: E402
 from learning_curve import train, write_manifest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +64,6 @@ def phase2_start(phase1: Path, first: dict) -> Path:
     if checkpoint.exists() or TrainConfig.from_dict(first["config"]).weights.uses_discriminator:
         return checkpoint
     return phase1 / "phase1.safetensors"
-
-
-def fold_subjects(train_subjects: list[str], fold: str) -> list[str]:
-    return train_subjects[0::2] if fold == "a" else train_subjects[1::2]
 
 
 def main(argv: list[str] | None = None) -> int:
