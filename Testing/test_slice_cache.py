@@ -92,15 +92,16 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--data", str(cache), "--out", str(out), "--steps", "2", "--validation", "AURORA-MET-example",
             "--subject", "TCGA-FG-6692", "--branch-width", "4", "--decoder-width", "8", "--depth", "2", "--name", "tiny",
-            "--progress", "lines"]
+            "--weights-dtype", "float16", "--progress", "lines"]
     assert main(argv) == 0
     training = load_model(out / "tiny.safetensors").card["training"]
     assert training["train_subjects"] == ["TCGA-FG-6692"] and training["validation_subjects"] == ["AURORA-MET-example"]
     assert training["slice_cache"] == {"file": str(cache), "stride": 2} and training["data"] == str(data)
     assert training["config"]["subjects"] == ["TCGA-FG-6692"]
-    # --resume keeps the subjects without naming them again.
+    # --resume keeps the subjects and the weights' dtype without naming them again.
     assert main(["train", "--data", str(cache), "--out", str(out), "--resume", "--steps", "3", "--name", "tiny"]) == 0
-    assert load_model(out / "tiny.safetensors").card["training"]["train_subjects"] == ["TCGA-FG-6692"]
+    resumed = load_model(out / "tiny.safetensors").card
+    assert resumed["training"]["train_subjects"] == ["TCGA-FG-6692"] and resumed["dtype"] == "float16"  # as the run was set up
     capsys.readouterr()
     assert main(["cache", "--data", str(data), "--out", str(tmp_path / "slices.nii.gz")]) == 2
     assert "a slice cache is a .npz file" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """One prepared command that trains the bundled recipe on a lent GPU within a fixed wall-clock budget (issue 18).
 
 The device machine is lent for 15 minutes, takes a 64 MiB working tree and returns at most 8 files of 16 MiB, so the
-run is planned around them: the subjects travel as a slice cache (`collagan-impute cache --stride 2`, about 45 MiB),
+run is planned around them: the subjects travel as a slice cache (`collagan-impute cache --stride 3`: 40.6 MiB for training.json),
 three runs share the GPU side by side (the model on the card's training subjects, and the two half-data folds that
 `benchmarks/out_of_fold.py` defines, whose out-of-fold imputations fit the landmark offsets), and everything they
 export comes back as one archive cut into parts. A short probe measures the steps per second of the three together,
@@ -38,11 +38,10 @@ from CollaGANImputeLib.core.progress import parse_progress_line  # noqa: E402
 from folds import fold_subjects  # noqa: E402
 
 CARD = REPO / "CollaGANImpute" / "Resources" / "Models" / "collagan_brats.json"
-ARCHITECTURE = ["--branch-width", "8", "--decoder-width", "32", "--depth", "4"]
-PHASE1 = [*ARCHITECTURE, "--batch-size", "32", "--crop", "128", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01",
+PHASE1 = ["--batch-size", "32", "--crop", "128", "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.01",
           "--decay-rate", "0.7", "--cycle-l1", "0", "--cycle-ssim", "0", "--adversarial", "0", "--direct-l1", "1", "--direct-ssim", "1",
           "--missing-max", "3", "--bf16"]
-PHASE2 = [*ARCHITECTURE, "--batch-size", "16", "--crop", "128", "--optimizer", "adamw", "--lr", "1e-4", "--lr-discriminator", "1e-4",
+PHASE2 = ["--batch-size", "16", "--crop", "128", "--optimizer", "adamw", "--lr", "1e-4", "--lr-discriminator", "1e-4",
           "--weight-decay", "0.01", "--decay-rate", "0.7", "--cycle-l1", "10", "--cycle-ssim", "1", "--adversarial", "1",
           "--direct-l1", "10", "--missing-max", "3", "--bf16"]
 PHASE1_DECAYS, PHASE2_DECAYS = 7, 5  # the bundled phases' staircase steps over their length (3522 / 500, 1000 / 200)
@@ -155,9 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=470.0, help="seconds for everything, probe and packing included")
     parser.add_argument("--phase2-share", type=float, default=0.3, help="share of the training time for phase 2")
     parser.add_argument("--card", type=Path, default=CARD, help="the card whose training subjects and validation split are used")
+    parser.add_argument("--branch-width", type=int, default=8, help="the generator's widths (the bundled model's: 8 and 32)")
+    parser.add_argument("--decoder-width", type=int, default=32)
+    parser.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"),
+                        help="of the exports: float16 lets three wider networks come back within the 64 MiB the device returns")
     parser.add_argument("--smoke", action="store_true", help="batches of 2 on 64x64 crops: a check of this script on a CPU")
     args = parser.parse_args(argv)
-    smoke = ["--batch-size", "2", "--crop", "64", "--device", "cpu"] if args.smoke else ["--device", "cuda"]
+    shared = ["--batch-size", "2", "--crop", "64", "--device", "cpu"] if args.smoke else ["--device", "cuda"]
+    shared += ["--branch-width", str(args.branch_width), "--decoder-width", str(args.decoder_width), "--depth", "4",
+              "--weights-dtype", args.weights_dtype]
     begun = time.monotonic()
     cache = args.cache.resolve()
     work = Path(tempfile.mkdtemp(prefix="gpu_runs_"))
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [word for subject in subjects[name] for word in ("--subject", subject)]
         return ["--data", str(cache), "--out", str(work / name / phase), *validation, *chosen, *options, *extra]
 
-    probe = {name: argv_of(name, "probe", [*PHASE1, *smoke], ["--validate-every", "1000", "--checkpoint-every", "1000", "--decay-every", "1000"])
+    probe = {name: argv_of(name, "probe", [*PHASE1, *shared], ["--validate-every", "1000", "--checkpoint-every", "1000", "--decay-every", "1000"])
              for name in subjects}
     summary: dict = {"gpu": gpu_name()}
     try:  # whatever was trained comes back, also when a phase fails
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cadence = lambda steps, decays: ["--steps", str(steps), "--decay-every", str(max(steps // decays, 1)),  # noqa: E731
                                          "--validate-every", str(max(steps // 2, 1)), "--checkpoint-every", str(max(steps // 4, 1))]
-        first = {name: argv_of(name, "phase1", [*PHASE1, *smoke], [*cadence(steps1, PHASE1_DECAYS), "--name", "phase1",
+        first = {name: argv_of(name, "phase1", [*PHASE1, *shared], [*cadence(steps1, PHASE1_DECAYS), "--name", "phase1",
                                                       "--description", "phase 1 on a GPU: direct losses"]) for name in subjects}
         phase1_began = time.monotonic()
         summary["phase1_steps"] = run_phase(first, logs, phase1_began + phase1_s * 1.1, env)
@@ -197,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"{summary['phase1_steps']['model']} steps of the direct losses on 128x128 crops (batch 32), then METHOD.md's "
                        "multiple-cycle, adversarial and classification losses (batch 16)")
         names = {"model": "collagan_brats", "fold_a": "collagan_brats_oof_a", "fold_b": "collagan_brats_oof_b"}
-        second = {name: argv_of(name, "phase2", [*PHASE2, *smoke], [
+        second = {name: argv_of(name, "phase2", [*PHASE2, *shared], [
             *cadence(steps2, PHASE2_DECAYS), "--init", str(work / name / "phase1" / "checkpoint.safetensors"),
             "--name", names[name], "--description", description]) for name in subjects}
         phase2_began = time.monotonic()

@@ -78,6 +78,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--validate-every", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
+    p.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"),
+                   help="of the exported weights: float16 halves the file (inference computes in float32 all the same)")
     p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
     p.add_argument("--description", default="", help="free text for the model card")
     add_progress_option(p)
@@ -141,6 +143,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
+            weights_dtype=args.weights_dtype,
         )
     train_set, validation_set, canvas, data_fields = _slice_sets(args, config, world)
     if world.is_main:

@@ -64,14 +64,16 @@ class Model:
 
 
 def save_model(generator: Generator, contrasts: list[str], weights: str | Path, card_fields: dict, *,
-               bias_corrected: bool = False, brasyn_scaled: bool = False) -> Path:
+               bias_corrected: bool = False, brasyn_scaled: bool = False, dtype: torch.dtype = torch.float32) -> Path:
     """Write the weights and their card, atomically and together; returns the weights path. `bias_corrected`: the
     model was trained on N4-corrected studies, so its inputs must be corrected too (the card says so);
-    `brasyn_scaled`: trained in the BraSyn normalisation (brasyn_scale.py), so its inputs are scaled so too."""
+    `brasyn_scaled`: trained in the BraSyn normalisation (brasyn_scale.py), so its inputs are scaled so too.
+    `dtype` float16 halves the file (a wider network within the 40 MB a bundled model may take); `load_model`
+    computes in float32 whatever the file holds."""
     weights = Path(weights)
     if len(contrasts) != generator.config.num_contrasts:
         raise ValueError("the contrast list must have one entry per generator channel")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in generator.state_dict().items()}
     with atomic_paths(weights, card_path_for(weights)) as (weights_temp, card_temp):  # a weights file never meets another card
         save_file(tensors, str(weights_temp), metadata={"format": CARD_FORMAT})
         card = {

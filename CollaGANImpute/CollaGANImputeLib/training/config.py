@@ -45,6 +45,7 @@ class TrainConfig:
     bf16: bool = False
     validate_every: int = 200
     checkpoint_every: int = 100
+    weights_dtype: str = "float32"  # of the exported weights: "float16" halves the file; training is unchanged
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -380,7 +380,7 @@ class Trainer:
         if summary:
             card_fields["metrics"] = {"validation": summary, "normalisation": NORMALISATION}
         return save_model(self.exported, self.config.contrasts, weights, card_fields, bias_corrected=self.config.bias_correct,
-                          brasyn_scaled=self.config.brasyn_scale)
+                          brasyn_scaled=self.config.brasyn_scale, dtype=getattr(torch, self.config.weights_dtype))
 
     def validation_summary(self) -> dict:
         path = self.out_dir / "validation.csv"
