@@ -6,10 +6,10 @@ import pytest
 import torch
 from CollaGANImputeLib.core.errors import InputError, ModelError
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject, split_subjects
+from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.trainer import Trainer
-from conftest import CONTRASTS, MANIFEST, subject_files
+from conftest import CONTRASTS, subject_files
 
 
 @pytest.fixture(scope="module")
@@ -135,17 +135,6 @@ def test_run_writes_logs_checkpoint_and_validation(slices, tmp_path):
     model = load_model(weights)
     assert model.card["training"]["steps"] == 4
     assert set(model.card["metrics"]["validation"]) == {"step", *CONTRASTS}
-
-
-def test_split_is_by_subject(manifest):
-    from CollaGANImputeLib.preparation.data import discover_subjects
-
-    subjects = discover_subjects(MANIFEST, CONTRASTS)
-    train, validation = split_subjects(subjects, ["AURORA-MET-example"])
-    assert [s.name for s in validation] == ["AURORA-MET-example"]
-    assert "AURORA-MET-example" not in {s.name for s in train} and len(train) == 3
-    with pytest.raises(InputError, match="not in the training data"):
-        split_subjects(subjects, ["nobody"])
 
 
 def test_folder_of_subject_folders_is_discovered(manifest):

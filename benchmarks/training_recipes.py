@@ -34,7 +34,7 @@ from _measure import machine, peak_host_memory_mb  # noqa: E402
 from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
 from CollaGANImputeLib.io.atomic import atomic_path, write_text_atomic
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject, split_subjects
+from CollaGANImputeLib.preparation.data import build_slice_set, canvas_for, discover_subjects, prepare_subject
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.losses import LossWeights
 from CollaGANImputeLib.training.trainer import Trainer
@@ -127,15 +127,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     contrasts = list(DEFAULT_CONTRASTS)
     subjects = discover_subjects(args.data, contrasts, incomplete=True)
-    train, validation = split_subjects(subjects, VALIDATION)
     studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
-    canvas = canvas_for(studies, ARCHITECTURE.size_multiple)
-    train_set = build_slice_set({s.name: studies[s.name] for s in train}, contrasts, canvas)
-    validation_set = build_slice_set({s.name: studies[s.name] for s in validation}, contrasts, canvas,
-                                     max_slices_per_subject=args.validation_slices)
+    every = build_slice_set(studies, contrasts, canvas_for(studies, ARCHITECTURE.size_multiple))
     del studies
+    train_set, validation_set = every.split(VALIDATION, max_validation_slices=args.validation_slices)
+    canvas = tuple(every.images.shape[-2:])
+    del every
     result = {"benchmark": "training_recipes", "machine": machine(), "threads": args.threads, "minutes": args.minutes,
-              "train_subjects": len(train), "train_slices": len(train_set), "canvas": list(canvas), "validation": VALIDATION,
+              "train_subjects": len(train_set.subjects), "train_slices": len(train_set), "canvas": list(canvas), "validation": VALIDATION,
               "validation_slices": args.validation_slices, "recipes": {}}
     for name, config in recipes().items():
         result["recipes"][name] = train_for(name, config, train_set, validation_set, args.minutes, args.validate_minutes)

@@ -83,18 +83,6 @@ def _require_contrasts(name: str, files: dict, contrasts: Sequence[str], where: 
         raise InputError(f"subject '{name}' in '{where}' has no {', '.join(absent)}; training needs at least two contrasts")
 
 
-def split_subjects(subjects: list[Subject], validation: Sequence[str]) -> tuple[list[Subject], list[Subject]]:
-    """Split by subject, never by slice: the named subjects validate, the rest train."""
-    names = {s.name for s in subjects}
-    unknown = [v for v in validation if v not in names]
-    if unknown:
-        raise InputError(f"validation subject(s) {', '.join(unknown)} not in the training data ({', '.join(sorted(names))})")
-    train = [s for s in subjects if s.name not in validation]
-    if not train:
-        raise InputError("every subject was set aside for validation; none is left to train on")
-    return train, [s for s in subjects if s.name in validation]
-
-
 def only_subjects(subjects: Sequence[Subject], names: Sequence[str], where: str | Path) -> list[Subject]:
     """The subjects named (all when `names` is empty); a name not among them is an error naming `where`."""
     if not names:
