@@ -1,5 +1,7 @@
 """Weights files: float16 storage halves a file and changes an imputation only within float16's rounding."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from CollaGANImputeLib.inference.synthesis import model_inputs, synthesise
@@ -7,9 +9,13 @@ from CollaGANImputeLib.model.weights import load_model, save_model
 from CollaGANImputeLib.preparation.study import brain_slices, prepare_study
 from safetensors import safe_open
 
+# A trained model stored in float32: the narrower GPU-trained model bundled before the present one (which is float16).
+FLOAT32_MODEL = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu_run" / "model" / "phase2" / "collagan_brats.safetensors"
+
 
 def test_float16_weights_are_half_the_file_and_impute_as_float32_within_rounding(sample_files, tmp_path):
-    bundled = load_model()
+    bundled = load_model(FLOAT32_MODEL)
+    assert bundled.card["dtype"] == "float32"
     half = save_model(bundled.generator, bundled.contrasts, tmp_path / "half.safetensors", {"description": "float16 copy"},
                       dtype=torch.float16)
     with safe_open(str(half), framework="pt") as handle:
