@@ -26,7 +26,8 @@ def test_float16_weights_are_half_the_file_and_impute_as_float32_within_rounding
 
     study = prepare_study({k: v for k, v in sample_files.items() if k != "t1gd"}, bundled.contrasts)
     mask = np.zeros_like(study.mask)
-    middle = brain_slices(study.mask)[len(brain_slices(study.mask)) // 2]
+    with_brain = brain_slices(study.mask)
+    middle = with_brain[len(with_brain) // 2]
     mask[middle - 2:middle + 2] = study.mask[middle - 2:middle + 2]  # four brain slices: enough to compare, quick on a CPU
     stack, target = model_inputs(bundled, study), bundled.contrasts.index("t1gd")
     full, rounded = (synthesise(m.generator, stack, target, mask) for m in (bundled, model))

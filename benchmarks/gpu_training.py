@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.errors import EXIT_CANCELLED  # noqa: E402
 from CollaGANImputeLib.core.progress import parse_progress_line  # noqa: E402
+from CollaGANImputeLib.training.config import WEIGHTS_DTYPES  # noqa: E402
 from folds import fold_subjects  # noqa: E402
 
 CARD = REPO / "CollaGANImpute" / "Resources" / "Models" / "collagan_brats.json"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card", type=Path, default=CARD, help="the card whose training subjects and validation split are used")
     parser.add_argument("--branch-width", type=int, default=8, help="the generator's widths (the bundled model's: 8 and 32)")
     parser.add_argument("--decoder-width", type=int, default=32)
-    parser.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"),
+    parser.add_argument("--weights-dtype", default="float32", choices=WEIGHTS_DTYPES,
                         help="of the exports: float16 lets three wider networks come back within the 64 MiB the device returns")
     parser.add_argument("--smoke", action="store_true", help="batches of 2 on 64x64 crops: a check of this script on a CPU")
     args = parser.parse_args(argv)

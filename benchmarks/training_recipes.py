@@ -128,10 +128,10 @@ def main() -> None:
     contrasts = list(DEFAULT_CONTRASTS)
     subjects = discover_subjects(args.data, contrasts, incomplete=True)
     studies = {s.name: prepare_subject(s, contrasts) for s in subjects}
-    every = build_slice_set(studies, contrasts, canvas_for(studies, ARCHITECTURE.size_multiple))
+    canvas = canvas_for(studies, ARCHITECTURE.size_multiple)
+    every = build_slice_set(studies, contrasts, canvas)
     del studies
     train_set, validation_set = every.split(VALIDATION, max_validation_slices=args.validation_slices)
-    canvas = tuple(every.images.shape[-2:])
     del every
     result = {"benchmark": "training_recipes", "machine": machine(), "threads": args.threads, "minutes": args.minutes,
               "train_subjects": len(train_set.subjects), "train_slices": len(train_set), "canvas": list(canvas), "validation": VALIDATION,

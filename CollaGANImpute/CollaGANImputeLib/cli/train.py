@@ -44,6 +44,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--decay-every", type=int, default=400)
     p.add_argument("--decay-rate", type=float, default=0.99, help="the learning rate is multiplied by this every --decay-every steps")
+    from ..training.config import WEIGHTS_DTYPES
     from ..training.losses import LossWeights
 
     defaults = LossWeights()
@@ -78,7 +79,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--validate-every", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")
-    p.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"),
+    p.add_argument("--weights-dtype", default="float32", choices=WEIGHTS_DTYPES,
                    help="of the exported weights: float16 halves the file (inference computes in float32 all the same)")
     p.add_argument("--name", default="model", help="exported weights: OUT/NAME.safetensors and OUT/NAME.json")
     p.add_argument("--description", default="", help="free text for the model card")

@@ -11,6 +11,7 @@ from .losses import (
 )
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+WEIGHTS_DTYPES = ("float32", "float16")  # what an exported model may be stored in
 
 
 @dataclass
@@ -45,7 +46,7 @@ class TrainConfig:
     bf16: bool = False
     validate_every: int = 200
     checkpoint_every: int = 100
-    weights_dtype: str = "float32"  # of the exported weights: "float16" halves the file; training is unchanged
+    weights_dtype: str = "float32"  # of the exported weights (one of WEIGHTS_DTYPES): "float16" halves the file; training is unchanged
 
     def to_dict(self) -> dict:
         return asdict(self)
