@@ -36,6 +36,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--unit", default="ccnl", choices=("ccnl", "plain"))
     p.add_argument("--no-ccam", action="store_true")
+    p.add_argument("--context-slices", type=int, default=0, metavar="K",
+                   help="2.5-D input: each branch also reads the K slices on either side of the one synthesised (default 0: 2-D)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--crop", type=int, default=0, help="train on random CROP x CROP windows of the brain-centred canvas (0: whole canvas)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "adamw"), help="adam (METHOD.md) or adamw (decoupled weight decay)")
@@ -134,7 +136,8 @@ def cmd_train(argv: Sequence[str]) -> int:
                              f"1 <= min <= max <= {n - 1} for {n} contrasts")
         config = TrainConfig(
             contrasts=contrasts, validation_subjects=args.validation, subjects=args.subjects,
-            generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam),
+            generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam,
+                                      args.context_slices),
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
                                 generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim,
@@ -220,6 +223,8 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
     from ..preparation.slice_cache import is_slice_cache, load_slice_cache
 
     if is_slice_cache(args.data):
+        if config.generator.context:
+            raise InputError(f"slice cache '{args.data}' holds single slices; a 2.5-D run (--context-slices) reads the studies")
         every, header = load_slice_cache(args.data, config.contrasts, {"bias_correct": config.bias_correct,
                                                                       "brasyn_scale": config.brasyn_scale})
         canvas = tuple(header["canvas"])
@@ -231,7 +236,7 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
         studies = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
                            lines=args.progress == "lines")
         canvas = canvas_for(studies, config.generator.size_multiple)
-        every = build_slice_set(studies, config.contrasts, canvas)
+        every = build_slice_set(studies, config.contrasts, canvas, context=config.generator.context)
         del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
         fields = {"data": str(args.data)}
     train_set, validation_set = every.split(config.validation_subjects, config.subjects, args.val_slices)

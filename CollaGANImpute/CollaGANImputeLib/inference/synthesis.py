@@ -14,7 +14,7 @@ from ..model.networks import Generator
 from ..model.weights import Model
 from ..preparation.bias_field import corrected_study
 from ..preparation.brasyn_scale import brasyn_scaled_study
-from ..preparation.study import PreparedStudy, brain_slices, padded_bounds
+from ..preparation.study import PreparedStudy, brain_slices, padded_bounds, slice_planes
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
 CancelCheck = Callable[[], bool]
@@ -113,8 +113,7 @@ def synthesise(
                 if cancel is not None and cancel():
                     raise Cancelled("imputation cancelled")
                 chosen = slices[start : start + batch_size]
-                batch = torch.from_numpy(np.ascontiguousarray(stack[:, chosen, rows, cols].transpose(1, 0, 2, 3)))
-                batch[:, target] = 0.0
+                batch = network_batch(generator, stack[:, :, rows, cols], chosen, target)
                 batch = torch.nn.functional.pad(batch, (0, pad_cols, 0, pad_rows, 0, 0, 0, batch_size - len(chosen) if compiled else 0))
                 batch = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
                 result = network(batch, one_hot(target, count, batch.shape[0], device)).float().cpu().numpy()
@@ -187,12 +186,20 @@ def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask:
     output = np.zeros(mask.shape, dtype=np.float32)
     with torch.inference_mode():
         for index in range(mask.shape[0]):
-            image = torch.from_numpy(np.array(stack[None, :, index]))  # a copy: the target channel is zeroed below
-            image[:, target] = 0.0
+            image = network_batch(generator, stack, np.array([index]), target)
             image = torch.nn.functional.pad(image, (0, pad_cols, 0, pad_rows)).to(device)
             output[index] = generator(image, one_hot(target, count, 1, device))[0, 0, :height, :width].cpu().numpy()
     output[~mask] = 0.0
     return output
+
+
+def network_batch(generator: Generator, stack: np.ndarray, chosen: np.ndarray, target: int) -> torch.Tensor:
+    """The slices `chosen` of a (N, S, H, W) stack as `generator` reads them (with its neighbouring planes when it is
+    2.5-D), every plane of contrast `target` zero-filled: (len(chosen), N x planes, H, W), a new array."""
+    planes = generator.config.planes
+    batch = torch.from_numpy(np.ascontiguousarray(slice_planes(stack, chosen, generator.config.context)))
+    batch[:, target * planes : (target + 1) * planes] = 0.0
+    return batch
 
 
 def network_stack(study: PreparedStudy, contrasts: list[str]) -> np.ndarray:

@@ -80,7 +80,7 @@ RESERVED_NAMES = frozenset({"study", "missing", "output", "strategy", "weights",
 MAX_THROUGH_PLANE_MM = 10.0
 MAX_IN_PLANE_VOXELS = 4.0
 GENERATOR_FIELDS = {"num_contrasts": (int, 2, MAX_CONTRASTS), "branch_width": (int, 2, 512), "decoder_width": (int, 2, 2048),
-                    "depth": (int, 1, 8), "unit": (str, ("ccnl", "plain")), "ccam": (bool,)}
+                    "depth": (int, 1, 8), "unit": (str, ("ccnl", "plain")), "ccam": (bool,), "context": (int, 0, 8)}
 
 
 class _CardCheck:

@@ -4,6 +4,10 @@ The generator is one network for every target contrast: a multi-branch encoder (
 each fed its own image plus the one-hot target planes), a shared U-Net decoder that concatenates the skips
 of all branches, CCNL units and CCAM channel attention conditioned on the target. Nothing here assumes
 four contrasts: N comes from the configuration, which comes from the model card.
+
+With `context` K > 0 the network is 2.5-D: each branch reads its contrast's slice with the K slices on
+either side (2K + 1 planes), so that what lies just above and below (a vessel's course, the extent of an
+oedema) informs the slice synthesised; the output is still the centre slice alone.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class GeneratorConfig:
     depth: int = 4
     unit: str = "ccnl"  # "ccnl" (the paper) or "plain" (the released code's 3x3 conv blocks)
     ccam: bool = True
+    context: int = 0  # neighbouring slices each branch reads on either side of the one synthesised (0: 2-D)
 
     def __post_init__(self) -> None:
         if self.num_contrasts < 2:
@@ -40,6 +45,18 @@ class GeneratorConfig:
             raise ValueError(f"unknown unit {self.unit!r}; expected 'ccnl' or 'plain'")
         if self.depth < 1 or self.branch_width < 2 or self.decoder_width < 2:
             raise ValueError("depth must be >= 1 and widths >= 2")
+        if self.context < 0:
+            raise ValueError(f"context must be >= 0 slices, not {self.context}")
+
+    @property
+    def planes(self) -> int:
+        """Input planes a contrast has: its slice and `context` neighbours on either side, lowest slice first."""
+        return 2 * self.context + 1
+
+    @property
+    def centre(self) -> slice:
+        """The input channels (one a contrast) of the slices synthesised: images[:, centre] is (B, N, H, W)."""
+        return slice(self.context, None, self.planes)
 
     @property
     def size_multiple(self) -> int:
@@ -123,7 +140,7 @@ class EncoderBranch(nn.Module):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         widths = [config.branch_width * 2**level for level in range(config.depth + 1)]
-        in_ch = 1 + config.num_contrasts
+        in_ch = config.planes + config.num_contrasts
         self.blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         for level in range(config.depth):
@@ -160,16 +177,17 @@ class Generator(nn.Module):
         self.head = nn.Conv2d(dw, 1, 1)
 
     def forward(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """images: (B, N, H, W), the target's channel (and any absent contrast) zero-filled;
-        target: (B, N) one-hot of the contrast to synthesise. Returns (B, 1, H, W), non-negative."""
-        n = self.config.num_contrasts
-        if images.shape[1] != n or target.shape[1] != n:
-            raise ValueError(f"expected {n} contrast channels, got images {tuple(images.shape)}, target {tuple(target.shape)}")
+        """images: (B, N x planes, H, W), each contrast's planes together (`GeneratorConfig.planes`), the target's
+        (and any absent contrast's) zero-filled; target: (B, N) one-hot of the contrast to synthesise.
+        Returns (B, 1, H, W), non-negative."""
+        n, p = self.config.num_contrasts, self.config.planes
+        if images.shape[1] != n * p or target.shape[1] != n:
+            raise ValueError(f"expected {n} contrasts of {p} plane(s) each, got images {tuple(images.shape)}, target {tuple(target.shape)}")
         multiple = self.config.size_multiple
         if images.shape[-1] % multiple or images.shape[-2] % multiple:
             raise ValueError(f"slice size {tuple(images.shape[-2:])} is not a multiple of {multiple}")
-        planes = target.to(images.dtype)[:, :, None, None].expand(-1, -1, *images.shape[-2:])
-        outputs = [branch(torch.cat([images[:, i : i + 1], planes], dim=1)) for i, branch in enumerate(self.branches)]
+        code = target.to(images.dtype)[:, :, None, None].expand(-1, -1, *images.shape[-2:])
+        outputs = [branch(torch.cat([images[:, i * p : (i + 1) * p], code], dim=1)) for i, branch in enumerate(self.branches)]
         x = self.bottleneck(torch.cat([bottom for _, bottom in outputs], dim=1))
         x = self._attend(0, x, target)
         for step, (up, decoder) in enumerate(zip(self.ups, self.decoders)):

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..io.series_recognition import find_study_files
-from .study import PreparedStudy, brain_extent, brain_slices, prepare_study
+from .study import PreparedStudy, brain_extent, brain_slices, prepare_study, slice_planes
 
 
 @dataclass(frozen=True)
@@ -103,37 +103,41 @@ def bounding_box_centre(mask: np.ndarray) -> tuple[int, int]:
     return (top + bottom + 1) // 2, (left + right + 1) // 2
 
 
-def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray) -> np.ndarray:
-    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N, H, W).
-    A contrast the study lacks is zero-filled, as an absent input is."""
+def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[int, int], indices: np.ndarray,
+                  context: int = 0) -> np.ndarray:
+    """Slices `indices` of every contrast, centred on the brain's box in a canvas: (len, N x planes, H, W), with
+    `context` neighbours on either side as `slice_planes` gives them. A contrast the study lacks is zero-filled,
+    as an absent input is."""
     centre = bounding_box_centre(study.mask)
     blank = np.zeros(study.mask.shape, dtype=np.float32)
-    stack = np.stack([study.images.get(k, blank) for k in contrasts])[:, indices]
-    out = np.zeros((len(indices), len(contrasts), *canvas), dtype=np.float32)
+    stack = slice_planes(np.stack([study.images.get(k, blank) for k in contrasts]), indices, context)
+    out = np.zeros((len(indices), stack.shape[1], *canvas), dtype=np.float32)
     source, target = [], []
     for axis, size in enumerate(canvas):
         start = centre[axis] - size // 2
         lo, hi = max(start, 0), min(start + size, stack.shape[2 + axis])
         source.append(slice(lo, hi))
         target.append(slice(lo - start, hi - start))
-    out[:, :, target[0], target[1]] = stack[:, :, source[0], source[1]].transpose(1, 0, 2, 3)
+    out[:, :, target[0], target[1]] = stack[:, :, source[0], source[1]]
     return out
 
 
 @dataclass
 class SliceSet:
-    """Axial brain slices of several subjects on one canvas: images (M, N, H, W), masks (M, H, W),
-    and which contrasts each slice's subject has, present (M, N) (absent ones are zeros in images)."""
+    """Axial brain slices of several subjects on one canvas: images (M, N x planes, H, W) (planes: each slice with
+    its `context` neighbours on either side, as `slice_planes` gives them), masks (M, H, W), and which contrasts
+    each slice's subject has, present (M, N) (absent ones are zeros in images)."""
 
     images: torch.Tensor
     masks: torch.Tensor
     subjects: list[str]
     subject_index: np.ndarray
     present: torch.Tensor | None = None
+    context: int = 0
 
     def __post_init__(self) -> None:
         if self.present is None:
-            self.present = torch.ones(self.images.shape[:2], dtype=torch.bool)
+            self.present = torch.ones(self.images.shape[0], self.images.shape[1] // (2 * self.context + 1), dtype=torch.bool)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -150,7 +154,7 @@ class SliceSet:
         parts = [evenly(np.nonzero(self.subject_index == self.subjects.index(name))[0], max_slices_per_subject) for name in names]
         chosen = torch.from_numpy(np.concatenate(parts))
         index = np.concatenate([np.full(len(part), number) for number, part in enumerate(parts)])
-        return SliceSet(self.images[chosen], self.masks[chosen], list(names), index, self.present[chosen])
+        return SliceSet(self.images[chosen], self.masks[chosen], list(names), index, self.present[chosen], self.context)
 
     def split(self, validation: Sequence[str], training: Sequence[str] = (), max_validation_slices: int | None = None,
               ) -> tuple[SliceSet, SliceSet | None]:
@@ -179,22 +183,23 @@ def evenly(chosen: np.ndarray, most: int | None) -> np.ndarray:
 
 def build_slice_set(
     studies: dict[str, PreparedStudy], contrasts: Sequence[str], canvas: tuple[int, int], min_brain_fraction: float = 0.05,
-    max_slices_per_subject: int | None = None, stride: int = 1,
+    max_slices_per_subject: int | None = None, stride: int = 1, context: int = 0,
 ) -> SliceSet:
     """Slices with at least `min_brain_fraction` of the canvas in the brain, every `stride`-th of them, optionally
-    thinned evenly."""
+    thinned evenly; with `context` neighbours on either side of each (images (M, N x planes, H, W), for a 2.5-D
+    generator)."""
     images, masks, index, present = [], [], [], []
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
     for number, (name, study) in enumerate(studies.items()):
         chosen = evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject)
-        slices = canvas_slices(study, contrasts, canvas, chosen)
+        slices = canvas_slices(study, contrasts, canvas, chosen, context)
         images.append(slices)
-        masks.append(slices.max(axis=1) > 0)
+        masks.append(slices[:, context :: 2 * context + 1].max(axis=1) > 0)
         index.append(np.full(len(chosen), number))
         present.append(np.tile([key in study.images for key in contrasts], (len(chosen), 1)))
     return SliceSet(
         torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(masks)),
-        list(studies), np.concatenate(index), torch.from_numpy(np.concatenate(present)),
+        list(studies), np.concatenate(index), torch.from_numpy(np.concatenate(present)), context,
     )
 
 

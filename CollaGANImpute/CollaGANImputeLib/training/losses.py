@@ -132,24 +132,27 @@ def dynamic_range(images: torch.Tensor) -> torch.Tensor:
     return (flat.max(dim=1).values - flat.min(dim=1).values).clamp_min(1e-3)
 
 
-def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
-                 absent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cycle_inputs(real: torch.Tensor, fake: torch.Tensor, target: torch.Tensor, absent: torch.Tensor | None = None,
+                 planes: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The multiple-cycle batch: for every sample and every contrast j != k, the real set with the
     fake replacing contrast k and contrast j zero-filled (and the sample's other absent contrasts too).
 
-    real: (B, N, H, W); fake: (B, 1, H, W); target: (B,) indices k; absent: (B, N) 1 where a contrast
-    was zero-filled in the generator's input (default: the target alone). Returns inputs
-    ((N-1)*B, N, H, W), their targets j ((N-1)*B,) and the real x_j ((N-1)*B, 1, H, W), grouped by j
-    offset then sample.
+    real: (B, N x planes, H, W) as the generator reads it (networks.GeneratorConfig.planes); fake: (B, 1, H, W),
+    which stands in for every plane of contrast k (its neighbouring slices were not synthesised); target: (B,)
+    indices k; absent: (B, N) 1 where a contrast was zero-filled in the generator's input (default: the target
+    alone). Returns inputs ((N-1)*B, N x planes, H, W), their targets j ((N-1)*B,) and the real centre slices
+    x_j ((N-1)*B, 1, H, W), grouped by j offset then sample.
     """
-    batch, n = real.shape[:2]
+    batch, n = real.shape[0], real.shape[1] // planes
+    stacked = real.view(batch, n, planes, *real.shape[-2:])
     hot = torch.nn.functional.one_hot(target, n).to(real.dtype)
-    planes = hot[:, :, None, None]
     kept = 1 - (hot if absent is None else absent.to(real.dtype)) + hot  # the fake counts as present
-    with_fake = (real * (1 - planes) + fake * planes) * kept[:, :, None, None]
+    hot, kept = hot[:, :, None, None, None], kept[:, :, None, None, None]
+    with_fake = (stacked * (1 - hot) + fake[:, :, None] * hot) * kept
     others = torch.stack([(target + offset) % n for offset in range(1, n)])  # (N-1, B)
-    zero_j = 1 - torch.nn.functional.one_hot(others, n).to(real.dtype)[..., None, None]  # (N-1, B, N, 1, 1)
-    inputs = (with_fake.unsqueeze(0) * zero_j).flatten(0, 1)
-    truth = real.unsqueeze(0).expand(n - 1, -1, -1, -1, -1).gather(
+    zero_j = 1 - torch.nn.functional.one_hot(others, n).to(real.dtype)[..., None, None, None]  # (N-1, B, N, 1, 1, 1)
+    inputs = (with_fake.unsqueeze(0) * zero_j).flatten(0, 1).flatten(1, 2)
+    centre = stacked[:, :, planes // 2]
+    truth = centre.unsqueeze(0).expand(n - 1, -1, -1, -1, -1).gather(
         2, others.view(n - 1, batch, 1, 1, 1).expand(-1, -1, 1, *real.shape[-2:])).flatten(0, 1)
     return inputs, others.flatten(), truth

@@ -58,6 +58,8 @@ class Trainer:
         n = len(config.contrasts)
         if config.generator.num_contrasts != n or config.discriminator.num_contrasts != n:
             raise InputError(f"the networks must be built for {n} contrasts ({', '.join(config.contrasts)})")
+        if train_set.context != config.generator.context:
+            raise InputError(f"the slices hold {train_set.context} neighbours a side; the generator reads {config.generator.context}")
         self.config, self.train_set, self.validation_set = config, train_set.to(device), validation_set
         self.out_dir, self.device, self.world = Path(out_dir), torch.device(device), world
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -118,14 +120,15 @@ class Trainer:
         self.generator.train()
         self.discriminator.train()
         self.discriminator.requires_grad_(False)
+        planes, centre = cfg.generator.planes, real[:, cfg.generator.centre]  # centre: the slices synthesised, (B, N, H, W)
         with self._autocast():
-            fake = self.generator_step(real * (1 - absent[:, :, None, None]), t_hot)
-        target_real = real.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
+            fake = self.generator_step(real * (1 - absent.repeat_interleave(planes, 1)[:, :, None, None]), t_hot)
+        target_real = centre.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
         losses = direct_losses(fake.float(), target_real, w)
         generated = fake
         if w.uses_cycles:
             with self._autocast():
-                cycle_in, others, cycle_real = cycle_inputs(real, fake, target, absent)
+                cycle_in, others, cycle_real = cycle_inputs(real, fake, target, absent, planes)
                 cycles = self.generator_step(cycle_in, torch.nn.functional.one_hot(others, n).float())
             # Only where the subject has the contrast is there a real image to reconstruct.
             valid = present.T.gather(0, (others.view(n - 1, batch))).flatten()
@@ -152,7 +155,7 @@ class Trainer:
 
         if w.uses_discriminator and self.step % cfg.discriminator_every == 0:
             # Real images of the contrasts the subjects have; an absent contrast is a blank, not a real image.
-            all_real = real.reshape(batch * n, 1, *real.shape[-2:])[present.flatten()]
+            all_real = centre.reshape(batch * n, 1, *real.shape[-2:])[present.flatten()]
             classes = torch.arange(n, device=self.device).repeat(batch)[present.flatten()]
             with self._autocast():
                 real_realness, real_logits = self.discriminator_step(all_real)
@@ -224,7 +227,7 @@ class Trainer:
         if self.validation_set is None:
             return []
         rows, data = [], self.validation_set
-        n = len(self.config.contrasts)
+        n, planes = len(self.config.contrasts), self.config.generator.planes
         generator = self.exported.eval()
         with torch.inference_mode():
             for number, subject in enumerate(data.subjects):
@@ -237,9 +240,9 @@ class Trainer:
                     for start in range(0, len(chosen), 8):
                         part = images[start : start + 8].to(self.device)
                         hot = one_hot(k, n, part.shape[0], self.device)
-                        fakes.append(generator(part * (1 - hot[:, :, None, None]), hot).float().cpu())
+                        fakes.append(generator(part * (1 - hot.repeat_interleave(planes, 1)[:, :, None, None]), hot).float().cpu())
                     fake = torch.cat(fakes)[:, 0].numpy() * masks
-                    scores = image_metrics(images[:, k].numpy(), fake, masks, slices_2d=True)
+                    scores = image_metrics(images[:, self.config.generator.centre][:, k].numpy(), fake, masks, slices_2d=True)
                     rows.append({"step": self.step, "subject": subject, "contrast": key,
                                  **{m: scores[m] for m in ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")}})
         self._append_csv("validation.csv", rows)
@@ -343,10 +346,8 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         if self.averaged is not None:
             self.averaged.load_state_dict(state["averaged_generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
+        for name in ("opt_g", "opt_d", "sched_g", "sched_d"):
+            getattr(self, name).load_state_dict(state[name])
         self._set_rng_states(state["rank_rng"][self.world.rank] if self.world.distributed else state)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.commands = list(state.get("commands", []))
