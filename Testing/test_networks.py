@@ -30,7 +30,7 @@ def test_generator_and_discriminator_shapes(n):
 
 def test_generator_rejects_wrong_channels_and_sizes():
     generator = Generator(GeneratorConfig(num_contrasts=4, branch_width=4, decoder_width=8, depth=3))
-    with pytest.raises(ValueError, match="4 contrast channels"):
+    with pytest.raises(ValueError, match="4 contrasts of 1 plane"):
         generator(torch.rand(1, 3, 32, 32), torch.eye(3)[:1])
     with pytest.raises(ValueError, match="multiple of 8"):
         generator(torch.rand(1, 4, 36, 32), torch.eye(4)[:1])

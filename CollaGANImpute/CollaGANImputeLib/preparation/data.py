@@ -187,19 +187,17 @@ def build_slice_set(
 ) -> SliceSet:
     """Slices with at least `min_brain_fraction` of the canvas in the brain, every `stride`-th of them, optionally
     thinned evenly; with `context` neighbours on either side of each (images (M, N x planes, H, W), for a 2.5-D
-    generator)."""
-    images, masks, index, present = [], [], [], []
+    generator). The slices are written into one array as they are cut, so memory peaks at the studies plus it."""
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
-    for number, (name, study) in enumerate(studies.items()):
-        chosen = evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject)
-        slices = canvas_slices(study, contrasts, canvas, chosen, context)
-        images.append(slices)
-        masks.append(slices[:, context :: 2 * context + 1].max(axis=1) > 0)
-        index.append(np.full(len(chosen), number))
-        present.append(np.tile([key in study.images for key in contrasts], (len(chosen), 1)))
+    chosen = [evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject) for study in studies.values()]
+    images = np.empty((sum(map(len, chosen)), len(contrasts) * (2 * context + 1), *canvas), dtype=np.float32)
+    starts = np.cumsum([0] + [len(part) for part in chosen])
+    for start, part, study in zip(starts, chosen, studies.values()):
+        images[start : start + len(part)] = canvas_slices(study, contrasts, canvas, part, context)
+    present = [np.tile([key in study.images for key in contrasts], (len(part), 1)) for part, study in zip(chosen, studies.values())]
     return SliceSet(
-        torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(masks)),
-        list(studies), np.concatenate(index), torch.from_numpy(np.concatenate(present)), context,
+        torch.from_numpy(images), torch.from_numpy(images[:, context :: 2 * context + 1].max(axis=1) > 0), list(studies),
+        np.repeat(np.arange(len(chosen)), [len(part) for part in chosen]), torch.from_numpy(np.concatenate(present)), context,
     )
 
 
