@@ -5,7 +5,9 @@ every plane of its contrast, a card records the context, and a run whose slices 
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
+from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError, ModelError
 from CollaGANImputeLib.inference.synthesis import network_stack, synthesise, synthesise_naive
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, Generator, GeneratorConfig
@@ -15,7 +17,7 @@ from CollaGANImputeLib.preparation.study import slice_planes
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.losses import LossWeights, cycle_inputs
 from CollaGANImputeLib.training.trainer import Trainer
-from conftest import CONTRASTS, subject_files
+from conftest import CONTRASTS, assert_same_grid, cropped_manifest, subject_files
 
 EXACT = 1e-4  # as test_fast_path: float reassociation only
 
@@ -124,3 +126,23 @@ def test_training_steps_on_planes_and_refuses_slices_without_them(slices, tmp_pa
     assert len(rows) == 4 and all(0 <= row["ssim_brain"] <= 1 for row in rows)
     with pytest.raises(InputError, match="the slices hold 0 neighbours a side; the generator reads 1"):
         Trainer(config, slices[0], tmp_path / "flat")
+
+
+def test_train_then_impute_from_the_command_line(manifest, tmp_path, capsys):
+    data = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path / "data",
+                            (slice(88, 152), slice(88, 152), slice(70, 80)))
+    out = tmp_path / "run"
+    argv = ["train", "--data", data, "--out", out, "--steps", 2, "--validation", "AURORA-MET-example", "--branch-width", 4,
+            "--decoder-width", 8, "--depth", 2, "--context-slices", 1, "--name", "deep", "--progress", "lines"]
+    assert main([str(a) for a in argv]) == 0
+    model = load_model(out / "deep.safetensors")
+    assert model.generator.config.context == 1 and model.card["training"]["config"]["generator"]["context"] == 1
+    inputs = [a for k in ("t1", "t2", "flair") for a in (f"--{k}", str(data / "TCGA-DU-7294" / f"{k}.nii.gz"))]
+    result = tmp_path / "t1gd.nii.gz"
+    assert main(["impute", *inputs, "--missing", "t1gd", "-o", str(result), "--weights", str(out / "deep.safetensors")]) == 0
+    imputed, reference = sitk.ReadImage(str(result)), sitk.ReadImage(str(data / "TCGA-DU-7294" / "t1.nii.gz"))
+    assert_same_grid(imputed, reference)
+    assert sitk.GetArrayViewFromImage(imputed).max() > 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--steps", "1", "--context-slices", "-1"]) == 2
+    assert "the generator asked for cannot be built: context must be >= 0" in capsys.readouterr().err

@@ -107,3 +107,5 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     assert "a slice cache is a .npz file" in capsys.readouterr().err
     assert main(["train", "--data", str(cache), "--out", str(tmp_path / "deep"), "--steps", "1", "--depth", "7"]) == 2
     assert "does not fit a generator of depth 7" in capsys.readouterr().err
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "planes"), "--steps", "1", "--context-slices", "1"]) == 2
+    assert "holds single slices; a 2.5-D run (--context-slices) reads the studies" in capsys.readouterr().err

@@ -134,10 +134,12 @@ def cmd_train(argv: Sequence[str]) -> int:
         if not 1 <= args.missing_min <= args.missing_max <= n - 1:
             raise InputError(f"--missing-min {args.missing_min} and --missing-max {args.missing_max}: need "
                              f"1 <= min <= max <= {n - 1} for {n} contrasts")
+        try:
+            generator = GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam, args.context_slices)
+        except ValueError as error:  # widths, depth or context out of range
+            raise InputError(f"the generator asked for cannot be built: {error}") from None
         config = TrainConfig(
-            contrasts=contrasts, validation_subjects=args.validation, subjects=args.subjects,
-            generator=GeneratorConfig(n, args.branch_width, args.decoder_width, args.depth, args.unit, not args.no_ccam,
-                                      args.context_slices),
+            contrasts=contrasts, validation_subjects=args.validation, subjects=args.subjects, generator=generator,
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
                                 generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim,
