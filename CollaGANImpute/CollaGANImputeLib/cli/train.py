@@ -59,7 +59,11 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct-ssim", type=float, default=0.0, help="weight of the SSIM loss on the direct output")
     p.add_argument("--direct-quantile", type=float, default=0.0,
                    help="weight of the distance between the direct output's and the real image's sorted intensities")
+    p.add_argument("--direct-gradient", type=float, default=0.0,
+                   help="weight of the difference between the direct output's and the real image's finite differences (edges)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
+                   help="augment with a random in-plane rotation of up to DEG degrees either way (default 0: none)")
     p.add_argument("--bias-correct", action="store_true",
                    help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
     p.add_argument("--brasyn-scale", action="store_true",
@@ -143,9 +147,9 @@ def cmd_train(argv: Sequence[str]) -> int:
             discriminator=DiscriminatorConfig(n),
             weights=LossWeights(cycle_l1=args.cycle_l1, cycle_ssim=args.cycle_ssim, adversarial=args.adversarial,
                                 generator_classification=args.adversarial, direct_l1=args.direct_l1, direct_ssim=args.direct_ssim,
-                                direct_quantile=args.direct_quantile),
+                                direct_quantile=args.direct_quantile, direct_gradient=args.direct_gradient),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
-            weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment,
+            weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment, rotation=args.rotate,
             crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,

@@ -211,8 +211,10 @@ def canvas_for(studies: dict[str, PreparedStudy], multiple: int) -> tuple[int, i
     return height, width
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple[float, float] = (0.9, 1.1), flip_p: float = 0.5) -> torch.Tensor:
-    """Random scaling about the centre and left-right flip, identical for every contrast of a sample."""
+def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple[float, float] = (0.9, 1.1), flip_p: float = 0.5,
+            rotation: float = 0.0) -> torch.Tensor:
+    """Random scaling about the centre, left-right flip and, if `rotation` (degrees) is given, an in-plane rotation
+    of up to that much either way, identical for every contrast (and plane) of a sample."""
     batch = images.shape[0]
     low, high = scale_range
     scale = low + (high - low) * torch.rand(batch, generator=generator)
@@ -220,6 +222,11 @@ def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple
     theta = torch.zeros(batch, 2, 3)
     theta[:, 0, 0] = torch.where(flip, -1.0, 1.0) / scale
     theta[:, 1, 1] = 1.0 / scale
+    if rotation:  # drawn only when asked, so that runs without it keep their random sequence
+        angle = torch.deg2rad(rotation * (2 * torch.rand(batch, generator=generator) - 1))
+        aspect = images.shape[-1] / images.shape[-2]  # the grid's units are half the width and half the height
+        turn = torch.stack([torch.stack([angle.cos(), -angle.sin() / aspect], 1), torch.stack([angle.sin() * aspect, angle.cos()], 1)], 1)
+        theta[:, :, :2] = turn @ theta[:, :, :2]
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -23,9 +23,14 @@ class LossWeights:
     direct_l1: float = 0.0
     direct_ssim: float = 0.0
     direct_quantile: float = 0.0
+    direct_gradient: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def weight_of(self, loss: str) -> float:
+        """The weight of a generator loss as the trainer names it (the adversarial terms carry a g_ prefix)."""
+        return getattr(self, {"g_adversarial": "adversarial", "g_classification": "generator_classification"}.get(loss, loss))
 
     @property
     def uses_cycles(self) -> bool:
@@ -91,14 +96,25 @@ def quantile_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.sort(x.flatten(1), dim=1).values - torch.sort(y.flatten(1), dim=1).values).abs().mean()
 
 
+def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean |difference| of the images' row and column finite differences (the gradient difference loss).
+
+    L1 on intensities forgives a blurred edge as much as a slightly wrong grey level; this term asks for the
+    real image's edges themselves (a lesion's rim, the grey-white boundary), which SSIM's structure term rewards."""
+    rows = (x.diff(dim=-2) - y.diff(dim=-2)).abs().mean()
+    return rows + (x.diff(dim=-1) - y.diff(dim=-1)).abs().mean()
+
+
 def direct_losses(fake: torch.Tensor, real: torch.Tensor, weights: LossWeights) -> dict[str, torch.Tensor]:
     """The losses of the direct output against the real missing contrast: L1 always (it is logged even at
-    weight 0), SSIM and the quantile distance where they have a weight."""
+    weight 0), SSIM, the quantile distance and the gradient difference where they have a weight."""
     losses = {"direct_l1": torch.abs(fake - real).mean()}
     if weights.direct_ssim:
         losses["direct_ssim"] = ssim_loss(fake, real, dynamic_range(real))
     if weights.direct_quantile:
         losses["direct_quantile"] = quantile_l1(fake, real)
+    if weights.direct_gradient:
+        losses["direct_gradient"] = gradient_l1(fake, real)
     return losses
 
 

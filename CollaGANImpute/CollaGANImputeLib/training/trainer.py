@@ -109,7 +109,7 @@ class Trainer:
         index = self.sampler.draw(cfg.batch_size, self.rng)
         real, present = self.train_set.images[index].float(), self.train_set.present[index]
         if cfg.augment:
-            real = augment(real, self.rng)
+            real = augment(real, self.rng, rotation=cfg.rotation)
         if cfg.crop:
             real = random_crops(real, cfg.crop, self.rng)
         target, absent = self.draw_missing(cfg.batch_size, present)
@@ -143,9 +143,7 @@ class Trainer:
             if w.uses_cycles:  # each of the N-1 reconstructions counts as much as the fake
                 losses["g_adversarial"] = losses["g_adversarial"] + (n - 1) * lsgan_real(realness[batch:].float())
                 losses["g_classification"] = losses["g_classification"] + (n - 1) * classification(logits[batch:].float(), others)
-        weight_of = {"direct_l1": w.direct_l1, "direct_ssim": w.direct_ssim, "direct_quantile": w.direct_quantile, "cycle_l1": w.cycle_l1,
-                     "cycle_ssim": w.cycle_ssim, "g_adversarial": w.adversarial, "g_classification": w.generator_classification}
-        g_loss = sum(weight_of[name] * value for name, value in losses.items())
+        g_loss = sum(w.weight_of(name) * value for name, value in losses.items())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
