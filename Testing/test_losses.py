@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 from CollaGANImputeLib.training.losses import (
+    LossWeights,
     classification,
     cycle_inputs,
+    gradient_l1,
     lsgan_fake,
     lsgan_real,
     multiple_cycle_l1,
@@ -60,6 +62,23 @@ def test_quantile_l1_compares_distributions_not_places():
     fake = dim_tail.clone().requires_grad_(True)
     quantile_l1(fake, real).backward()
     assert fake.grad[0, 0, 1, 1].item() == pytest.approx(-0.25) and fake.grad[0, 0, 0, 0].item() == 0.0  # only the tail moves
+
+
+def test_gradient_l1_compares_edges_not_levels():
+    real = torch.zeros(1, 1, 4, 4)
+    real[..., 2:] = 1.0  # a vertical edge between columns 1 and 2
+    assert gradient_l1(real + 0.25, real).item() == pytest.approx(0.0, abs=1e-7)  # a wrong grey level everywhere: no edge is wrong
+    blurred = real.clone()
+    blurred[..., 1], blurred[..., 2] = 1 / 3, 2 / 3  # the same edge spread over three columns
+    # Column differences: real (0, 1, 0), blurred (1/3, 1/3, 1/3) per row -> mean |d| = (1/3 + 2/3 + 1/3) / 3; rows agree.
+    assert gradient_l1(blurred, real).item() == pytest.approx(4 / 9)
+    assert torch.abs(blurred - real).mean().item() == pytest.approx(1 / 6)  # L1 charges the blur less
+
+
+def test_every_generator_loss_has_its_weight():
+    weights = LossWeights(adversarial=2.0, generator_classification=3.0, direct_gradient=4.0)
+    assert weights.weight_of("g_adversarial") == 2.0 and weights.weight_of("g_classification") == 3.0
+    assert weights.weight_of("direct_gradient") == 4.0 and weights.weight_of("cycle_l1") == 10.0
 
 
 def test_cycle_inputs_replace_target_by_fake_and_null_each_other_contrast():

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import torch
 from CollaGANImputeLib.core.errors import InputError
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.preparation.data import Subject, build_slice_set, discover_subjects, prepare_subject, random_crops
+from CollaGANImputeLib.preparation.data import Subject, augment, build_slice_set, discover_subjects, prepare_subject, random_crops
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.losses import LossWeights, multiple_cycle_l1
 from CollaGANImputeLib.training.trainer import Trainer
@@ -164,6 +164,25 @@ def test_random_crops_cut_one_window_per_sample():
         torch.testing.assert_close(crops[sample], images[sample, :, top : top + 16, left : left + 16])
     with pytest.raises(InputError, match="larger than the training canvas"):
         random_crops(images, 40, torch.Generator())
+
+
+def test_rotation_turns_every_contrast_alike_and_keeps_the_brain(incomplete_slices):
+    images = incomplete_slices.images[:4]
+    plain = augment(images, torch.Generator().manual_seed(3))
+    turned = augment(images, torch.Generator().manual_seed(3), flip_p=0.0, scale_range=(1.0, 1.0), rotation=30)
+    assert torch.equal(augment(images, torch.Generator().manual_seed(3), rotation=0.0), plain)  # no draw unless asked
+    # A rotation keeps the brain's signal (bilinear resampling keeps the mean; the canvas holds the turned brain).
+    assert torch.allclose(turned[:, 0].sum(dim=(1, 2)), images[:, 0].sum(dim=(1, 2)), rtol=0.03)
+    assert float((turned[:, 0] - images[:, 0]).abs().mean()) > 0.05  # and did turn it
+    edges = (turned[:, 0] > 0) != (turned[:, 2] > 0)  # T1 and T2 share one outline: the same turn for both
+    assert edges.float().mean() < 0.01
+
+
+def test_gradient_loss_joins_the_direct_phase_with_its_weight(incomplete_slices, tmp_path):
+    weights = LossWeights(**{**DIRECT.to_dict(), "direct_gradient": 3.0})
+    values = Trainer(small_config(crop=96, weights=weights, rotation=10.0), incomplete_slices, tmp_path).train_step()
+    assert set(values) == {"direct_l1", "direct_ssim", "direct_gradient", "g_total"} and values["direct_gradient"] > 0
+    assert values["g_total"] == pytest.approx(values["direct_l1"] + values["direct_ssim"] + 3.0 * values["direct_gradient"], rel=1e-5)
 
 
 @pytest.mark.parametrize("weights", [DIRECT, LossWeights()], ids=["direct-phase", "method-losses"])
