@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -159,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoder-width", type=int, default=32)
     parser.add_argument("--weights-dtype", default="float32", choices=WEIGHTS_DTYPES,
                         help="of the exports: float16 lets three wider networks come back within the 64 MiB the device returns")
+    parser.add_argument("--train-options", default="", metavar='"OPTIONS"',
+                        help='train options added to both phases of every run, such as "--direct-gradient 1" (a candidate of docs/training.md)')
     parser.add_argument("--smoke", action="store_true", help="batches of 2 on 64x64 crops: a check of this script on a CPU")
     args = parser.parse_args(argv)
     shared = ["--batch-size", "2", "--crop", "64", "--device", "cpu"] if args.smoke else ["--device", "cuda"]
     shared += ["--branch-width", str(args.branch_width), "--decoder-width", str(args.decoder_width), "--depth", "4",
-              "--weights-dtype", args.weights_dtype]
+              "--weights-dtype", args.weights_dtype, *shlex.split(args.train_options)]
     begun = time.monotonic()
     cache = args.cache.resolve()
     work = Path(tempfile.mkdtemp(prefix="gpu_runs_"))
