@@ -79,6 +79,20 @@ def check_run(weights: Path, options: list[str], train_subjects: list[str]) -> d
     return card
 
 
+def reference_run(curve_path: Path) -> dict:
+    """The learning curve's 22-subject run, every variant's reference; refused unless it ran STEPS steps on VALIDATION."""
+    curve = json.loads(curve_path.read_text(encoding="utf-8"))
+    if curve["steps"] != STEPS or curve["validation_subjects"] != VALIDATION:
+        raise SystemExit(f"{curve_path}: not {STEPS} steps on {', '.join(VALIDATION)}")
+    return curve["results"][-1]
+
+
+def scored_variant(weights: Path, options: list[str], train_subjects: list[str], data: Path) -> tuple[dict, dict]:
+    """A variant's exported model: its card, checked by check_run, and its whole-volume evaluation (cached beside it)."""
+    card = check_run(weights, options, train_subjects)
+    return card, evaluate(load_model(weights), data, VALIDATION, weights.parent / "evaluation.json")
+
+
 RULES = {"ssim": f"carried if mean brain SSIM rises for >= 3 of 4 contrasts and falls by <= {TOLERANCE} for any",
          "psnr": f"carried if mean brain PSNR rises for >= 3 of 4 contrasts and mean brain SSIM falls by <= {TOLERANCE} for any"}
 
@@ -119,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data.resolve()
 
-    curve = json.loads(args.curve.read_text(encoding="utf-8"))
-    largest = curve["results"][-1]
-    if curve["steps"] != STEPS or curve["validation_subjects"] != VALIDATION:
-        raise SystemExit(f"{args.curve}: not {STEPS} steps on {', '.join(VALIDATION)}")
+    largest = reference_run(args.curve)
     rows = [{"name": REFERENCE, "options": [], "weights_sha256": largest["weights_sha256"], "time_s": largest["time_s"],
              "final": largest["final"], "by_step": largest["by_step"], "against": None}]
     against = dict(item.split("=", 1) for item in args.against)
@@ -134,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         if not weights.exists():
             train(run, name, data, VALIDATION, STEPS, recipe_with(options), f"recipe experiment: {' '.join(options)}, {STEPS} steps",
                   REPO / "CollaGANImpute")
-        card = check_run(weights, options, largest["train_subjects"])
-        model = load_model(weights)
+        card, final = scored_variant(weights, options, largest["train_subjects"], data)
         rows.append({"name": name, "options": options, "weights_sha256": card["sha256"], "time_s": card["training"]["time_s"],
-                     "final": evaluate(model, data, VALIDATION, run / "evaluation.json"),
+                     "final": final,
                      "by_step": curve_over_steps(run, VALIDATION, STEPS), "against": against.get(name, REFERENCE)})
     by_name = {row["name"]: row for row in rows}
     unknown = sorted({row["against"] for row in rows[1:]} - set(by_name))

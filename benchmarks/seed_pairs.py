@@ -26,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.core.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.core.metrics import NORMALISATION  # noqa: E402
 from CollaGANImputeLib.io.atomic import write_text_atomic  # noqa: E402
-from CollaGANImputeLib.model.weights import load_model  # noqa: E402
-from learning_curve import CONTRASTS, VALIDATION, evaluate, pair  # noqa: E402
-from recipe_experiments import RULES, STEPS, check_run, verdict  # noqa: E402
+from learning_curve import CONTRASTS, VALIDATION, pair  # noqa: E402
+from recipe_experiments import RULES, STEPS, reference_run, scored_variant, verdict  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ssim_brain", "psnr_brain")
@@ -43,9 +42,8 @@ def scored_runs(runs: Path, items: list[str], train_subjects: list[str], data: P
         weights = (runs / name / f"{name}.safetensors").resolve()
         if not weights.exists():
             raise SystemExit(f"{weights}: no exported model; train it first with recipe_experiments.py --variant {item}")
-        card = check_run(weights, options, train_subjects)
-        mean = evaluate(load_model(weights), data, VALIDATION, weights.parent / "evaluation.json")["mean"]
-        rows.append({"name": name, "options": options, "weights_sha256": card["sha256"], "mean": mean})
+        card, final = scored_variant(weights, options, train_subjects, data)
+        rows.append({"name": name, "options": options, "weights_sha256": card["sha256"], "mean": final["mean"]})
     return rows
 
 
@@ -66,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.data.resolve()
 
-    curve = json.loads(args.curve.read_text(encoding="utf-8"))
-    largest = curve["results"][-1]
-    if curve["steps"] != STEPS or curve["validation_subjects"] != VALIDATION:
-        raise SystemExit(f"{args.curve}: not {STEPS} steps on {', '.join(VALIDATION)}")
+    largest = reference_run(args.curve)
     first = {"name": "reference", "options": [], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
     arms = {"reference": [first, *scored_runs(args.runs, args.reference, largest["train_subjects"], data)],
             "change": scored_runs(args.runs, args.change, largest["train_subjects"], data)}
