@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.planes import centre_channels, plane_count
+
 LEAKY_SLOPE = 0.2  # TensorFlow's leaky_relu default, used throughout the public code
 
 
@@ -50,13 +52,13 @@ class GeneratorConfig:
 
     @property
     def planes(self) -> int:
-        """Input planes a contrast has: its slice and `context` neighbours on either side, lowest slice first."""
-        return 2 * self.context + 1
+        """Input planes a contrast has (core.planes.plane_count)."""
+        return plane_count(self.context)
 
     @property
     def centre(self) -> slice:
-        """The input channels (one a contrast) of the slices synthesised: images[:, centre] is (B, N, H, W)."""
-        return slice(self.context, None, self.planes)
+        """The input channels of the slices synthesised: images[:, centre] is (B, N, H, W) (core.planes.centre_channels)."""
+        return centre_channels(self.context)
 
     @property
     def size_multiple(self) -> int:

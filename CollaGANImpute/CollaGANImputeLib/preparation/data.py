@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ..core.contrasts import display_name
 from ..core.errors import InputError
+from ..core.planes import centre_channels, plane_count
 from ..io.series_recognition import find_study_files
 from .study import PreparedStudy, brain_extent, brain_slices, prepare_study, slice_planes
 
@@ -137,7 +138,7 @@ class SliceSet:
 
     def __post_init__(self) -> None:
         if self.present is None:
-            self.present = torch.ones(self.images.shape[0], self.images.shape[1] // (2 * self.context + 1), dtype=torch.bool)
+            self.present = torch.ones(self.images.shape[0], self.images.shape[1] // plane_count(self.context), dtype=torch.bool)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -190,13 +191,13 @@ def build_slice_set(
     generator). The slices are written into one array as they are cut, so memory peaks at the studies plus it."""
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
     chosen = [evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject) for study in studies.values()]
-    images = np.empty((sum(map(len, chosen)), len(contrasts) * (2 * context + 1), *canvas), dtype=np.float32)
+    images = np.empty((sum(map(len, chosen)), len(contrasts) * plane_count(context), *canvas), dtype=np.float32)
     starts = np.cumsum([0] + [len(part) for part in chosen])
     for start, part, study in zip(starts, chosen, studies.values()):
         images[start : start + len(part)] = canvas_slices(study, contrasts, canvas, part, context)
     present = [np.tile([key in study.images for key in contrasts], (len(part), 1)) for part, study in zip(chosen, studies.values())]
     return SliceSet(
-        torch.from_numpy(images), torch.from_numpy(images[:, context :: 2 * context + 1].max(axis=1) > 0), list(studies),
+        torch.from_numpy(images), torch.from_numpy(images[:, centre_channels(context)].max(axis=1) > 0), list(studies),
         np.repeat(np.arange(len(chosen)), [len(part) for part in chosen]), torch.from_numpy(np.concatenate(present)), context,
     )
 

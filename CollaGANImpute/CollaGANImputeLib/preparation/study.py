@@ -181,9 +181,9 @@ def brain_slices(mask: np.ndarray, min_voxels: int = 1) -> np.ndarray:
 
 
 def slice_planes(stack: np.ndarray, indices: np.ndarray, context: int = 0) -> np.ndarray:
-    """The slices `indices` of a (N, S, H, W) stack as the generator reads them: (len, N x (2 context + 1), H, W),
-    each slice with its `context` neighbours on either side, a contrast's planes together, lowest slice first
-    (networks.GeneratorConfig.planes). Past the volume's first and last slice the edge slice is repeated."""
+    """The slices `indices` of a (N, S, H, W) stack as the generator reads them: (len, N x planes, H, W) in the layout
+    of core.planes, each slice with its `context` neighbours on either side. Past the volume's first and last slice
+    the edge slice is repeated."""
     rows = np.clip(np.asarray(indices)[:, None] + np.arange(-context, context + 1), 0, stack.shape[1] - 1)
     return stack[:, rows].transpose(1, 0, 2, 3, 4).reshape(len(rows), -1, *stack.shape[2:])
 
