@@ -231,6 +231,7 @@ class Trainer:
             for number, subject in enumerate(data.subjects):
                 chosen = np.nonzero(data.subject_index == number)[0]
                 images, masks = data.images[chosen].float(), data.masks[chosen].numpy()
+                real = images[:, self.config.generator.centre].numpy()  # each contrast's slices scored against
                 for k, key in enumerate(self.config.contrasts):
                     if not data.present[chosen[0], k]:
                         continue  # the subject lacks this contrast: nothing to score against
@@ -240,7 +241,7 @@ class Trainer:
                         hot = one_hot(k, n, part.shape[0], self.device)
                         fakes.append(generator(part * (1 - hot.repeat_interleave(planes, 1)[:, :, None, None]), hot).float().cpu())
                     fake = torch.cat(fakes)[:, 0].numpy() * masks
-                    scores = image_metrics(images[:, self.config.generator.centre][:, k].numpy(), fake, masks, slices_2d=True)
+                    scores = image_metrics(real[:, k], fake, masks, slices_2d=True)
                     rows.append({"step": self.step, "subject": subject, "contrast": key,
                                  **{m: scores[m] for m in ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume")}})
         self._append_csv("validation.csv", rows)
