@@ -64,6 +64,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG",
                    help="augment with a random in-plane rotation of up to DEG degrees either way (default 0: none)")
+    p.add_argument("--input-gamma", type=float, default=0.0, metavar="G",
+                   help="bend each input contrast by a random gamma, log gamma uniform in [-G, G] (default 0: none); targets stay real")
     p.add_argument("--bias-correct", action="store_true",
                    help="train on studies freed of their coil shading (N4); the model then corrects its inputs the same way")
     p.add_argument("--brasyn-scale", action="store_true",
@@ -150,7 +152,7 @@ def cmd_train(argv: Sequence[str]) -> int:
                                 direct_quantile=args.direct_quantile, direct_gradient=args.direct_gradient),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr, lr_discriminator=args.lr_discriminator,
             weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every, augment=not args.no_augment, rotation=args.rotate,
-            crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
+            input_gamma=args.input_gamma, crop=args.crop, optimizer=args.optimizer, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
             weights_dtype=args.weights_dtype,

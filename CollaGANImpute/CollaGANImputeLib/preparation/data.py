@@ -232,6 +232,21 @@ def augment(images: torch.Tensor, generator: torch.Generator, scale_range: tuple
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def jitter_contrasts(images: torch.Tensor, strength: float, generator: torch.Generator, planes: int = 1) -> torch.Tensor:
+    """Each contrast of each sample through its own random gamma curve, x -> top * (x / top) ** g, with log g uniform in
+    [-strength, strength] and top the contrast's brightest voxel in the sample (every plane of a contrast alike).
+
+    Scanners and protocols render a contrast's mid-tones brighter or darker than the training subjects' do; a network
+    that has seen its inputs so bent leans less on one protocol's grey levels. Only inputs are meant to be jittered:
+    what the network is asked to synthesise stays the real image. Non-positive voxels (the background) are kept."""
+    batch, channels = images.shape[:2]
+    contrasts = channels // planes
+    gamma = torch.exp(strength * (2 * torch.rand(batch, contrasts, generator=generator) - 1))
+    top = images.reshape(batch, contrasts, -1).amax(2).clamp_min(1e-6)
+    gamma, top = (t.repeat_interleave(planes, 1)[:, :, None, None].to(images.device, images.dtype) for t in (gamma, top))
+    return torch.where(images > 0, top * (images.clamp_min(0) / top) ** gamma, images)
+
+
 def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """A `size` x `size` window of each sample at a random place, the same window for all its contrasts.
 

@@ -38,7 +38,7 @@ from ..io.atomic import atomic_path, write_text_atomic
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import Discriminator, Generator
 from ..model.weights import save_model
-from ..preparation.data import SliceSet, augment, random_crops
+from ..preparation.data import SliceSet, augment, jitter_contrasts, random_crops
 from .config import CHECKPOINT_NAME, TrainConfig
 from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .losses import (
@@ -121,8 +121,9 @@ class Trainer:
         self.discriminator.train()
         self.discriminator.requires_grad_(False)
         planes, centre = cfg.generator.planes, real[:, cfg.generator.centre]  # centre: the slices synthesised, (B, N, H, W)
+        inputs = jitter_contrasts(real, cfg.input_gamma, self.rng, planes) if cfg.input_gamma else real  # targets stay real
         with self._autocast():
-            fake = self.generator_step(real * (1 - absent.repeat_interleave(planes, 1)[:, :, None, None]), t_hot)
+            fake = self.generator_step(inputs * (1 - absent.repeat_interleave(planes, 1)[:, :, None, None]), t_hot)
         target_real = centre.gather(1, target.view(batch, 1, 1, 1).expand(-1, 1, *real.shape[-2:]))
         losses = direct_losses(fake.float(), target_real, w)
         generated = fake
