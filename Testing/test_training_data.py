@@ -12,7 +12,16 @@ import SimpleITK as sitk
 import torch
 from CollaGANImputeLib.core.errors import InputError
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
-from CollaGANImputeLib.preparation.data import Subject, augment, build_slice_set, discover_subjects, prepare_subject, random_crops
+from CollaGANImputeLib.preparation.data import (
+    Subject,
+    augment,
+    build_slice_set,
+    discover_subjects,
+    jitter_contrasts,
+    prepare_subject,
+    random_crops,
+)
+from CollaGANImputeLib.training import trainer as trainer_module
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.losses import LossWeights, multiple_cycle_l1
 from CollaGANImputeLib.training.trainer import Trainer
@@ -176,6 +185,59 @@ def test_rotation_turns_every_contrast_alike_and_keeps_the_brain(incomplete_slic
     assert float((turned[:, 0] - images[:, 0]).abs().mean()) > 0.05  # and did turn it
     edges = (turned[:, 0] > 0) != (turned[:, 2] > 0)  # T1 and T2 share one outline: the same turn for both
     assert edges.float().mean() < 0.01
+
+
+def test_contrast_jitter_bends_each_contrast_by_one_gamma(incomplete_slices):
+    """Per sample and contrast one gamma within the asked range, the brightest voxel and the background kept; every
+    plane of a 2.5-D contrast bent alike."""
+    images = incomplete_slices.images[:6].float()
+    bent = jitter_contrasts(images, 0.3, torch.Generator().manual_seed(0))
+    assert bent.shape == images.shape and torch.equal(bent[images <= 0], images[images <= 0])
+    top = images.flatten(2).amax(2)
+    torch.testing.assert_close(bent.flatten(2).amax(2), top)
+    gammas = []
+    for sample in range(6):
+        for k in range(3):  # FLAIR is absent on some of these subjects
+            x, y = images[sample, k].double(), bent[sample, k].double()
+            inside = (x > 0.05 * top[sample, k]) & (x < 0.95 * top[sample, k])
+            ratio = torch.log(y[inside] / top[sample, k]) / torch.log(x[inside] / top[sample, k])
+            assert float(ratio.max() - ratio.min()) < 1e-3  # one curve for the whole image
+            gammas.append(float(ratio.mean()))
+    assert np.exp(-0.3) - 1e-4 <= min(gammas) and max(gammas) <= np.exp(0.3) + 1e-4
+    assert np.std(gammas) > 0.05  # each contrast and sample draws its own
+    planes = images[:, :, None].expand(-1, -1, 3, -1, -1).reshape(6, 12, *images.shape[-2:])
+    stacked = jitter_contrasts(planes, 0.3, torch.Generator().manual_seed(0), planes=3).view(6, 4, 3, *images.shape[-2:])
+    assert torch.equal(stacked[:, :, 0], stacked[:, :, 1]) and torch.equal(stacked[:, :, 0], stacked[:, :, 2])
+
+
+def test_contrast_jitter_bends_the_inputs_and_not_the_target(incomplete_slices, tmp_path, monkeypatch):
+    seen: dict = {}
+
+    def spy_jitter(images, strength, generator, planes):
+        seen["strength"], seen["before"] = strength, images.clone()
+        seen["after"] = jitter_contrasts(images, strength, generator, planes)
+        return seen["after"]
+
+    def spy_losses(fake, target_real, weights):
+        seen["target"] = target_real.clone()
+        return direct_losses(fake, target_real, weights)
+
+    direct_losses = trainer_module.direct_losses
+    monkeypatch.setattr(trainer_module, "jitter_contrasts", spy_jitter)
+    monkeypatch.setattr(trainer_module, "direct_losses", spy_losses)
+    trainer = Trainer(small_config(crop=96, weights=DIRECT, input_gamma=0.3, batch_size=4), incomplete_slices, tmp_path)
+    trainer.generator.register_forward_pre_hook(lambda module, args: seen.update(given=args[0].clone()))
+    trainer.train_step()
+    assert seen["strength"] == 0.3
+    for sample in range(4):
+        # The target is one of the real (unbent) contrasts, and that contrast is blank in what the generator read.
+        matches = [k for k in range(4) if torch.equal(seen["before"][sample, k], seen["target"][sample, 0])]
+        assert matches and not seen["given"][sample, matches[0]].any()
+        for k in range(4):  # every other input the generator read is the bent image or a blank
+            given = seen["given"][sample, k]
+            assert not given.any() or torch.equal(given, seen["after"][sample, k])
+    assert not torch.equal(seen["after"], seen["before"])
+    assert TrainConfig.from_dict({k: v for k, v in small_config().to_dict().items() if k != "input_gamma"}).input_gamma == 0.0
 
 
 def test_gradient_loss_joins_the_direct_phase_with_its_weight(incomplete_slices, tmp_path):
