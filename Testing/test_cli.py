@@ -166,6 +166,33 @@ def test_evaluating_a_contrast_the_model_lacks(tiny_model):
         evaluate_subjects(tiny_model, [], missing=["pd"])
 
 
+def test_evaluate_scores_the_average_of_views_when_asked(small_study, tiny_model, tmp_path, capsys):
+    """`evaluate --views N` scores what `impute --views N` delivers: the average of N shifted and mirrored views."""
+    from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
+    from CollaGANImputeLib.core.metrics import image_metrics
+    from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
+    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
+    from CollaGANImputeLib.preparation.data import Subject, prepare_subject
+
+    subject = Subject("crop", dict(small_study))
+    plain, averaged = (evaluate_subjects(tiny_model, [subject], ["t2"], views=views) for views in (1, 4))
+    assert (plain["views"], averaged["views"]) == (1, 4)
+    study = prepare_subject(subject, tiny_model.contrasts)
+    fake = synthesise(tiny_model.generator, model_inputs(tiny_model, study), tiny_model.contrasts.index("t2"), study.mask,
+                      smoothing=model_smoothing(tiny_model, study), views=4)
+    expected = image_metrics(study.images["t2"], model_landmarks(tiny_model, "t2", fake, study.mask), study.mask)
+    (row,) = averaged["results"]
+    assert row["ssim_brain"] == pytest.approx(expected["ssim_brain"], abs=1e-6)
+    assert row["psnr_brain"] == pytest.approx(expected["psnr_brain"], abs=1e-6)
+    assert row["psnr_brain"] != pytest.approx(plain["results"][0]["psnr_brain"], abs=1e-3)
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"subjects": {"crop": {"dir": str(small_study["t1"].parent), **{k: p.name for k, p in small_study.items()}}}}))
+    code, err = run(["evaluate", "--data", manifest, "--weights", tiny_model.weights_path, "--json", tmp_path / "e.json", "--views", 9], capsys)
+    assert code == 2 and "between 1 and 8" in err and "Traceback" not in err, err
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_a_study_too_thin_to_score_is_refused_before_any_imputation(sample_files, tiny_model, tmp_path, capsys):
     """3-D SSIM's window is 7 voxels: a 4-slice study gets a clear error naming it, not skimage's."""
     from CollaGANImputeLib.analysis.evaluation import evaluate_subjects, score_imputation

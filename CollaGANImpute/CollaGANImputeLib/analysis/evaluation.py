@@ -12,7 +12,7 @@ from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..inference.imputation import Imputation
 from ..inference.intensity_landmarks import model_landmarks
-from ..inference.synthesis import model_inputs, model_smoothing, synthesise
+from ..inference.synthesis import check_views, model_inputs, model_smoothing, synthesise
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -54,17 +54,20 @@ def evaluate_subjects(
     *,
     batch_size: int = 8,
     bias_corrected: bool = False,
+    views: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Impute each contrast of each subject from the others; metrics per subject and contrast, and means.
 
     With `bias_corrected`, each real volume is first freed of its coil shading (bias_field.py), which no
-    imputation reproduces; the report's "reference" says which was scored against."""
+    imputation reproduces; the report's "reference" says which was scored against. `views` > 1 scores the
+    test-time average of that many shifted and mirrored views (`synthesis.synthesise`), as `impute --views` delivers."""
     contrasts = model.contrasts
     targets = list(missing or contrasts)
     unknown = [display_name(k) for k in targets if k not in contrasts]
     if unknown:
         raise InputError(f"{', '.join(unknown)}: model '{model.name}' imputes only {', '.join(display_name(k) for k in contrasts)}")
+    check_views(views)
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
@@ -74,7 +77,7 @@ def evaluate_subjects(
             if progress is not None:
                 progress(f"{subject.name}: {key}")
             fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                              smoothing=model_smoothing(model, study))
+                              smoothing=model_smoothing(model, study), views=views)
             fake = model_landmarks(model, key, fake, study.mask)
             real = study.images[key]
             if bias_corrected:
@@ -89,6 +92,7 @@ def evaluate_subjects(
         "weights": str(Path(model.weights_path)),
         "normalisation": NORMALISATION,
         "reference": f"the real volume after {BIAS_METHOD}" if bias_corrected else "the real volume as acquired",
+        "views": views,
         "ssim": "3-D SSIM, 7-voxel window; ssim_brain averages the SSIM map over the brain mask, ssim_volume over the whole volume",
         "results": results,
         "mean": means,

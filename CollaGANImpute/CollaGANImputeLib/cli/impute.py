@@ -19,6 +19,7 @@ from .options import (
     add_prepare_options,
     add_progress_option,
     add_strict_option,
+    add_views_option,
 )
 
 if TYPE_CHECKING:
@@ -60,13 +61,6 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     add_prepare_options(parser)
     add_progress_option(parser)
     return parser
-
-
-def add_views_option(parser: argparse.ArgumentParser) -> None:
-    """--views N: test-time averaging of shifted and mirrored views (inference.VIEWS), for imputing commands."""
-    parser.add_argument("--views", type=int, default=1, metavar="N",
-                        help="average N shifted and mirrored views, up to 8: N times the work on uncropped slices (8 views: 8 to 11 "
-                             "times as long), smoother and closer to the real contrast (README, The bundled model); default 1")
 
 
 def _weights_option(argv: Sequence[str]) -> Path | None:
