@@ -330,7 +330,7 @@ def test_prepare_adds_the_brain_it_found_as_a_segmentation(module, scene, croppe
 
 
 def test_best_quality_averages_views_through_the_engine(module, scene, cropped, tiny_model_path):
-    """The panel's Best quality asks the engine for 8 views; the logic passes any number through unchanged."""
+    """The panel's Average 8 views asks the engine for 8 views; the logic passes any number through unchanged."""
     files = cropped["BraTS-GLI-00001-000"]
     nodes = {key: load_node(scene, path, f"views-{key}") for key, path in files.items() if key != "t1gd"}
     logic = module.CollaGANImputeLogic()
