@@ -53,14 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stem", default="seed_noise", help="the report's file names")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    seeds = [0]  # the learning curve's run
     for item in args.seed_run:
         options = item.partition("=")[2].split()
         if len(options) != 2 or options[0] != "--seed":
             parser.error(f"--seed-run {item}: only the seed may differ from the recipe (NAME=\"--seed S\")")
+        seeds.append(int(options[1]))
 
     largest = reference_run(args.curve)
-    first = {"name": "reference", "options": ["--seed", "0"], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
-    rows = [first, *scored_runs(args.runs, args.seed_run, largest["train_subjects"], args.data.resolve())]
+    first = {"name": "reference", "options": [], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
+    runs = [first, *scored_runs(args.runs, args.seed_run, largest["train_subjects"], args.data.resolve())]
+    rows = [{**row, "seed": seed} for row, seed in zip(runs, seeds)]
     noise = spread(rows)
     report = {"steps": STEPS, "validation_subjects": VALIDATION, "normalisation": NORMALISATION, "runs": rows, "spread": noise,
               "resolvable_change": "2 x SD x sqrt(2 / K): two standard errors of the difference of two arms' means of K seeds each"}
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
              f"({', '.join(VALIDATION)}), whole volumes, brain SSIM / PSNR (dB). {NORMALISATION}.", "",
              "| run | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for row in rows:
-        lines.append(f"| {row['name']} | {row['options'][-1]} | " + " | ".join(pair(row["mean"][k]) for k in CONTRASTS) + " |")
+        lines.append(f"| {row['name']} | {row['seed']} | " + " | ".join(pair(row["mean"][k]) for k in CONTRASTS) + " |")
     lines.append("| **SD over seeds** | | " + " | ".join(
         f"**{noise[k]['ssim_brain']['sd']:.3f} / {noise[k]['psnr_brain']['sd']:.2f}**" for k in CONTRASTS) + " |")
     lines += ["", "Smallest change of the mean brain SSIM between two arms that K seeds an arm resolve (2 x SD x sqrt(2 / K)):", "",

@@ -35,7 +35,7 @@ class TrainConfig:
     discriminator_every: int = 2
     augment: bool = True
     rotation: float = 0.0  # with augment: the largest random in-plane rotation, in degrees (0: none)
-    input_gamma: float = 0.0  # > 0: each input contrast through a random gamma, log g uniform in +-input_gamma
+    input_gamma: float = 0.0  # > 0: each input of the direct pass through a random gamma, log g uniform in +-input_gamma
     crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
     optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
     bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
