@@ -12,7 +12,6 @@ change smaller than that for the K planned cannot be told from the seed, whateve
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.contrasts import display_name  # noqa: E402
 from CollaGANImputeLib.core.metrics import NORMALISATION  # noqa: E402
-from CollaGANImputeLib.io.atomic import write_text_atomic  # noqa: E402
 from learning_curve import CONTRASTS, VALIDATION, pair  # noqa: E402
 from recipe_experiments import STEPS, reference_run  # noqa: E402
-from seed_pairs import METRICS, scored_runs  # noqa: E402
+from seed_pairs import METRICS, curve_row, scored_runs, write_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS_AN_ARM = (1, 2, 3, 4, 6)
@@ -61,14 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         seeds.append(int(options[1]))
 
     largest = reference_run(args.curve)
-    first = {"name": "reference", "options": [], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
-    runs = [first, *scored_runs(args.runs, args.seed_run, largest["train_subjects"], args.data.resolve())]
+    runs = [curve_row(largest), *scored_runs(args.runs, args.seed_run, largest["train_subjects"], args.data.resolve())]
     rows = [{**row, "seed": seed} for row, seed in zip(runs, seeds)]
     noise = spread(rows)
     report = {"steps": STEPS, "validation_subjects": VALIDATION, "normalisation": NORMALISATION, "runs": rows, "spread": noise,
               "resolvable_change": "2 x SD x sqrt(2 / K): two standard errors of the difference of two arms' means of K seeds each"}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
 
     names = [display_name(k) for k in CONTRASTS]
     lines = [f"The phase-1 recipe ({STEPS} steps, 22 training subjects) with {len(rows)} seeds, scored on the validation subjects "
@@ -82,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               "| seeds an arm | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for k in SEEDS_AN_ARM:
         lines.append(f"| {k} | " + " | ".join(f"{noise[key]['ssim_brain']['resolvable_change'][k]:.3f}" for key in CONTRASTS) + " |")
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(args.out / f"{args.stem}.md", text)
-    print(text)
+    write_report(args.out, args.stem, report, lines)
     return 0
 
 

@@ -47,6 +47,20 @@ def scored_runs(runs: Path, items: list[str], train_subjects: list[str], data: P
     return rows
 
 
+def curve_row(largest: dict) -> dict:
+    """The learning curve's 22-subject run (seed 0, no options changed) as a row like scored_runs' rows."""
+    return {"name": "reference", "options": [], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
+
+
+def write_report(out: Path, stem: str, report: dict, lines: list[str]) -> None:
+    """The report as STEM.json and its tables as STEM.md under `out`, which are also printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(out / f"{stem}.md", text)
+    print(text)
+
+
 def arm_mean(rows: list[dict]) -> dict:
     return {k: {m: float(np.mean([row["mean"][k][m] for row in rows])) for m in METRICS} for k in CONTRASTS}
 
@@ -65,16 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data.resolve()
 
     largest = reference_run(args.curve)
-    first = {"name": "reference", "options": [], "weights_sha256": largest["weights_sha256"], "mean": largest["final"]["mean"]}
-    arms = {"reference": [first, *scored_runs(args.runs, args.reference, largest["train_subjects"], data)],
+    arms = {"reference": [curve_row(largest), *scored_runs(args.runs, args.reference, largest["train_subjects"], data)],
             "change": scored_runs(args.runs, args.change, largest["train_subjects"], data)}
     means = {name: arm_mean(rows) for name, rows in arms.items()}
     decision = verdict(means["change"], means["reference"], args.rule)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {"steps": STEPS, "validation_subjects": VALIDATION, "normalisation": NORMALISATION, "rule": RULES[args.rule] + ", on the arms' means",
               "arms": arms, "means": means, "verdict": decision}
-    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
     lines = [f"Mean over the validation subjects ({', '.join(VALIDATION)}) after {STEPS} steps of the phase-1 recipe, whole volumes, "
              f"brain SSIM / PSNR (dB). {NORMALISATION}. Rule: {report['rule']}.", "",
              "| arm | run | options | " + " | ".join(display_name(k) for k in CONTRASTS) + " |", "|---|---|---|" + "---|" * len(CONTRASTS)]
@@ -86,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     change = decision[f"{args.rule}_change"]
     lines += ["", f"{args.rule.upper()} change of the means: " + ", ".join(f"{display_name(k)} {change[k]:+.3f}" for k in CONTRASTS)
               + f"; carried: {'yes' if decision['carried'] else 'no'}."]
-    text = "\n".join(lines) + "\n"
-    write_text_atomic(args.out / f"{args.stem}.md", text)
-    print(text)
+    write_report(args.out, args.stem, report, lines)
     return 0
 
 
