@@ -54,7 +54,8 @@ def test_evaluate_scores_against_the_corrected_volume_when_asked(sample_study, t
     corrected = evaluate_subjects(tiny_model, [subject], ["t1"], bias_corrected=True)
     assert as_acquired["reference"] == "the real volume as acquired" and "N4" in corrected["reference"]
 
-    fake = synthesise(tiny_model.generator, network_stack(study, CONTRASTS), 0, study.mask, smoothing=model_smoothing(tiny_model, study))
+    fake = synthesise(tiny_model.generator, network_stack(study, CONTRASTS), 0, study.mask,
+                      smoothing=model_smoothing(tiny_model, CONTRASTS[0], study.slice_spacing))
     expected = image_metrics(bias_corrected(study.images["t1"], study.mask, study.canonical_spacing), fake, study.mask)
     (row,) = corrected["results"]
     assert row["psnr_brain"] == pytest.approx(expected["psnr_brain"], abs=1e-6)

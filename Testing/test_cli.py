@@ -179,7 +179,7 @@ def test_evaluate_scores_the_average_of_views_when_asked(small_study, tiny_model
     assert (plain["views"], averaged["views"]) == (1, 4)
     study = prepare_subject(subject, tiny_model.contrasts)
     fake = synthesise(tiny_model.generator, model_inputs(tiny_model, study), tiny_model.contrasts.index("t2"), study.mask,
-                      smoothing=model_smoothing(tiny_model, study), views=4)
+                      smoothing=model_smoothing(tiny_model, "t2", study.slice_spacing), views=4)
     expected = image_metrics(study.images["t2"], model_landmarks(tiny_model, "t2", fake, study.mask), study.mask)
     (row,) = averaged["results"]
     assert row["ssim_brain"] == pytest.approx(expected["ssim_brain"], abs=1e-6)

@@ -140,22 +140,25 @@ def test_smoothing_in_plane_removes_a_checkerboard_and_keeps_an_edge():
 
 
 def test_the_cards_smoothing_is_in_millimetres_across_slices_and_voxels_in_plane(manifest, tiny_model, tmp_path):
-    """A card asking for 2 mm across slices and 0.75 voxels in plane: a 1 mm study is smoothed with sigma
-    (2, 0.75) voxels, its copy resampled to 2 mm slices with (1, 0.75)."""
+    """A card asking for 2 mm across slices and 0.75 voxels in plane, and for FLAIR alone 1 mm and none in plane:
+    on a 1 mm study T1Gd is smoothed with sigma (2, 0.75) voxels and FLAIR with (1, 0); on its copy resampled
+    to 2 mm slices T1Gd gets (1, 0.75)."""
     smoothing = load_model(tiny_model.weights_path)
-    smoothing.card["inference"] = {"through_plane_sigma_mm": 2.0, "in_plane_sigma_voxels": 0.75}
-    assert (smoothing.through_plane_mm, smoothing.in_plane_voxels) == (2.0, 0.75)
-    assert (tiny_model.through_plane_mm, tiny_model.in_plane_voxels) == (0.0, 0.0)
-    files = subject_files(manifest, "TCGA-DU-7294")
-    inputs = {k: files[k] for k in ("t1", "t2", "flair")}
-    study = prepare_study(inputs, tiny_model.contrasts)
-    assert model_smoothing(smoothing, study) == pytest.approx((2.0, 0.75))
-    plain = to_canonical_array(impute(inputs, "t1gd", tiny_model).image)
-    smoothed = to_canonical_array(impute(inputs, "t1gd", smoothing).image)
-    np.testing.assert_allclose(smoothed, smooth_in_brain(plain, study.mask, (2.0, 0.75)), atol=1e-4)
+    smoothing.card["inference"] = {"through_plane_sigma_mm": 2.0, "in_plane_sigma_voxels": 0.75,
+                                   "by_contrast": {"flair": {"through_plane_sigma_mm": 1.0}}}
+    assert smoothing.smoothing("t1gd") == (2.0, 0.75) and smoothing.smoothing("flair") == (1.0, 0.0)
+    assert tiny_model.smoothing("t1gd") == (0.0, 0.0)
+    files = crop_volumes(subject_files(manifest, "TCGA-DU-7294"), SHARED_CROP, tmp_path)
+    for key, sigma in (("t1gd", (2.0, 0.75)), ("flair", (1.0, 0.0))):
+        inputs = {k: files[k] for k in tiny_model.contrasts if k != key}
+        study = prepare_study(inputs, tiny_model.contrasts)
+        assert model_smoothing(smoothing, key, study.slice_spacing) == pytest.approx(sigma)
+        expected = smooth_in_brain(to_canonical_array(impute(inputs, key, tiny_model).image), study.mask, sigma)
+        np.testing.assert_allclose(to_canonical_array(impute(inputs, key, smoothing).image), expected, atol=1e-4)
     thick = sitk.ReadImage(str(files["t1"]))
     thick.SetSpacing((1.0, 1.0, 2.0))
-    assert model_smoothing(smoothing, prepare_study({"t1": thick}, tiny_model.contrasts)) == pytest.approx((1.0, 0.75))
+    thick_study = prepare_study({"t1": thick}, tiny_model.contrasts)
+    assert model_smoothing(smoothing, "t1gd", thick_study.slice_spacing) == pytest.approx((1.0, 0.75))
 
 
 def test_views_average_the_mirrored_and_shifted_predictions(manifest, tiny_model, tmp_path):

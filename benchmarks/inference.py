@@ -75,7 +75,7 @@ def run_path(args: argparse.Namespace) -> None:
         times.append((time.perf_counter() - started, synth_s))
     np.save(args.array, volume)
     np.save(args.array.with_suffix(".mask.npy"), study.mask)
-    smoothing = model_smoothing(model, study)
+    smoothing = model_smoothing(model, args.missing, study.slice_spacing)
     smoothing_started = time.perf_counter()
     smooth_in_brain(volume, study.mask, smoothing)  # what `impute` adds after any path (the card's "inference")
     smoothing_s = time.perf_counter() - smoothing_started

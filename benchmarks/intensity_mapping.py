@@ -2,7 +2,7 @@
 
 After BraSyn normalisation PSNR rewards every intensity being right, so an imputation with the right anatomy
 but too dim a bright tail loses decibels and SSIM (intensity_landmarks.py says why a generator trained with
-L1 has one). Each contrast of every subject of --data is imputed from the others (the card's smoothing, no
+L1 has one). Each contrast of every subject of --data is imputed from the others (out_of_fold_imputations.py; the smoothing of the card under test, no
 offsets) and scored (metrics.py, 3-D SSIM) three ways:
 
 - "as imputed": the network's output;
@@ -45,11 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
 from CollaGANImputeLib.inference.intensity_landmarks import LEVELS, brain_landmarks, move_landmarks
-from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
+from CollaGANImputeLib.inference.synthesis import model_smoothing, smooth_in_brain
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.model.model_card import update_card
 from CollaGANImputeLib.model.weights import load_model
-from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
+from CollaGANImputeLib.preparation.data import discover_subjects
+from out_of_fold_imputations import impute_all, imputers  # noqa: E402
 
 MAPPINGS = ("as imputed", "offsets", "conditioned", "oracle")
 RULE = ("a contrast's imputations get the offsets only if, over the training subjects (each scored with offsets fitted "
@@ -57,13 +58,6 @@ RULE = ("a contrast's imputations get the offsets only if, over the training sub
 CONDITIONED_RULE = ("written 2026-12-04 before the fold models of the bundled recipe finished: a contrast's conditioned "
                     "offsets would replace its mean ones only if, over the training subjects (each scored with lines fitted on the "
                     "others), mean brain SSIM and mean brain PSNR are both no lower than with the mean offsets and than as imputed")
-MARGIN = 4  # voxels kept around the brain's box: more than SSIM's 3-voxel half-window, so brain scores are exact
-
-
-def brain_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The mask's bounding box widened by MARGIN: scores inside the brain are those of the whole volume."""
-    spans = [np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
-    return tuple(slice(max(int(s[0]) - MARGIN, 0), int(s[-1]) + MARGIN + 1) for s in spans)
 
 
 def conditioned_lines(imputed: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-card", action="store_true", help="write the offsets of the contrasts that passed into the card")
     parser.add_argument("--fold-weights", type=Path, action="append", default=[],
                         help="a model trained on part of the training subjects (repeatable): training subjects are imputed out of fold")
+    parser.add_argument("--cache", type=Path, help="keep the imputations here (out_of_fold_imputations.py)")
     parser.add_argument("--stem", default="intensity_mapping", help="output file names: STEM.json, STEM.md")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -94,27 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data} holds {len(trained)} of the model's training subjects ({', '.join(training)}): "
                      "fitting offsets with the scored one left out needs at least three")
     folds = [load_model(weights) for weights in args.fold_weights]
-    for fold in folds:
-        if fold.contrasts != contrasts:
-            parser.error(f"--fold-weights {fold.weights_path}: imputes {fold.contrasts}, the model under test {contrasts}")
-    imputer = {}  # subject -> the model that imputes it
-    for subject in subjects:
-        unseen_by = [fold for fold in folds if subject.name not in fold.card["training"]["train_subjects"]]
-        if subject.name in training and folds and not unseen_by:
-            parser.error(f"every fold model was trained on {subject.name}: no out-of-fold imputation for it")
-        imputer[subject.name] = unseen_by[0] if subject.name in training and folds else model
-
-    volumes = {}  # (subject, contrast) -> (real, imputed, mask), cropped to the brain's box
-    for number, subject in enumerate(subjects, 1):
-        study = prepare_subject(subject, contrasts)
-        box = brain_box(study.mask)
-        by = imputer[subject.name]
-        stack = model_inputs(by, study)
-        for key in contrasts:
-            imputed = synthesise(by.generator, stack, contrasts.index(key), study.mask, smoothing=model_smoothing(by, study))
-            volumes[(subject.name, key)] = (study.images[key][box].copy(), imputed[box].copy(), study.mask[box].copy())
-        print(f"{number}/{len(subjects)} {subject.name} imputed ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
-        del study, stack
+    try:
+        imputer = imputers(model, folds, subjects)
+        imputed = impute_all(model, folds, subjects, args.cache)
+    except ValueError as error:
+        parser.error(str(error))
+    volumes = {}  # (subject, contrast) -> (real, imputed with the card's smoothing of the model under test, mask), brain's box
+    for (name, key), item in imputed.items():
+        sigma = model_smoothing(model, key, item.slice_spacing)
+        volumes[(name, key)] = (item.real, smooth_in_brain(item.imputed, item.mask, sigma) if any(sigma) else item.imputed, item.mask)
+    del imputed
     real_landmarks = {pair: brain_landmarks(real, mask) for pair, (real, _, mask) in volumes.items()}
     imputed_landmarks = {pair: brain_landmarks(fake, mask) for pair, (_, fake, mask) in volumes.items()}
     offsets = {pair: real_landmarks[pair] - imputed_landmarks[pair] for pair in volumes}

@@ -56,7 +56,7 @@ def evaluate_pattern(study, contrasts: list[str], present: list[str], absent: li
         stack[targets] = 0.0
         started = time.monotonic()
         fakes = synthesise_missing(model.generator, stack, targets, study.mask, strategy=strategy, absent=targets,
-                                   smoothing=model_smoothing(smoothed_as, study))
+                                   smoothing={contrasts.index(k): model_smoothing(smoothed_as, k, study.slice_spacing) for k in absent})
         seconds = time.monotonic() - started
         for key in absent:
             scores = image_metrics(study.images[key], fakes[contrasts.index(key)], study.mask)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "held_out": held_out, "normalisation": NORMALISATION,
         "models": {method: {"name": m.name, "sha256": m.card["sha256"], "strategy": s} for method, (m, s) in methods.items()},
-        "smoothing": {"through_plane_sigma_mm": any_model.through_plane_mm, "in_plane_sigma_voxels": any_model.in_plane_voxels},
+        "smoothing": {key: dict(zip(("through_plane_sigma_mm", "in_plane_sigma_voxels"), any_model.smoothing(key))) for key in contrasts},
         "ssim": "3-D SSIM (7-voxel window) averaged over the brain (ssim_brain) and over the whole volume (ssim_volume)",
         "summary": summary(rows, list(methods), contrasts),
         "results": rows,

@@ -202,9 +202,9 @@ class SingleInputBaseline:
         chosen = choice_slices(study.mask, slices)
         sparse = np.zeros_like(study.mask)
         sparse[chosen] = study.mask[chosen]
-        in_plane = (0.0, model_smoothing(self.under_test, study)[1])  # slice by slice: only the chosen slices need it
         mask = study.mask[chosen]
         for key in targets:
+            in_plane = (0.0, self.under_test.smoothing(key)[1])  # slice by slice: only the chosen slices need it
             for source in self.contrasts:
                 if source != key:
                     fake = self.predict(stack, key, source, sparse, (0.0, 0.0))[chosen]
@@ -224,7 +224,6 @@ class HeldOut:
     def __init__(self, name: str, study: PreparedStudy, model: Model) -> None:
         self.name, self.study, self.model = name, study, model
         self.stack = model_inputs(model, study)
-        self.smoothing = model_smoothing(model, study)
         self.passes: dict[str, tuple[np.ndarray, float]] = {}
 
     def network(self, key: str) -> tuple[np.ndarray, float]:
@@ -234,6 +233,10 @@ class HeldOut:
             fake = synthesise(self.model.generator, self.stack, self.model.contrasts.index(key), self.study.mask)
             self.passes[key] = fake, time.monotonic() - began
         return self.passes[key]
+
+    def smoothing(self, key: str) -> tuple[float, float]:
+        """The model card's smoothing of `key` in voxels of this study."""
+        return model_smoothing(self.model, key, self.study.slice_spacing)
 
 
 def slice_roughness(volume: np.ndarray, brain: np.ndarray) -> float:
@@ -488,11 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     timing["fitting_s"] = round(time.monotonic() - fit_started, 1)
 
     # Held-out subjects. Each method: (HeldOut, contrast) -> (imputation, extra fields of its row).
-    smoothed = bool(model.through_plane_mm or model.in_plane_voxels)  # without a card smoothing the unsmoothed row is the same
+    smoothed = any(any(model.smoothing(key)) for key in targets)  # without a card smoothing the unsmoothed row is the same
     moved = bool(model.card.get("intensity_landmarks", {}).get("offsets"))  # likewise the row without the card's offsets
 
     def with_smoothing(s: HeldOut, key: str) -> np.ndarray:
-        return smooth_in_brain(s.network(key)[0], s.study.mask, s.smoothing) if smoothed else s.network(key)[0]
+        return smooth_in_brain(s.network(key)[0], s.study.mask, s.smoothing(key)) if any(s.smoothing(key)) else s.network(key)[0]
 
     methods: dict[str, Callable] = {COLLAGAN: lambda s, key: (model_landmarks(model, key, with_smoothing(s, key), s.study.mask), {})}
     if moved:
@@ -501,13 +504,13 @@ def main(argv: list[str] | None = None) -> int:
         methods[UNSMOOTHED] = lambda s, key: (s.network(key)[0], {"seconds": s.network(key)[1]})  # CollaGAN's own pass
     if args.views8:
         methods[VIEWS8] = lambda s, key: (model_landmarks(model, key, synthesise(model.generator, s.stack, contrasts.index(key), s.study.mask,
-                                                                                 smoothing=s.smoothing, views=8), s.study.mask), {})
+                                                                                 smoothing=s.smoothing(key), views=8), s.study.mask), {})
     methods[MEAN] = lambda s, key: (np.mean([s.study.images[k] for k in contrasts if k != key], axis=0), {})
     methods[LINEAR] = lambda s, key: (regressions[(key, False)].predict(s.study), {})
     methods[QUADRATIC] = lambda s, key: (regressions[(key, True)].predict(s.study), {})
     methods[FOREST_NAME] = lambda s, key: (forests[key].predict(s.study), {})
     methods[single.label] = lambda s, key: (
-        single.predict(single.stack(s.study, s.stack), key, single.chosen[key], s.study.mask, s.smoothing), {"single_input": single.chosen[key]})
+        single.predict(single.stack(s.study, s.stack), key, single.chosen[key], s.study.mask, s.smoothing(key)), {"single_input": single.chosen[key]})
 
     held_started = time.monotonic()
     labels = label_files(args.data, held_out, None) or {}
@@ -544,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                     "labelled_subjects": labelled, "proxy_subjects": unlabelled, "by_subject": region_info,
                     "means": "tumour regions (wt, tc, et) over the labelled subjects; the enhancement PROXY over the unlabelled ones"},
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
-        "smoothing": {"through_plane_sigma_mm": model.through_plane_mm, "in_plane_sigma_voxels": model.in_plane_voxels,
+        "smoothing": {"by_contrast": {key: dict(zip(("through_plane_sigma_mm", "in_plane_sigma_voxels"), model.smoothing(key)))
+                                      for key in targets},
                       "applies_to": [COLLAGAN, VIEWS8, single.label]},
         "intensity_landmarks": {"offsets_for": sorted(model.card.get("intensity_landmarks", {}).get("offsets", {})),
                                 "applies_to": [COLLAGAN, VIEWS8]},

@@ -117,14 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     brain, stack = study.mask[kept], np.ascontiguousarray(model_inputs(model, study)[:, kept])
     proxy = enhancement_proxy(study.images["t1gd"], study.images["t1"], study.mask)[kept]
     reals = {key: study.images[key][kept] for key in contrasts}
-    across, within = model_smoothing(model, study)
-    smoothing = (across / args.every, within)  # kept slices lie `every` slices apart
     x_mm, y_mm, z_mm = study.canonical_spacing
     spacing = (x_mm, y_mm, z_mm * args.every)
 
     rows, figure_rows = [], []
     for key in contrasts:
         target = contrasts.index(key)
+        smoothing = model_smoothing(model, key, study.slice_spacing * args.every)  # kept slices lie `every` slices apart
         started = time.monotonic()
         plain = model_landmarks(model, key, synthesise(model.generator, stack, target, brain, smoothing=smoothing), brain)
         plain_seconds = time.monotonic() - started

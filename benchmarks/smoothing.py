@@ -1,147 +1,127 @@
-"""How much smoothing a model's imputations get (its card's "inference"), chosen on its training subjects.
+"""How much smoothing each contrast's imputations get (the card's "inference"), chosen out of fold per contrast.
 
 A 2-D generator leaves two artefacts no real volume has: neighbouring slices differ more than a real
 volume's (each slice is imputed on its own) and the decoder's stride-2 transposed convolutions leave a
-faint checkerboard in plane. synthesis.smooth_in_brain removes both; this script picks its two widths by
-two fixed rules on the model's training subjects (never the held-out one), each contrast imputed from the
-other three over the whole volume (metrics.py, BraSyn normalisation, 3-D SSIM):
+faint checkerboard in plane. synthesis.smooth_in_brain removes both, but what it costs in detail differs by
+contrast (one width for all raised T1 and T2 and lowered FLAIR, docs/validation_rule.md), so each contrast
+gets its own pair of widths by the rule written there before any figure was seen (RULE): chosen on the
+training subjects' out-of-fold imputations (out_of_fold_imputations.py), never on a held-out subject.
 
-1. across slices (mm, no smoothing in plane): the smallest candidate at which the median over subjects of
-   the neighbouring-slice difference of the imputed volume over the real volume's is within 1.2 for every
-   contrast (issue 3's target);
-2. in plane (voxels of the network's grid, with the width of rule 1): the smallest candidate whose mean
-   brain SSIM over subjects and contrasts is within 0.001 of the best candidate's.
+Writes STEM.json and STEM.md; `--write-card` stores the choice in the model card's inference block.
 
-With `--views N` it also scores the opt-in average of N shifted and mirrored views (inference.VIEWS) with the
-chosen smoothing, per contrast against one view: the evidence the option was built on, from the same subjects.
-
-Writes JSON and a Markdown table; `--write-card` also stores the choice in the model card.
-
-    python benchmarks/smoothing.py --data ../shared/data/manifest.json [--weights W] [--views 8] [--write-card]
+    python benchmarks/smoothing.py --data ../shared/data/training.json \
+        --fold-weights FOLD_A --fold-weights FOLD_B [--cache DIR] [--write-card]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
-from CollaGANImputeLib.core.contrasts import display_name
-from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
-from CollaGANImputeLib.inference.synthesis import model_inputs, smooth_in_brain, synthesise
-from CollaGANImputeLib.io.atomic import write_text_atomic
-from CollaGANImputeLib.model.model_card import update_card
-from CollaGANImputeLib.model.weights import load_model
-from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
-from quality import slice_roughness  # noqa: E402
+from CollaGANImputeLib.core.contrasts import display_name  # noqa: E402
+from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics  # noqa: E402
+from CollaGANImputeLib.inference.synthesis import smooth_in_brain  # noqa: E402
+from CollaGANImputeLib.io.atomic import write_text_atomic  # noqa: E402
+from CollaGANImputeLib.model.model_card import update_card  # noqa: E402
+from CollaGANImputeLib.model.weights import load_model  # noqa: E402
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects  # noqa: E402
+from out_of_fold_imputations import Imputed, impute_all, imputers  # noqa: E402
 
-ROUGHNESS_LIMIT = 1.2
-SSIM_TOLERANCE = 0.001
-
-
-def across_slices_rule(ratios: dict[float, dict[str, list[float]]]) -> float:
-    """Rule 1 on {sigma_mm: {contrast: [ratio per subject]}}; the largest candidate if none meets it."""
-    for sigma in sorted(ratios):
-        if all(np.median(r) <= ROUGHNESS_LIMIT for r in ratios[sigma].values()):
-            return sigma
-    return max(ratios)
+ACROSS_MM = (0.0, 0.5, 1.0, 1.5, 2.0)
+IN_PLANE_VOXELS = (0.0, 0.5, 0.75, 1.0)
+RULE = ("written 2026-12-05 before its figures were seen (docs/validation_rule.md): per contrast, among the pairs whose mean brain PSNR "
+        "over the training subjects' out-of-fold imputations is no lower than the unsmoothed imputation's, the one with the highest "
+        "mean brain SSIM; unsmoothed if that is (0, 0)")
 
 
-def in_plane_rule(mean_ssim: dict[float, float]) -> float:
-    """Rule 2 on {sigma_voxels: mean brain SSIM}."""
-    best = max(mean_ssim.values())
-    return min(sigma for sigma, value in mean_ssim.items() if value >= best - SSIM_TOLERANCE)
+def score_pairs(item: Imputed, pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(brain SSIM, brain PSNR) of the imputation smoothed by each (across mm, in-plane voxels) pair."""
+    scores = []
+    for across, within in pairs:
+        sigma = (across / item.slice_spacing, within)
+        volume = smooth_in_brain(item.imputed, item.mask, sigma) if any(sigma) else item.imputed
+        metrics = image_metrics(item.real, volume, item.mask)
+        scores.append((metrics["ssim_brain"], metrics["psnr_brain"]))
+    return scores
+
+
+def choose(means: dict[tuple[float, float], tuple[float, float]]) -> tuple[float, float]:
+    """RULE on {(across mm, in-plane voxels): (mean brain SSIM, mean brain PSNR)}, which holds (0, 0)."""
+    floor = means[(0.0, 0.0)][1]
+    allowed = [pair for pair, (_, psnr) in means.items() if psnr >= floor]
+    return max(allowed, key=lambda pair: (means[pair][0], -sum(pair)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
-    parser.add_argument("--subject", action="append", default=[], help="default: the model card's training subjects")
-    parser.add_argument("--across-mm", type=float, nargs="+", default=[0.5, 0.75, 1.0, 1.25])
-    parser.add_argument("--in-plane-voxels", type=float, nargs="+", default=[0.0, 0.5, 0.6, 0.75, 0.9, 1.0])
-    parser.add_argument("--views", type=int, default=1, help="also score the average of this many views (inference.VIEWS)")
+    parser.add_argument("--fold-weights", type=Path, action="append", default=[], required=True,
+                        help="a model trained on part of the training subjects (repeatable); each training subject is "
+                             "imputed by one that never saw it")
+    parser.add_argument("--cache", type=Path, help="keep the imputations here (out_of_fold_imputations.py)")
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring the candidates")
     parser.add_argument("--write-card", action="store_true", help="store the choice in the model card's inference block")
+    parser.add_argument("--stem", default="smoothing", help="output file names: STEM.json, STEM.md")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
+    started = time.monotonic()
 
     model = load_model(args.weights)
     contrasts = model.contrasts
-    names = args.subject or model.card["training"]["train_subjects"]
-    outside = sorted(set(names) - set(model.card.get("training", {}).get("train_subjects", [])))
-    if args.write_card and outside:  # the card says its smoothing was chosen on the training subjects
-        parser.error(f"--write-card: {', '.join(outside)} not among the model's training subjects; choose on those only")
-    subjects = only_subjects(discover_subjects(args.data, contrasts), names, args.data)
-    ratios: dict[float, dict[str, list[float]]] = {s: {k: [] for k in contrasts} for s in args.across_mm}
-    imputed = []  # (study, contrast, raw imputation, stack): rule 2 smooths them again
-    for subject in subjects:
-        study = prepare_subject(subject, contrasts)
-        stack = model_inputs(model, study)
-        for key in contrasts:
-            print(f"{subject.name}: {display_name(key)}", file=sys.stderr, flush=True)
-            raw = synthesise(model.generator, stack, contrasts.index(key), study.mask)
-            real_roughness = slice_roughness(study.images[key], study.mask)
-            for sigma in args.across_mm:
-                smoothed = smooth_in_brain(raw, study.mask, (sigma / study.slice_spacing, 0.0))
-                ratios[sigma][key].append(slice_roughness(smoothed, study.mask) / real_roughness)
-            imputed.append((study, key, raw, stack))
-    across = across_slices_rule(ratios)
+    trained = list(model.card["training"]["train_subjects"])
+    subjects = only_subjects(discover_subjects(args.data, contrasts), trained, args.data)
+    folds = [load_model(weights) for weights in args.fold_weights]
+    try:
+        by = imputers(model, folds, subjects)
+        volumes = impute_all(model, folds, subjects, args.cache)
+    except ValueError as error:
+        parser.error(str(error))
+    pairs = list(itertools.product(ACROSS_MM, IN_PLANE_VOXELS))
+    keys = list(volumes)
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        scored = dict(zip(keys, pool.map(score_pairs, [volumes[k] for k in keys], itertools.repeat(pairs))))
 
-    scores: dict[float, list[dict]] = {s: [] for s in args.in_plane_voxels}
-    for study, key, raw, _ in imputed:
-        for sigma in args.in_plane_voxels:
-            smoothed = smooth_in_brain(raw, study.mask, (across / study.slice_spacing, sigma))
-            scores[sigma].append(image_metrics(study.images[key], smoothed, study.mask))
-    mean_ssim = {s: float(np.mean([m["ssim_brain"] for m in scores[s]])) for s in scores}
-    mean_psnr = {s: float(np.mean([m["psnr_brain"] for m in scores[s]])) for s in scores}
-    in_plane = in_plane_rule(mean_ssim)
-
-    by_views: dict[str, dict[str, list[float]]] = {}  # contrast -> {"one": [SSIM per subject], "averaged": [...]}
-    if args.views > 1:
-        for (study, key, _, stack), one in zip(imputed, scores[in_plane]):
-            print(f"{key}: {args.views} views", file=sys.stderr, flush=True)
-            averaged = synthesise(model.generator, stack, contrasts.index(key), study.mask, views=args.views,
-                                  smoothing=(across / study.slice_spacing, in_plane))
-            row = by_views.setdefault(key, {"one": [], "averaged": [], "one_psnr": [], "averaged_psnr": []})
-            scored = image_metrics(study.images[key], averaged, study.mask)
-            for name, source, metric in (("one", one, "ssim_brain"), ("averaged", scored, "ssim_brain"),
-                                         ("one_psnr", one, "psnr_brain"), ("averaged_psnr", scored, "psnr_brain")):
-                row[name].append(source[metric])
-
+    means = {key: {pair: tuple(float(np.mean([scored[(s.name, key)][i][m] for s in subjects])) for m in (0, 1))
+                   for i, pair in enumerate(pairs)} for key in contrasts}
+    chosen = {key: choose(means[key]) for key in contrasts}
     report = {
-        "model": model.name, "weights_sha256": model.card["sha256"], "subjects": names, "normalisation": NORMALISATION,
-        "rules": {"across_slices": f"smallest sigma (mm) with median slice-difference ratio <= {ROUGHNESS_LIMIT} for every contrast",
-                  "in_plane": f"smallest sigma (voxels) within {SSIM_TOLERANCE} of the best mean brain SSIM, with the chosen across-slices sigma"},
-        "across_slices_ratios": {str(s): {k: [round(x, 3) for x in v] for k, v in r.items()} for s, r in ratios.items()},
-        "in_plane_mean_ssim_brain": {str(s): round(v, 4) for s, v in mean_ssim.items()},
-        "in_plane_mean_psnr_brain": {str(s): round(v, 3) for s, v in mean_psnr.items()},
-        "chosen": {"through_plane_sigma_mm": across, "in_plane_sigma_voxels": in_plane},
-        "views": {"count": args.views, "brain_ssim_and_psnr_per_subject": by_views} if by_views else None,
+        "model": model.name, "weights_sha256": model.card["sha256"], "normalisation": NORMALISATION, "rule": RULE,
+        "subjects": [s.name for s in subjects],
+        "imputed_by": {name: f"{imputer.name} (sha256 {imputer.card['sha256'][:12]})" for name, imputer in by.items()},
+        "candidates": [list(pair) for pair in pairs],
+        "mean_ssim_psnr_brain": {key: {f"{a}/{b}": [round(v, 4) for v in means[key][(a, b)]] for a, b in pairs} for key in contrasts},
+        "per_subject": {f"{name}/{key}": [[round(v, 4) for v in score] for score in scores] for (name, key), scores in scored.items()},
+        "chosen": {key: {"through_plane_sigma_mm": chosen[key][0], "in_plane_sigma_voxels": chosen[key][1]} for key in contrasts},
+        "seconds": round(time.monotonic() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out / "smoothing.json", json.dumps(report, indent=2) + "\n")
-    lines = [f"Model {model.name}, training subjects {', '.join(names)}. {NORMALISATION}.", "",
-             "| across slices (mm) | " + " | ".join(f"median ratio {display_name(k)}" for k in contrasts) + " |",
-             "|---|" + "---|" * len(contrasts)]
-    lines += [f"| {s}{' (chosen)' if s == across else ''} | " + " | ".join(f"{np.median(ratios[s][k]):.2f}" for k in contrasts) + " |"
-              for s in args.across_mm]
-    lines += ["", f"| in plane (voxels), across slices {across} mm | mean SSIM brain | mean PSNR brain (dB) |", "|---|---|---|"]
-    lines += [f"| {s}{' (chosen)' if s == in_plane else ''} | {mean_ssim[s]:.4f} | {mean_psnr[s]:.2f} |" for s in args.in_plane_voxels]
-    if by_views:
-        lines += ["", f"| contrast | mean SSIM brain, 1 view | {args.views} views | mean PSNR brain (dB), 1 view | {args.views} views |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {display_name(k)} | {np.mean(r['one']):.4f} | {np.mean(r['averaged']):.4f} | {np.mean(r['one_psnr']):.2f} | "
-                  f"{np.mean(r['averaged_psnr']):.2f} |" for k, r in by_views.items()]
-    write_text_atomic(args.out / "smoothing.md", "\n".join(lines) + "\n")
+    write_text_atomic(args.out / f"{args.stem}.json", json.dumps(report, indent=2) + "\n")
+    lines = [f"Model {model.name}: each contrast of its {len(subjects)} training subjects imputed out of fold from the other three. "
+             f"{NORMALISATION}. Mean brain SSIM / PSNR (dB) with the smoothing across slices (rows, mm) and in plane (columns, voxels). "
+             f"Rule: {RULE}.", ""]
+    for key in contrasts:
+        lines += [f"**{display_name(key)}** (chosen: {chosen[key][0]} mm, {chosen[key][1]} voxels)", "",
+                  "| across \\ in plane | " + " | ".join(f"{b}" for b in IN_PLANE_VOXELS) + " |", "|---|" + "---|" * len(IN_PLANE_VOXELS)]
+        lines += [f"| {a} | " + " | ".join(f"{'**' if (a, b) == chosen[key] else ''}{means[key][(a, b)][0]:.4f} / {means[key][(a, b)][1]:.2f}"
+                                           f"{'**' if (a, b) == chosen[key] else ''}" for b in IN_PLANE_VOXELS) + " |" for a in ACROSS_MM]
+        lines.append("")
+    write_text_atomic(args.out / f"{args.stem}.md", "\n".join(lines))
     print("\n".join(lines))
     if args.write_card:
-        inference = {**model.card.get("inference", {}), **report["chosen"], "chosen_on": [s.name for s in subjects],
-                     "chosen_by": "benchmarks/smoothing.py (benchmarks/results/smoothing.md)"}
+        inference = {key: value for key, value in model.card.get("inference", {}).items()
+                     if key not in ("through_plane_sigma_mm", "in_plane_sigma_voxels")}
+        inference.update({"by_contrast": report["chosen"], "chosen_on": report["subjects"], "rule": RULE,
+                          "chosen_by": f"benchmarks/smoothing.py (benchmarks/results/{args.stem}.md)"})
         print(f"wrote the choice into {update_card(model.weights_path, {'inference': inference})}", file=sys.stderr)
     return 0
 

@@ -77,7 +77,7 @@ def evaluate_subjects(
             if progress is not None:
                 progress(f"{subject.name}: {key}")
             fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                              smoothing=model_smoothing(model, study), views=views)
+                              smoothing=model_smoothing(model, key, study.slice_spacing), views=views)
             fake = model_landmarks(model, key, fake, study.mask)
             real = study.images[key]
             if bias_corrected:

@@ -97,7 +97,7 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
     for key in contrasts:
         steps.start(f"{name}: imputing {display_name(key)}")
         fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                         smoothing=model_smoothing(model, study), cancel=steps.cancel)
+                         smoothing=model_smoothing(model, key, study.slice_spacing), cancel=steps.cancel)
         fake = model_landmarks(model, key, fake, study.mask)
         brain = image_metrics(study.images[key], fake, study.mask)
         row = {"subject": name, "contrast": key, **{m: brain[m] for m in METRICS}, "regions": {}}

@@ -97,6 +97,7 @@ def synthesise_missing(
     strategy: str = "joint",
     absent: Sequence[int] = (),
     finish: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    smoothing: Mapping[int, tuple[float, float]] | None = None,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
     **options,
@@ -106,15 +107,17 @@ def synthesise_missing(
     "joint": each target from the present inputs alone. "chain": the absent channels (`absent`, in
     that order, defaulting to `targets`) one after another, each written into the stack before the
     next is imputed. `finish(index, volume)`, where given, turns each network output into the
-    imputation (the card's landmark offsets) before it is kept or chained. Other keyword options go to
-    `synthesise`. Returns target index -> (S, H, W).
+    imputation (the card's landmark offsets) before it is kept or chained. `smoothing`: each index's
+    widths for `synthesise` (none where absent). Other keyword options go to `synthesise`. Returns target
+    index -> (S, H, W).
     """
     order = list(targets) if strategy == "joint" else list(dict.fromkeys([*absent, *targets]))
     stack = stack.copy() if strategy == "chain" else stack
     results: dict[int, np.ndarray] = {}
     for number, index in enumerate(order):
         step = None if progress is None else (lambda done, total, n=number: progress(n * total + done, len(order) * total))
-        results[index] = synthesise(generator, stack, index, mask, progress=step, cancel=cancel, **options)
+        results[index] = synthesise(generator, stack, index, mask, progress=step, cancel=cancel,
+                                    smoothing=(smoothing or {}).get(index, (0.0, 0.0)), **options)
         if finish is not None:
             results[index] = finish(index, results[index])
         if strategy == "chain":
@@ -178,7 +181,7 @@ def impute_all(
     if model.bias_corrected:
         study.notes.append(f"inputs freed of their coil shading (N4) first, as model '{model.name}' was trained")
     stack = model_inputs(model, study)
-    smoothing = model_smoothing(model, study)
+    smoothing = {contrasts.index(k): model_smoothing(model, k, study.slice_spacing) for k in contrasts}
     volumes = synthesise_missing(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
@@ -196,7 +199,7 @@ def impute_all(
         method = available_methods(model.card, len(inputs))[0]
         for key in missing:  # the progress count starts again for each map
             _, reliability = reliability_map(model, stack, contrasts.index(key), study.mask, method=method, batch_size=batch_size,
-                                             present=[contrasts.index(k) for k in inputs], smoothing=smoothing,
+                                             present=[contrasts.index(k) for k in inputs], smoothing=smoothing[contrasts.index(key)],
                                              progress=progress, cancel=cancel)
             results[key].uncertainty = study.to_reference_image(reliability)
             results[key].uncertainty_meaning = describe(method)

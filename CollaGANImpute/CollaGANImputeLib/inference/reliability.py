@@ -197,7 +197,7 @@ def calibrate(
         kept, stack = brain_slices(study.mask)[::every], model_inputs(model, study)
         for target, key in enumerate(contrasts):
             central, spread = uncertainty_map(model.generator, stack, target, study.mask, method=spread_method,
-                                              smoothing=model_smoothing(model, study), cancel=cancel)
+                                              smoothing=model_smoothing(model, key, study.slice_spacing), cancel=cancel)
             central = model_landmarks(model, key, central, study.mask)  # the error of the imputation as delivered
             central, spread, mask = central[kept], spread[kept], study.mask[kept]
             error = np.abs(brasyn_normalise(central, mask) - brasyn_normalise(study.images[key][kept], mask))[mask]

@@ -171,10 +171,11 @@ def smooth_in_brain(volume: np.ndarray, mask: np.ndarray, sigma: tuple[float, fl
     return np.where(mask, smoothed / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
 
 
-def model_smoothing(model: Model, study: PreparedStudy) -> tuple[float, float]:
-    """The model's smoothing (card "inference") in voxels of this study: across slices, given in mm so that
-    thick-slice studies get less, and in plane, given in voxels of the grid the network runs on."""
-    return model.through_plane_mm / study.slice_spacing, model.in_plane_voxels
+def model_smoothing(model: Model, key: str, slice_spacing: float) -> tuple[float, float]:
+    """The model's smoothing of contrast `key` (card "inference") in voxels of a study `slice_spacing` mm apart: across
+    slices, given in mm so that thick-slice studies get less, and in plane, given in voxels of the network's grid."""
+    across_mm, in_plane = model.smoothing(key)
+    return across_mm / slice_spacing, in_plane
 
 
 def synthesise_naive(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray) -> np.ndarray:

@@ -119,6 +119,12 @@ class _CardCheck:
         return self.typed(card[key], key, kind, what) if key in card else None
 
 
+def _check_smoothing(widths: dict, field: str, check: _CardCheck) -> None:
+    """The smoothing widths of `field` (absent: none) within what benchmarks/smoothing.py would ever choose."""
+    check.number(widths.get("through_plane_sigma_mm", 0.0), f"{field}.through_plane_sigma_mm", 0.0, MAX_THROUGH_PLANE_MM)
+    check.number(widths.get("in_plane_sigma_voxels", 0.0), f"{field}.in_plane_sigma_voxels", 0.0, MAX_IN_PLANE_VOXELS)
+
+
 def _shown(value) -> str:
     text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -172,8 +178,12 @@ def validate_card(card: object, source: Path) -> dict:
         check.number(missing_inputs.get("max", 1), "missing_inputs.max", low, len(contrasts) - 1, integer=True)
     inference = check.optional(card, "inference", dict, "an object")
     if inference is not None:
-        check.number(inference.get("through_plane_sigma_mm", 0.0), "inference.through_plane_sigma_mm", 0.0, MAX_THROUGH_PLANE_MM)
-        check.number(inference.get("in_plane_sigma_voxels", 0.0), "inference.in_plane_sigma_voxels", 0.0, MAX_IN_PLANE_VOXELS)
+        _check_smoothing(inference, "inference", check)
+        by_contrast = check.typed(inference.get("by_contrast", {}), "inference.by_contrast", dict, "an object")
+        for key, widths in by_contrast.items():
+            if key not in contrasts:
+                check.fail(f"inference.by_contrast.{key}", "names no contrast of the card")
+            _check_smoothing(check.typed(widths, f"inference.by_contrast.{key}", dict, "an object"), f"inference.by_contrast.{key}", check)
     for key in ("normalisation", "training", "metrics"):
         check.optional(card, key, dict, "an object")
     for key in ("train_subjects", "validation_subjects"):

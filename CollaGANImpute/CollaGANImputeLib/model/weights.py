@@ -36,15 +36,13 @@ class Model:
     def name(self) -> str:
         return self.card.get("name", self.weights_path.stem)
 
-    @property
-    def through_plane_mm(self) -> float:
-        """Width (Gaussian sigma, mm) of the smoothing across slices its imputations get (synthesis.smooth_in_brain)."""
-        return float(self.card.get("inference", {}).get("through_plane_sigma_mm", 0.0))
-
-    @property
-    def in_plane_voxels(self) -> float:
-        """Width (Gaussian sigma, voxels of the network's grid) of the smoothing in plane its imputations get."""
-        return float(self.card.get("inference", {}).get("in_plane_sigma_voxels", 0.0))
+    def smoothing(self, key: str) -> tuple[float, float]:
+        """Widths (Gaussian sigma) of the smoothing the imputations of contrast `key` get (synthesis.smooth_in_brain):
+        across slices in mm, in plane in voxels of the network's grid. The card's "inference" gives them per contrast
+        ("by_contrast", since what smoothing costs in detail differs by contrast) or for every contrast; none: (0, 0)."""
+        block = self.card.get("inference", {})
+        widths = block.get("by_contrast", {}).get(key, block)
+        return float(widths.get("through_plane_sigma_mm", 0.0)), float(widths.get("in_plane_sigma_voxels", 0.0))
 
     @property
     def most_missing(self) -> int:
