@@ -2,8 +2,8 @@
 
 After BraSyn normalisation PSNR rewards every intensity being right, so an imputation with the right anatomy
 but too dim a bright tail loses decibels and SSIM (intensity_landmarks.py says why a generator trained with
-L1 has one). Each contrast of every subject of --data is imputed from the others (out_of_fold_imputations.py; the smoothing of the card under test, no
-offsets) and scored (metrics.py, 3-D SSIM) three ways:
+L1 has one). Each contrast of every subject of --data is imputed from the others (out_of_fold_imputations.py),
+given the smoothing of the card under test and no offsets, and scored (metrics.py, 3-D SSIM) three ways:
 
 - "as imputed": the network's output;
 - "offsets": its brain landmarks moved by the mean (real - imputed) landmark offsets of the model's training
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     folds = [load_model(weights) for weights in args.fold_weights]
     try:
         imputer = imputers(model, folds, subjects)
-        imputed = impute_all(model, folds, subjects, args.cache)
+        imputed = impute_all(imputer, subjects, args.cache)
     except ValueError as error:
         parser.error(str(error))
     volumes = {}  # (subject, contrast) -> (real, imputed with the card's smoothing of the model under test, mask), brain's box

@@ -4,9 +4,9 @@ A correction of a model's output (landmark offsets, smoothing) must be chosen on
 of a new subject, so a training subject is imputed by a fold model that was not trained on it
 (benchmarks/out_of_fold.py trains them) and any other subject by the model under test. Every contrast is
 imputed from the other three, unsmoothed and unmapped, and kept cropped to the brain's box with a margin wide
-enough that smoothing and scoring inside the brain give what they give on the whole volume. `--cache` keeps
-them on disk, one NumPy file per subject named by the imputing model's sha256, so a second benchmark (or an
-interrupted one) does not impute again.
+enough that smoothing and scoring inside the brain give what they give on the whole volume. A cache folder (the
+benchmarks' `--cache`) keeps them on disk, one NumPy file per subject named by the imputing model's sha256, so a
+second benchmark (or an interrupted one) does not impute again; empty it when the data or their preparation change.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from CollaGANImputeLib.io.atomic import atomic_path  # noqa: E402
 from CollaGANImputeLib.model.weights import Model  # noqa: E402
 from CollaGANImputeLib.preparation.data import Subject, prepare_subject  # noqa: E402
 
-# Voxels kept around the brain's box: more than the widest smoothing's kernel reaches (4 sigma of 3 voxels), and
-# than SSIM's 3-voxel half-window, so results inside the brain are those of the whole volume.
+# Voxels kept around the brain's box: more than the widest smoothing smoothing.py tries reaches (4 sigma of 2 voxels,
+# 2 mm across 1 mm slices) and than SSIM's 3-voxel half-window, so results inside the brain are the whole volume's.
 MARGIN = 12
 
 
@@ -89,9 +89,8 @@ def impute_subject(by: Model, subject: Subject, cache: Path | None = None) -> di
     return result
 
 
-def impute_all(model: Model, folds: list[Model], subjects: list[Subject], cache: Path | None = None) -> dict[tuple[str, str], Imputed]:
-    """(subject, contrast) -> Imputed for every subject, out of fold where `folds` allow; progress on stderr."""
-    by = imputers(model, folds, subjects)
+def impute_all(by: dict[str, Model], subjects: list[Subject], cache: Path | None = None) -> dict[tuple[str, str], Imputed]:
+    """(subject, contrast) -> Imputed for every subject, each by its model in `by` (`imputers`); progress on stderr."""
     started = time.monotonic()
     volumes = {}
     for number, subject in enumerate(subjects, 1):

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     folds = [load_model(weights) for weights in args.fold_weights]
     try:
         by = imputers(model, folds, subjects)
-        volumes = impute_all(model, folds, subjects, args.cache)
+        volumes = impute_all(by, subjects, args.cache)
     except ValueError as error:
         parser.error(str(error))
     pairs = list(itertools.product(ACROSS_MM, IN_PLANE_VOXELS))
