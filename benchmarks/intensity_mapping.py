@@ -50,7 +50,7 @@ from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.model.model_card import update_card
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.data import discover_subjects
-from out_of_fold_imputations import impute_all, imputers  # noqa: E402
+from out_of_fold_imputations import add_options, from_options  # noqa: E402
 
 MAPPINGS = ("as imputed", "offsets", "conditioned", "oracle")
 RULE = ("a contrast's imputations get the offsets only if, over the training subjects (each scored with offsets fitted "
@@ -72,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
     parser.add_argument("--write-card", action="store_true", help="write the offsets of the contrasts that passed into the card")
-    parser.add_argument("--fold-weights", type=Path, action="append", default=[],
-                        help="a model trained on part of the training subjects (repeatable): training subjects are imputed out of fold")
-    parser.add_argument("--cache", type=Path, help="keep the imputations here (out_of_fold_imputations.py)")
+    add_options(parser, folds_required=False)
     parser.add_argument("--stem", default="intensity_mapping", help="output file names: STEM.json, STEM.md")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -88,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(trained) < 3:
         parser.error(f"{args.data} holds {len(trained)} of the model's training subjects ({', '.join(training)}): "
                      "fitting offsets with the scored one left out needs at least three")
-    folds = [load_model(weights) for weights in args.fold_weights]
-    try:
-        imputer = imputers(model, folds, subjects)
-        imputed = impute_all(imputer, subjects, args.cache)
-    except ValueError as error:
-        parser.error(str(error))
+    imputer, imputed = from_options(parser, args, model, subjects)
     volumes = {}  # (subject, contrast) -> (real, imputed with the card's smoothing of the model under test, mask), brain's box
     for (name, key), item in imputed.items():
         sigma = model_smoothing(model, key, item.slice_spacing)
@@ -147,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                           for m in MAPPINGS)
 
     out_of_fold = (f" Training subjects imputed out of fold, by {', '.join(sorted({imputer[n].name for n in trained}))}; held-out ones by "
-                   f"{model.name}." if folds else "")
+                   f"{model.name}." if args.fold_weights else "")
     lines = [f"Model {model.name}. {NORMALISATION}. Brain SSIM / PSNR (dB), each contrast imputed from the others; offsets fitted on "
              f"the training subjects with the scored one left out.{out_of_fold} Rule: {RULE}. Conditioned offsets ({CONDITIONED_RULE}): "
              f"{', '.join(display_name(k) for k in conditioned_passes) or 'no contrast'} passes.", "",

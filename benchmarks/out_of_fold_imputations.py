@@ -11,6 +11,7 @@ second benchmark (or an interrupted one) does not impute again; empty it when th
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.inference.synthesis import model_inputs, synthesise  # noqa: E402
 from CollaGANImputeLib.io.atomic import atomic_path  # noqa: E402
-from CollaGANImputeLib.model.weights import Model  # noqa: E402
+from CollaGANImputeLib.model.weights import Model, load_model  # noqa: E402
 from CollaGANImputeLib.preparation.data import Subject, prepare_subject  # noqa: E402
 
 # Voxels kept around the brain's box: more than the widest smoothing smoothing.py tries reaches (4 sigma of 2 voxels,
@@ -100,3 +101,21 @@ def impute_all(by: dict[str, Model], subjects: list[Subject], cache: Path | None
               file=sys.stderr, flush=True)
     return volumes
 
+
+
+def add_options(parser: argparse.ArgumentParser, *, folds_required: bool) -> None:
+    """The options of a benchmark that reads out-of-fold imputations: the fold models and the cache."""
+    parser.add_argument("--fold-weights", type=Path, action="append", default=[], required=folds_required,
+                        help="a model trained on part of the training subjects (repeatable); each training subject is "
+                             "imputed by one that never saw it")
+    parser.add_argument("--cache", type=Path, help="keep the imputations here (out_of_fold_imputations.py)")
+
+
+def from_options(parser: argparse.ArgumentParser, args: argparse.Namespace, model: Model,
+                 subjects: list[Subject]) -> tuple[dict[str, Model], dict[tuple[str, str], Imputed]]:
+    """`imputers` and `impute_all` as `add_options`'s options ask; a fold model that cannot serve ends with parser.error."""
+    try:
+        by = imputers(model, [load_model(weights) for weights in args.fold_weights], subjects)
+    except ValueError as error:
+        parser.error(str(error))
+    return by, impute_all(by, subjects, args.cache)

@@ -34,7 +34,7 @@ from CollaGANImputeLib.io.atomic import write_text_atomic  # noqa: E402
 from CollaGANImputeLib.model.model_card import update_card  # noqa: E402
 from CollaGANImputeLib.model.weights import load_model  # noqa: E402
 from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects  # noqa: E402
-from out_of_fold_imputations import Imputed, impute_all, imputers  # noqa: E402
+from out_of_fold_imputations import Imputed, add_options, from_options  # noqa: E402
 
 ACROSS_MM = (0.0, 0.5, 1.0, 1.5, 2.0)
 IN_PLANE_VOXELS = (0.0, 0.5, 0.75, 1.0)
@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--weights", type=Path, help="default: the bundled model")
-    parser.add_argument("--fold-weights", type=Path, action="append", default=[], required=True,
-                        help="a model trained on part of the training subjects (repeatable); each training subject is "
-                             "imputed by one that never saw it")
-    parser.add_argument("--cache", type=Path, help="keep the imputations here (out_of_fold_imputations.py)")
+    add_options(parser, folds_required=True)
     parser.add_argument("--workers", type=int, default=1, help="processes scoring the candidates")
     parser.add_argument("--write-card", action="store_true", help="store the choice in the model card's inference block")
     parser.add_argument("--stem", default="smoothing", help="output file names: STEM.json, STEM.md")
@@ -80,12 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     contrasts = model.contrasts
     trained = list(model.card["training"]["train_subjects"])
     subjects = only_subjects(discover_subjects(args.data, contrasts), trained, args.data)
-    folds = [load_model(weights) for weights in args.fold_weights]
-    try:
-        by = imputers(model, folds, subjects)
-        volumes = impute_all(by, subjects, args.cache)
-    except ValueError as error:
-        parser.error(str(error))
+    by, volumes = from_options(parser, args, model, subjects)
     pairs = list(itertools.product(ACROSS_MM, IN_PLANE_VOXELS))
     keys = list(volumes)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
