@@ -224,19 +224,27 @@ class HeldOut:
     def __init__(self, name: str, study: PreparedStudy, model: Model) -> None:
         self.name, self.study, self.model = name, study, model
         self.stack = model_inputs(model, study)
+        self.stacks = {model.name: self.stack}  # the inputs as each serving model reads them
         self.passes: dict[str, tuple[np.ndarray, float]] = {}
+
+    def server(self, key: str) -> Model:
+        """The model that imputes `key` from the other contrasts: the card's companion where it serves `key`."""
+        return self.model.serving([key], [k for k in self.model.contrasts if k != key])
 
     def network(self, key: str) -> tuple[np.ndarray, float]:
         """The unsmoothed imputation of `key` and the seconds its network pass took."""
         if key not in self.passes:
+            server = self.server(key)
+            if server.name not in self.stacks:
+                self.stacks[server.name] = model_inputs(server, self.study)
             began = time.monotonic()
-            fake = synthesise(self.model.generator, self.stack, self.model.contrasts.index(key), self.study.mask)
+            fake = synthesise(server.generator, self.stacks[server.name], self.model.contrasts.index(key), self.study.mask)
             self.passes[key] = fake, time.monotonic() - began
         return self.passes[key]
 
     def smoothing(self, key: str) -> tuple[float, float]:
-        """The model card's smoothing of `key` in voxels of this study."""
-        return model_smoothing(self.model, key, self.study.slice_spacing)
+        """The serving model's smoothing of `key` in voxels of this study."""
+        return model_smoothing(self.server(key), key, self.study.slice_spacing)
 
 
 def slice_roughness(volume: np.ndarray, brain: np.ndarray) -> float:
@@ -497,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     def with_smoothing(s: HeldOut, key: str) -> np.ndarray:
         return smooth_in_brain(s.network(key)[0], s.study.mask, s.smoothing(key)) if any(s.smoothing(key)) else s.network(key)[0]
 
-    methods: dict[str, Callable] = {COLLAGAN: lambda s, key: (model_landmarks(model, key, with_smoothing(s, key), s.study.mask), {})}
+    methods: dict[str, Callable] = {COLLAGAN: lambda s, key: (model_landmarks(s.server(key), key, with_smoothing(s, key), s.study.mask), {})}
     if moved:
         methods[OWN_INTENSITIES] = lambda s, key: (with_smoothing(s, key), {})
     if smoothed:

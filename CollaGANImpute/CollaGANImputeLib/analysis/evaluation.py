@@ -57,7 +57,8 @@ def evaluate_subjects(
     views: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Impute each contrast of each subject from the others; metrics per subject and contrast, and means.
+    """Impute each contrast of each subject from the others, each by the model that serves it (`Model.serving`: the
+    companion where the card names one); metrics per subject and contrast, and means.
 
     With `bias_corrected`, each real volume is first freed of its coil shading (bias_field.py), which no
     imputation reproduces; the report's "reference" says which was scored against. `views` > 1 scores the
@@ -72,18 +73,22 @@ def evaluate_subjects(
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
         require_scorable(study.mask.shape, f"subject '{subject.name}'")
-        stack = model_inputs(model, study)
+        stacks: dict[str, np.ndarray] = {}  # the inputs as each serving model reads them
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
-            fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                              smoothing=model_smoothing(model, key, study.slice_spacing), views=views)
-            fake = model_landmarks(model, key, fake, study.mask)
+            server = model.serving([key], [k for k in contrasts if k != key])
+            stack = stacks.get(server.name)
+            if stack is None:
+                stack = stacks[server.name] = model_inputs(server, study)
+            fake = synthesise(server.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
+                              smoothing=model_smoothing(server, key, study.slice_spacing), views=views)
+            fake = model_landmarks(server, key, fake, study.mask)
             real = study.images[key]
             if bias_corrected:
                 real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")
             scores = image_metrics(real, fake, study.mask)
-            results.append({"subject": subject.name, "contrast": key, **{m: scores[m] for m in METRIC_NAMES}})
+            results.append({"subject": subject.name, "contrast": key, "by": server.name, **{m: scores[m] for m in METRIC_NAMES}})
     means = {
         key: {m: float(np.mean([r[m] for r in results if r["contrast"] == key])) for m in METRIC_NAMES} for key in targets
     }

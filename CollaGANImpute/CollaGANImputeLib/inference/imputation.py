@@ -156,7 +156,9 @@ def impute_all(
     model was calibrated, else the spread over input subsets for a model trained for any subset, else over
     flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the
     one-view imputation whatever `views` is. `strict` refuses inputs that only look wrong (`prepare_study`).
-    An imputation that is not finite everywhere, or is zero in the whole brain, is refused (ModelError).
+    A model whose card names a companion for one missing contrast hands it the requests it serves
+    (`Model.serving`), except those with a reliability map. An imputation that is not finite everywhere, or is
+    zero in the whole brain, is refused (ModelError).
     A study unlike the training data (ood_checks: not skull-stripped, thick or non-axial slices, another
     in-plane spacing, swapped contrasts) is refused with its reasons (ood_checks.OutOfDistribution) unless
     `force` (the findings become notes) or `prepare` (brain_prep: register, extract the brain, resample to
@@ -168,9 +170,15 @@ def impute_all(
         return impute_prepared(inputs, missing, model, prepare, reference=reference, mask=mask, cancel=cancel, strategy=strategy,
                                batch_size=batch_size, bf16=bf16, views=views, uncertainty=uncertainty, strict=strict, force=force,
                                progress=progress)
+    # A reliability map is the error model of the model it was calibrated for, so a request for one keeps that model.
+    served = model if uncertainty else model.serving(missing, inputs)
     contrasts = model.contrasts
     study = prepare_study(inputs, contrasts, reference=reference, mask=mask, strict=strict)
     refuse_out_of_distribution(study, force, strict)
+    if served is not model:
+        study.notes.append(f"{display_name(missing[0])} imputed by '{served.name}', the companion of model '{model.name}' for one "
+                           "missing contrast with every other contrast given")
+        model = served
     absent = [k for k in contrasts if k not in inputs]
     if chosen == "chain" and len(absent) > 1:
         study.notes.append(f"chained imputations: {' -> '.join(display_name(k) for k in absent)}, each from the inputs and the "

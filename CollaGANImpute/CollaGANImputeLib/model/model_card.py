@@ -125,6 +125,14 @@ def _check_smoothing(widths: dict, field: str, check: _CardCheck) -> None:
     check.number(widths.get("in_plane_sigma_voxels", 0.0), f"{field}.in_plane_sigma_voxels", 0.0, MAX_IN_PLANE_VOXELS)
 
 
+def _check_weights_file(value, field: str, check: _CardCheck) -> None:
+    """A weights file is named, never pathed: the card can point at no file but one beside it."""
+    name = check.typed(value, field, str, "a file name")
+    if (PurePosixPath(name).name != name or PureWindowsPath(name).name != name or name.startswith(".")
+            or not name.endswith(".safetensors")):
+        check.fail(field, f"is {_shown(name)}; expected the name of a .safetensors file beside the card (no folder)")
+
+
 def _shown(value) -> str:
     text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -166,10 +174,7 @@ def validate_card(card: object, source: Path) -> dict:
             check.fail(field, f"is {_shown(value)}; expected one of {', '.join(spec[1])}")
     if generator.get("num_contrasts", 4) != len(contrasts):
         check.fail("architecture.generator.num_contrasts", f"is {generator.get('num_contrasts', 4)} for {len(contrasts)} contrasts")
-    weights_file = check.typed(card["weights_file"], "weights_file", str, "a file name")
-    if (PurePosixPath(weights_file).name != weights_file or PureWindowsPath(weights_file).name != weights_file
-            or weights_file.startswith(".") or not weights_file.endswith(".safetensors")):
-        check.fail("weights_file", f"is {_shown(weights_file)}; expected the name of a .safetensors file beside the card (no folder)")
+    _check_weights_file(card["weights_file"], "weights_file", check)
     if not isinstance(card["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", card["sha256"]):
         check.fail("sha256", f"is {_shown(card['sha256'])}; expected 64 lower-case hexadecimal digits")
     missing_inputs = check.optional(card, "missing_inputs", dict, "an object with 'min' and 'max'")
@@ -184,6 +189,12 @@ def validate_card(card: object, source: Path) -> dict:
             if key not in contrasts:
                 check.fail(f"inference.by_contrast.{key}", "names no contrast of the card")
             _check_smoothing(check.typed(widths, f"inference.by_contrast.{key}", dict, "an object"), f"inference.by_contrast.{key}", check)
+    companion = check.optional(card, "companion", dict, "an object with 'weights_file' and 'contrasts'")
+    if companion is not None:
+        _check_weights_file(companion.get("weights_file"), "companion.weights_file", check)
+        served = check.strings(companion.get("contrasts"), "companion.contrasts")
+        if not served or any(key not in contrasts for key in served):
+            check.fail("companion.contrasts", f"is {_shown(served)}; expected one or more of the card's contrasts")
     for key in ("normalisation", "training", "metrics"):
         check.optional(card, key, dict, "an object")
     for key in ("train_subjects", "validation_subjects"):

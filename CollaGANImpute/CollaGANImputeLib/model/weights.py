@@ -7,6 +7,7 @@ short or altered is refused. Nothing here unpickles.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,17 @@ class Model:
     generator: Generator
     card: dict
     weights_path: Path
+    companion: Model | None = None  # the card's model for one missing contrast (card field "companion"), loaded with it
+
+    def serving(self, missing: Sequence[str], given: Iterable[str]) -> Model:
+        """The model that imputes `missing` from the contrasts `given`: the companion where the card names one for
+        this contrast and the request is the one it was trained for (that contrast alone absent, every other one
+        given), otherwise this model. A model trained for any subset spreads itself over every subset; the
+        companion was judged better than it where it serves (docs/training.md)."""
+        if self.companion is None or len(missing) != 1 or missing[0] not in self.card["companion"]["contrasts"]:
+            return self
+        present = set(given)
+        return self.companion if all(key in present for key in self.contrasts if key != missing[0]) else self
 
     @property
     def contrasts(self) -> list[str]:
@@ -97,8 +109,21 @@ def save_model(generator: Generator, contrasts: list[str], weights: str | Path, 
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Model:
-    """Load a generator after checking its card and the weights' sha256; the bundled model by default."""
+    """Load a generator after checking its card and the weights' sha256, with the companion its card names (checked
+    alike); the bundled model by default."""
     weights = Path(weights) if weights is not None else bundled_weights()
+    model = _load_one(weights, device)
+    named = model.card.get("companion")
+    if named is not None:
+        companion = _load_one(model.weights_path.parent / named["weights_file"], device)
+        if companion.contrasts != model.contrasts or "companion" in companion.card:
+            raise ModelError(f"companion '{companion.weights_path}' of '{model.weights_path}' must take the same contrasts in the "
+                             f"same order ({', '.join(model.contrasts)}) and name no companion of its own")
+        model.companion = companion
+    return model
+
+
+def _load_one(weights: Path, device: str | torch.device) -> Model:
     card = read_card(weights)
     weights_file = weights.parent / card["weights_file"] if weights.suffix == ".json" else weights
     if not weights_file.is_file():
