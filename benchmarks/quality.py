@@ -224,7 +224,7 @@ class HeldOut:
     def __init__(self, name: str, study: PreparedStudy, model: Model) -> None:
         self.name, self.study, self.model = name, study, model
         self.stack = model_inputs(model, study)
-        self.stacks = {model.name: self.stack}  # the inputs as each serving model reads them
+        self.stacks = {id(model): self.stack}  # the inputs as each serving model reads them
         self.passes: dict[str, tuple[np.ndarray, float]] = {}
 
     def server(self, key: str) -> Model:
@@ -235,10 +235,10 @@ class HeldOut:
         """The unsmoothed imputation of `key` and the seconds its network pass took."""
         if key not in self.passes:
             server = self.server(key)
-            if server.name not in self.stacks:
-                self.stacks[server.name] = model_inputs(server, self.study)
+            if id(server) not in self.stacks:
+                self.stacks[id(server)] = model_inputs(server, self.study)
             began = time.monotonic()
-            fake = synthesise(server.generator, self.stacks[server.name], self.model.contrasts.index(key), self.study.mask)
+            fake = synthesise(server.generator, self.stacks[id(server)], self.model.contrasts.index(key), self.study.mask)
             self.passes[key] = fake, time.monotonic() - began
         return self.passes[key]
 
@@ -545,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
     mean = means(rows, targets, list(methods), set(labelled))
     chosen = ", ".join(f"{display_name(k)} from {display_name(s)}" for k, s in single.chosen.items())
     report = {
-        "model": model.name, "weights": str(model.weights_path), "weights_sha256": model.card["sha256"], "data": str(args.data),
+        "model": model.name, "weights": str(model.weights_path), "weights_sha256": model.card["sha256"],
+        "companion": None if model.companion is None else {"name": model.companion.name, "sha256": model.companion.card["sha256"],
+                                                            "contrasts": model.card["companion"]["contrasts"]},
+        "data": str(args.data),
         "quick": args.quick, "held_out": held_out, "contrasts_imputed": list(targets),
         "baselines_fitted_on": trained_on, "sampling": sampling,
         "normalisation": NORMALISATION,
@@ -576,8 +579,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "quality.json", json.dumps(report, indent=2) + "\n")
     methods_list = list(methods)
+    companion = model.companion
+    companion_text = (f", with its companion {companion.name} (sha256 {companion.card['sha256'][:12]}) imputing "
+                      f"{', '.join(display_name(k) for k in model.card['companion']['contrasts'])} from the other contrasts"
+                      if companion is not None else "")
     text = (("**QUICK smoke run (--quick): voxel samples cut; not evidence.**\n\n" if args.quick else "")
-            + f"Model {model.name} (sha256 {model.card['sha256'][:12]}). Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
+            + f"Model {model.name} (sha256 {model.card['sha256'][:12]}){companion_text}. "
+            f"Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
             f"and the single input chosen, on the model's {len(trained_on)} training subject(s). {NORMALISATION}.\n\n"
             f"{single.label}: {chosen} (chosen on the training subjects).\n\n"
             f"Mean brain SSIM / PSNR (dB) over the {len(held_out)} held-out subject(s):\n\n" + main_table(mean, targets, methods_list))

@@ -73,14 +73,14 @@ def evaluate_subjects(
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
         require_scorable(study.mask.shape, f"subject '{subject.name}'")
-        stacks: dict[str, np.ndarray] = {}  # the inputs as each serving model reads them
+        stacks: dict[int, np.ndarray] = {}  # the inputs as each serving model reads them
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
             server = model.serving([key], [k for k in contrasts if k != key])
-            stack = stacks.get(server.name)
-            if stack is None:
-                stack = stacks[server.name] = model_inputs(server, study)
+            if id(server) not in stacks:
+                stacks[id(server)] = model_inputs(server, study)
+            stack = stacks[id(server)]
             fake = synthesise(server.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
                               smoothing=model_smoothing(server, key, study.slice_spacing), views=views)
             fake = model_landmarks(server, key, fake, study.mask)
