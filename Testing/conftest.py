@@ -58,6 +58,16 @@ def crop_volumes(files: dict, region: tuple, folder: Path, prefix: str = "") -> 
     return paths
 
 
+# A 96 x 96 x 24 block of TCGA-DU-7294 with tumour in it: real voxels, fast to impute with a small model.
+TUMOUR_CROP = (slice(72, 168), slice(72, 168), slice(60, 84))
+
+
+@pytest.fixture(scope="module")
+def tumour_crop(manifest, tmp_path_factory) -> dict[str, Path]:
+    """TUMOUR_CROP of a real study's four contrasts, as files."""
+    return crop_volumes(subject_files(manifest, "TCGA-DU-7294"), TUMOUR_CROP, tmp_path_factory.mktemp("crop"))
+
+
 def cropped_manifest(manifest: dict, subjects: Sequence[str], root: Path, region: tuple = SHARED_CROP) -> Path:
     """Shared subjects cut to `region`, each in root/<subject>/<key>.nii.gz, with a manifest.json listing them."""
     entries = {}

@@ -21,7 +21,7 @@ from CollaGANImputeLib.model.networks import Generator, GeneratorConfig
 from CollaGANImputeLib.model.weights import load_model, save_model
 from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
 from CollaGANImputeLib.preparation.study import prepare_study
-from conftest import CONTRASTS, cropped_manifest, subject_files
+from conftest import CONTRASTS, cropped_manifest
 
 SERVED = ["t2", "flair"]
 
@@ -47,17 +47,6 @@ def pair(pair_path):
     return load_model(pair_path)
 
 
-@pytest.fixture(scope="module")
-def crop(manifest, tmp_path_factory):
-    """A 96x96x24 block of a real study (fast, real voxels), as files."""
-    folder = tmp_path_factory.mktemp("crop")
-    paths = {}
-    for key, path in subject_files(manifest, "TCGA-DU-7294").items():
-        paths[key] = folder / f"{key}.nii.gz"
-        sitk.WriteImage(sitk.ReadImage(str(path))[72:168, 72:168, 60:84], str(paths[key]))
-    return paths
-
-
 def _network(model, files, key):
     """What `model`'s own generator makes of `key` from the other contrasts of `files`."""
     study = prepare_study({k: files[k] for k in CONTRASTS if k != key}, CONTRASTS)
@@ -74,29 +63,29 @@ def test_the_companion_is_loaded_and_serves_only_its_request(pair):
     assert pair.companion.serving(["flair"], others("flair")) is pair.companion  # a companion names none of its own
 
 
-def test_impute_hands_the_served_request_to_the_companion(crop, pair):
-    given = {k: crop[k] for k in CONTRASTS if k != "flair"}
+def test_impute_hands_the_served_request_to_the_companion(tumour_crop, pair):
+    given = {k: tumour_crop[k] for k in CONTRASTS if k != "flair"}
     result = impute(given, "flair", pair)
     volume = to_canonical_array(result.image)
-    np.testing.assert_allclose(volume, _network(pair.companion, crop, "flair"), atol=1e-5)
-    assert not np.allclose(volume, _network(pair, crop, "flair"), atol=1e-3)  # the two networks differ
+    np.testing.assert_allclose(volume, _network(pair.companion, tumour_crop, "flair"), atol=1e-5)
+    assert not np.allclose(volume, _network(pair, tumour_crop, "flair"), atol=1e-3)  # the two networks differ
     assert any("companion" in note and "one_missing" in note for note in result.notes)
     # T1 is not served: the any-subset model imputes it, with no note about a companion.
-    other = impute({k: crop[k] for k in CONTRASTS if k != "t1"}, "t1", pair)
-    np.testing.assert_allclose(to_canonical_array(other.image), _network(pair, crop, "t1"), atol=1e-5)
+    other = impute({k: tumour_crop[k] for k in CONTRASTS if k != "t1"}, "t1", pair)
+    np.testing.assert_allclose(to_canonical_array(other.image), _network(pair, tumour_crop, "t1"), atol=1e-5)
     assert not any("companion" in note for note in other.notes)
 
 
-def test_two_missing_and_reliability_requests_stay_with_the_any_subset_model(crop, pair):
-    results = impute_all({"t1": crop["t1"], "t1gd": crop["t1gd"]}, ["t2", "flair"], pair)
-    study = prepare_study({"t1": crop["t1"], "t1gd": crop["t1gd"]}, CONTRASTS)
+def test_two_missing_and_reliability_requests_stay_with_the_any_subset_model(tumour_crop, pair):
+    results = impute_all({"t1": tumour_crop["t1"], "t1gd": tumour_crop["t1gd"]}, ["t2", "flair"], pair)
+    study = prepare_study({"t1": tumour_crop["t1"], "t1gd": tumour_crop["t1gd"]}, CONTRASTS)
     stack = model_inputs(pair, study)
     for key in ("t2", "flair"):
         np.testing.assert_allclose(to_canonical_array(results[key].image), synthesise(pair.generator, stack, CONTRASTS.index(key), study.mask),
                                    atol=1e-5)
     # The reliability map is the any-subset model's error model, so the imputation beside it is that model's too.
-    mapped = impute({k: crop[k] for k in CONTRASTS if k != "t2"}, "t2", pair, uncertainty=True)
-    np.testing.assert_allclose(to_canonical_array(mapped.image), _network(pair, crop, "t2"), atol=1e-5)
+    mapped = impute({k: tumour_crop[k] for k in CONTRASTS if k != "t2"}, "t2", pair, uncertainty=True)
+    np.testing.assert_allclose(to_canonical_array(mapped.image), _network(pair, tumour_crop, "t2"), atol=1e-5)
     assert mapped.uncertainty is not None
 
 
@@ -110,15 +99,15 @@ def test_evaluation_scores_each_contrast_by_the_model_that_serves_it(manifest, p
     assert report["mean"]["flair"] == pytest.approx(alone["mean"]["flair"], abs=1e-6)
 
 
-def test_the_command_line_uses_the_companion(crop, pair_path, tmp_path):
+def test_the_command_line_uses_the_companion(tumour_crop, pair_path, tmp_path):
     out = tmp_path / "flair.nii.gz"
     args = ["impute", "--weights", str(pair_path), "--missing", "flair", "-o", str(out)]
     for key in CONTRASTS:
         if key != "flair":
-            args += [f"--{key}", str(crop[key])]
+            args += [f"--{key}", str(tumour_crop[key])]
     assert main(args) == 0
     written = to_canonical_array(sitk.ReadImage(str(out)))
-    np.testing.assert_allclose(written, _network(load_model(pair_path).companion, crop, "flair"), atol=1e-4)
+    np.testing.assert_allclose(written, _network(load_model(pair_path).companion, tumour_crop, "flair"), atol=1e-4)
 
 
 @pytest.mark.parametrize("companion, problem", [
