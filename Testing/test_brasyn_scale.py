@@ -3,16 +3,20 @@ normalisation before every imputation, and the study itself is left as acquired.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from CollaGANImputeLib.core.metrics import brasyn_normalise
 from CollaGANImputeLib.inference.imputation import impute
-from CollaGANImputeLib.inference.synthesis import model_inputs, network_stack
+from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
+from CollaGANImputeLib.inference.synthesis import model_inputs, network_stack, synthesise
+from CollaGANImputeLib.model.model_card import INTENSITY_UNIT
 from CollaGANImputeLib.model.weights import load_model, save_model
-from CollaGANImputeLib.preparation.brasyn_scale import brasyn_scaled_study
+from CollaGANImputeLib.preparation.brasyn_scale import brasyn_scaled_study, landmarks_back_to_sd
 from CollaGANImputeLib.preparation.study import prepare_study
-from conftest import CONTRASTS
+from conftest import CONTRASTS, REPO
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +60,27 @@ def test_a_model_trained_in_the_metrics_space_reads_scaled_inputs_and_says_so(sl
     imputed, plain = impute(inputs, "t1gd", scaled_model), impute(inputs, "t1gd", tiny_model)
     assert imputed.image.GetSize() == plain.image.GetSize() == (148, 198, 40)
     assert np.abs(sitk.GetArrayFromImage(imputed.image) - sitk.GetArrayFromImage(plain.image)).max() > 1e-3
+
+
+def test_the_bundled_companion_delivers_brain_sds_with_the_figures_of_its_own_scale(slab_study):
+    """The companion imputes in [0, 1]; its card's lines (benchmarks/normalisation_spread.py --write-card, the training
+    subjects' mean percentiles) bring the output back to brain standard deviations like every other model's, affine
+    between the 0.5th and 99.5th brain percentiles, so the BraSyn-normalised output, and every figure, is the same."""
+    _, study = slab_study
+    companion = load_model().companion
+    report = json.loads((REPO / "benchmarks" / "results" / "normalisation_spread.json").read_text())
+    block = companion.card["intensity_landmarks"]
+    expected = landmarks_back_to_sd({name: report["by_subject"][name] for name in companion.card["training"]["train_subjects"]},
+                                    companion.contrasts)
+    assert {k: block[k] for k in expected} == expected and companion.card["output_intensity"] == INTENSITY_UNIT
+    assert not set(block["fitted_on"]) & set(companion.card["training"]["validation_subjects"])
+    raw = synthesise(companion.generator, model_inputs(companion, study), companion.contrasts.index("flair"), study.mask)
+    delivered = model_landmarks(companion, "flair", raw, study.mask)
+    low, high = np.percentile(raw[study.mask], [0.5, 99.5])
+    (offset, _), (slope, _) = block["offsets"]["flair"], block["slopes"]["flair"]
+    inside = study.mask & (raw >= low) & (raw <= high)
+    np.testing.assert_allclose(delivered[inside], offset + slope * raw[inside], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(brasyn_normalise(delivered, study.mask), brasyn_normalise(raw, study.mask), atol=1e-4)
+    real = study.images["flair"][study.mask]  # the real FLAIR of this slab, in brain SDs
+    assert 0.7 < np.percentile(delivered[study.mask], 99.5) / np.percentile(real, 99.5) < 1.4
+    assert raw.max() < 1.5 < np.percentile(delivered[study.mask], 50)

@@ -145,22 +145,30 @@ def test_a_companion_that_does_not_fit_is_refused(pair_path, tmp_path):
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def test_the_cpu_pair_loads_within_the_size_limit_and_serves_as_the_rule_says():
-    """The pair of session 24 (benchmarks/results/cpu_continued/model): both files whole and fitting their cards,
-    40 MB together at most, the companion serving T1, T2 and FLAIR with the other three given, never T1Gd."""
-    model = load_model(RESULTS / "cpu_continued" / "model" / "collagan_brats.safetensors")
+def test_the_bundled_pair_is_the_pair_the_rules_judged_and_fits_the_size_limit():
+    """The bundled model and its companion are the weights of session 24's two runs (benchmarks/results/cpu_continued,
+    their sha256 as the runs recorded them): 40 MB together at most, the companion serving T1, T2 and FLAIR with the
+    other three given, never T1Gd, and the landmark mapping that of the GPU model they continued (the rule kept it).
+    The companion was judged without a mapping: its lines only undo its own scaling, which changes no figure."""
+    model = load_model()
+    runs = RESULTS / "cpu_continued"
+    assert model.card["sha256"] == json.loads((runs / "continued" / "phase2" / "continued.json").read_text())["sha256"]
+    assert model.companion.card["sha256"] == json.loads((runs / "companion" / "phase2" / "companion.json").read_text())["sha256"]
     assert model.most_missing == 3 and model.companion.most_missing == 1 and model.companion.brasyn_scaled
     assert model.weights_path.stat().st_size + model.companion.weights_path.stat().st_size <= 40e6
     served = {key for key in CONTRASTS if model.serving([key], [k for k in CONTRASTS if k != key]) is model.companion}
     assert served == {"t1", "t2", "flair"}
-    assert model.card["intensity_landmarks"] == load_model().card["intensity_landmarks"]  # the rule kept the bundled mapping
+    gpu_card = json.loads((RESULTS / "gpu_run_wide" / "collagan_brats.json").read_text())
+    kept = {k: v for k, v in model.card["intensity_landmarks"].items() if k not in ("fitted_for_sha256", "kept_by")}
+    assert kept == gpu_card["intensity_landmarks"] and model.card["intensity_landmarks"]["fitted_for_sha256"] == gpu_card["sha256"]
+    assert model.companion.card["intensity_landmarks"]["levels"] == [0.5, 99.5]  # only the way back to brain SDs (test_brasyn_scale.py)
 
 
 def test_the_recorded_decisions_follow_their_rules_on_the_recorded_figures():
     """docs/training.md's rules (commit 63403fa) applied to the stored evaluations: the continued model's mean brain
     SSIM over four contrasts beats the bundled card's with none lower by more than 0.01, and the companion's mean over
     T1, T2 and FLAIR beats the continued model's, likewise."""
-    bundled = {k: v["CollaGAN"]["ssim_brain"] for k, v in json.loads((RESULTS / "quality.json").read_text())["mean"].items()}
+    bundled = {k: v["CollaGAN"]["ssim_brain"] for k, v in json.loads((RESULTS / "gpu_run_wide" / "quality.json").read_text())["mean"].items()}
     folder = RESULTS / "cpu_continued"
     continued = {k: v["ssim_brain"] for k, v in json.loads((folder / "evaluation_continued.json").read_text())["mean"].items()}
     companion = {k: v["ssim_brain"] for k, v in json.loads((folder / "evaluation_companion.json").read_text())["mean"].items()}

@@ -457,7 +457,9 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     moved = module.CollaGANImputeLogic.modelCard()["intensity_landmarks"]["offsets"]
     assert "<b>Landmark offsets:</b> " + ", ".join(module.display_name(k) for k in moved) + " imputations get the bright tail" in bundled
     assert sorted(moved) == ["t1gd", "t2"]  # benchmarks/results/intensity_mapping_gpu.md
-    assert "Reliability map" not in text and "Landmark offsets" not in text  # nothing measured for the test model
+    companion = module.CollaGANImputeLogic.modelCard()["companion"]
+    assert f"<b>Companion:</b> T1, T2, FLAIR, when that contrast alone is missing, are imputed by {companion['weights_file']}" in bundled
+    assert "Reliability map" not in text and "Landmark offsets" not in text and "Companion" not in text  # nothing of the kind in the test model
 
 
 def test_importance_analysis_of_a_loaded_study(module, scene, cropped, tiny_model_path, tmp_path):

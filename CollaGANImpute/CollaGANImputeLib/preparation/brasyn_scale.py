@@ -8,10 +8,16 @@ disagree by subject: a volume's 0.5-99.5 percentile range spans 4.9-6.7 brain st
 that range (benchmarks/results/normalisation_spread.json). A network trained in standard deviations must guess
 that per-subject stretch and shift, and every mistake is scored; one trained in the metrics' space has nothing
 to guess. Its card says so, and its inputs are scaled the same way before every imputation
-(synthesis.model_inputs).
+(synthesis.model_inputs). Its output is brought back to brain standard deviations, the unit every other model
+delivers, by the card's landmark lines that `landmarks_back_to_sd` builds: affine between the 0.5th and 99.5th
+percentiles, so every figure taken after the BraSyn normalisation is unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from ..core.metrics import NORMALISATION, brasyn_normalise
 from .study import PreparedStudy
@@ -25,3 +31,22 @@ def brasyn_scaled_study(study: PreparedStudy) -> PreparedStudy:
     images = {key: brasyn_normalise(image, study.mask) for key, image in study.images.items()}
     return PreparedStudy(study.reference, study.reference_contrast, images, study.mask, dict(study.brain_std), list(study.notes),
                          dict(study.input_grids))
+
+
+def landmarks_back_to_sd(percentiles: Mapping[str, Mapping[str, Sequence[float]]], contrasts: Sequence[str]) -> dict:
+    """A card's `intensity_landmarks` block (intensity_landmarks.move_landmarks) that undoes the BraSyn scaling of an
+    imputation: its 0.5th and 99.5th brain percentiles go to the mean, over the subjects of `percentiles` (subject ->
+    contrast -> [0.5th, 99.5th] percentile in brain standard deviations: the training subjects, never a validation
+    one), of a real volume's, by the line target = range x own + low at both landmarks. A study's own percentiles of
+    the missing contrast are unknown, so the mean is what a real volume of that contrast would typically span."""
+    offsets, slopes = {}, {}
+    for key in contrasts:
+        low, high = np.array([row[key] for row in percentiles.values() if key in row], dtype=np.float64).T
+        offsets[key] = [round(float(low.mean()), 4)] * 2
+        slopes[key] = [round(float((high - low).mean()), 4)] * 2
+    return {"levels": [0.5, 99.5], "offsets": offsets, "slopes": slopes,
+            "unit": "brain standard deviations: the imputation's 0.5th and 99.5th brain percentiles (about 0 and 1 in the "
+                    "BraSyn scaling it is made in) moved onto slope x own + offset, linearly in between",
+            "fitted_on": sorted(percentiles),
+            "rule": "the inverse of the BraSyn scaling at the training subjects' mean percentiles (preparation/brasyn_scale.py); "
+                    "affine in the brain's 0.5-99.5 percentile range, so figures after the BraSyn normalisation do not change"}

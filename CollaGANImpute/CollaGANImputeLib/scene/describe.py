@@ -14,7 +14,7 @@ COMPARISON_VIEW = "CollaGANView"  # slice views CollaGANView0, CollaGANView1, ..
 
 def card_html(card: dict) -> str:
     """The model card as HTML: contrasts, training data, held-out (else validation) metrics, and how well
-    its reliability maps ranked the held-out error, and which contrasts get landmark offsets."""
+    its reliability maps ranked the held-out error, which contrasts get landmark offsets, and what its companion imputes."""
     def escape(value) -> str:
         return html.escape(str(value))
 
@@ -51,6 +51,11 @@ def card_html(card: dict) -> str:
     if moved:  # intensity_landmarks.py
         lines.append(f"<b>Landmark offsets:</b> {escape(', '.join(display_name(k) for k in moved))} imputations get the bright tail "
                      f"of real volumes <small>(fitted on {len(card['intensity_landmarks'].get('fitted_on', []))} training subjects)</small>")
+    companion = card.get("companion")
+    if companion:  # weights.Model.serving
+        lines.append(f"<b>Companion:</b> {escape(', '.join(display_name(k) for k in companion['contrasts']))}, when that contrast alone is "
+                     f"missing, are imputed by {escape(companion['weights_file'])}, trained for that case <small>(a reliability map "
+                     "still comes from the model above)</small>")
     lines.append(f"<small>sha256 {escape(card.get('sha256', '')[:16])}...</small>")
     return "<br>".join(lines)
 
