@@ -7,9 +7,13 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from CollaGANImputeLib.model.checkpoint import load_checkpoint
+from CollaGANImputeLib.model.model_card import INTENSITY_UNIT
 from CollaGANImputeLib.model.weights import load_model
+from CollaGANImputeLib.preparation.bias_field import corrected_study
+from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
 from conftest import CONTRASTS, REPO, cropped_manifest
 
 TINY = ["--branch-width", "4", "--decoder-width", "8", "--depth", "3", "--lr", "1e-3"]
@@ -57,6 +61,16 @@ def test_interrupted_training_resumes_and_exports(small_data, tmp_path):
     assert set(model.card["metrics"]["validation"]) == {"step", *CONTRASTS}
     assert training["config"]["bias_correct"] and model.bias_corrected  # kept through --resume; its inputs get N4 too
     assert training["config"]["brasyn_scale"] and model.brasyn_scaled  # and are put in the metrics' normalisation
+    # Its [0, 1] output comes back to brain SDs, like every other model's, by lines fitted on the training subject alone:
+    # the 0.5th and 99.5th brain percentiles of its corrected study before the scaling.
+    lines = model.card["intensity_landmarks"]
+    assert model.card["output_intensity"] == INTENSITY_UNIT and lines["fitted_on"] == ["TCGA-DU-7294"] and lines["levels"] == [0.5, 99.5]
+    subject, = only_subjects(discover_subjects(small_data, CONTRASTS), ["TCGA-DU-7294"], small_data)
+    study = corrected_study(prepare_subject(subject, CONTRASTS))
+    for key in CONTRASTS:
+        low, high = np.percentile(study.images[key][study.mask], [0.5, 99.5])
+        assert lines["offsets"][key] == pytest.approx([low, low], abs=2e-4), key
+        assert lines["slopes"][key] == pytest.approx([high - low] * 2, abs=2e-4) and high - low > 2.0, key
     again = engine("train", "--data", small_data, "--out", out, "--resume", "--name", "tiny")  # no --steps: the run's own target
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err

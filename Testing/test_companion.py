@@ -14,7 +14,7 @@ from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
 from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import ModelError
 from CollaGANImputeLib.inference.imputation import impute, impute_all
-from CollaGANImputeLib.inference.synthesis import model_inputs, synthesise
+from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, network_stack, synthesise
 from CollaGANImputeLib.io.geometry import to_canonical_array
 from CollaGANImputeLib.model.model_card import card_path_for
 from CollaGANImputeLib.model.networks import Generator, GeneratorConfig
@@ -61,6 +61,16 @@ def test_the_companion_is_loaded_and_serves_only_its_request(pair):
     assert pair.serving(["flair"], ["t1", "t2"]) is pair  # T1Gd absent too: two missing, the any-subset model's request
     assert pair.serving(["t2", "flair"], ["t1", "t1gd"]) is pair
     assert pair.companion.serving(["flair"], others("flair")) is pair.companion  # a companion names none of its own
+
+
+def test_each_serving_model_reads_the_study_in_its_own_space_made_once(tumour_crop, pair):
+    study = prepare_study({k: tumour_crop[k] for k in CONTRASTS if k != "flair"}, CONTRASTS)
+    inputs = ServedInputs(study)
+    plain, scaled = inputs(pair), inputs(pair.companion)
+    assert inputs(pair) is plain and inputs(pair.companion) is scaled  # made once per model
+    np.testing.assert_array_equal(plain, network_stack(study, CONTRASTS))  # brain SDs, as the study holds them
+    np.testing.assert_array_equal(scaled, model_inputs(pair.companion, study))  # the companion's [0, 1]
+    assert scaled.max() == pytest.approx(1.0) and plain.max() > 2.0 and not scaled[CONTRASTS.index("flair")].any()
 
 
 def test_impute_hands_the_served_request_to_the_companion(tumour_crop, pair):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.model.model_card import BRASYN_UNIT, INTENSITY_UNIT
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject
 from CollaGANImputeLib.preparation.slice_cache import LEVELS, load_slice_cache, save_slice_cache
@@ -109,3 +110,37 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     assert "does not fit a generator of depth 7" in capsys.readouterr().err
     assert main(["train", "--data", str(cache), "--out", str(tmp_path / "planes"), "--steps", "1", "--context-slices", "1"]) == 2
     assert "holds single slices; a 2.5-D run (--context-slices) reads the studies" in capsys.readouterr().err
+
+
+def test_a_brasyn_scaled_cache_keeps_the_way_back_to_brain_sds(manifest, tmp_path, capsys):
+    """A --brasyn-scale cache keeps each subject's brain percentiles in SDs before the scaling, so a model trained from it
+    delivers brain SDs (card lines fitted on its training subjects alone); from a cache made before caches kept them, the
+    model says its output is in [0, 1] and the run says how to add the way back."""
+    data = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path / "data",
+                            (slice(88, 152), slice(88, 152), slice(70, 80)))
+    cache = tmp_path / "scaled.npz"
+    assert main(["cache", "--data", str(data), "--out", str(cache), "--stride", "3", "--brasyn-scale"]) == 0
+    slices, header = load_slice_cache(cache, CONTRASTS, {**SPACE, "brasyn_scale": True})
+    assert sorted(header["sd_percentiles"]) == ["AURORA-MET-example", "TCGA-DU-7294"]
+    own = prepare_subject(Subject("TCGA-DU-7294", {k: data / "TCGA-DU-7294" / f"{k}.nii.gz" for k in CONTRASTS}), CONTRASTS)
+    for key in CONTRASTS:
+        expected = np.percentile(own.images[key][own.mask], [0.5, 99.5])
+        np.testing.assert_allclose(header["sd_percentiles"]["TCGA-DU-7294"][key], expected, rtol=1e-6)
+    assert float(slices.images.max()) <= 1.0 + 1e-6  # the slices themselves are in [0, 1]
+
+    argv = ["train", "--steps", "1", "--validation", "AURORA-MET-example", "--brasyn-scale",
+            "--branch-width", "4", "--decoder-width", "8", "--depth", "2", "--name", "tiny", "--progress", "lines"]
+    assert main([*argv, "--data", str(cache), "--out", str(tmp_path / "run")]) == 0
+    card = load_model(tmp_path / "run" / "tiny.safetensors").card
+    lines = card["intensity_landmarks"]
+    assert card["output_intensity"] == INTENSITY_UNIT and lines["fitted_on"] == ["TCGA-DU-7294"]  # never the validation subject
+    low, high = np.array(header["sd_percentiles"]["TCGA-DU-7294"]["flair"])
+    assert lines["offsets"]["flair"] == pytest.approx([low] * 2, abs=1e-4) and lines["slopes"]["flair"] == pytest.approx([high - low] * 2, abs=1e-4)
+
+    older = save_slice_cache(tmp_path / "older.npz", slices, CONTRASTS, {k: v for k, v in header.items() if k not in ("format", "contrasts",
+                                                                                                                    "sd_percentiles")})
+    capsys.readouterr()
+    assert main([*argv, "--data", str(older), "--out", str(tmp_path / "older_run")]) == 0
+    card = load_model(tmp_path / "older_run" / "tiny.safetensors").card
+    assert card["output_intensity"] == BRASYN_UNIT and "intensity_landmarks" not in card
+    assert "normalisation_spread.py --write-card" in capsys.readouterr().err

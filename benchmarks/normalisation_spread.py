@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
 from CollaGANImputeLib.io.atomic import write_text_atomic
-from CollaGANImputeLib.model.model_card import INTENSITY_UNIT, read_card, update_card
-from CollaGANImputeLib.preparation.brasyn_scale import landmarks_back_to_sd
+from CollaGANImputeLib.model.model_card import read_card, update_card
+from CollaGANImputeLib.preparation.brasyn_scale import back_to_sd_card_fields, sd_percentiles
 from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     by_subject = {}
     for subject in discover_subjects(args.data, DEFAULT_CONTRASTS, incomplete=True):
         study = prepare_subject(subject, DEFAULT_CONTRASTS)
-        by_subject[subject.name] = {key: [float(v) for v in np.percentile(image[study.mask], [0.5, 99.5])]
-                                    for key, image in study.images.items()}
+        by_subject[subject.name] = sd_percentiles(study)
         print(subject.name, {key: f"{low:.2f}-{high:.2f}" for key, (low, high) in by_subject[subject.name].items()}, flush=True)
     summary = {}
     for key in DEFAULT_CONTRASTS:
@@ -69,10 +68,10 @@ def write_card(weights: Path, by_subject: dict) -> int:
     card = read_card(weights)
     if "brasyn" not in card.get("normalisation", {}):  # weights.Model.brasyn_scaled
         raise SystemExit(f"{weights}: the model was not trained with --brasyn-scale; its output is already in brain SDs")
-    subjects = card["training"]["train_subjects"]
-    block = landmarks_back_to_sd({name: by_subject[name] for name in subjects}, card["contrasts"])
-    block["chosen_by"] = "benchmarks/normalisation_spread.py --write-card (benchmarks/results/normalisation_spread.json)"
-    update_card(weights, {"intensity_landmarks": block, "output_intensity": INTENSITY_UNIT})
+    fields = back_to_sd_card_fields({name: by_subject[name] for name in card["training"]["train_subjects"]}, card["contrasts"],
+                                    "benchmarks/normalisation_spread.py --write-card (benchmarks/results/normalisation_spread.json)")
+    update_card(weights, fields)
+    block = fields["intensity_landmarks"]
     print(f"wrote the way back to brain SDs into the card of {weights}: " + ", ".join(
         f"{key} {block['offsets'][key][0]:.2f} + {block['slopes'][key][0]:.2f} x own" for key in block["offsets"]))
     return 0

@@ -61,7 +61,7 @@ from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics, region_metrics
 from CollaGANImputeLib.inference.error_model import local_contrast
 from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
-from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise
+from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, model_smoothing, smooth_in_brain, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.io.montage import montage_image, write_png
 from CollaGANImputeLib.model.model_card import update_card
@@ -223,8 +223,8 @@ class HeldOut:
 
     def __init__(self, name: str, study: PreparedStudy, model: Model) -> None:
         self.name, self.study, self.model = name, study, model
-        self.stack = model_inputs(model, study)
-        self.stacks = {id(model): self.stack}  # the inputs as each serving model reads them
+        self.inputs = ServedInputs(study)
+        self.stack = self.inputs(model)
         self.passes: dict[str, tuple[np.ndarray, float]] = {}
 
     def server(self, key: str) -> Model:
@@ -235,10 +235,8 @@ class HeldOut:
         """The unsmoothed imputation of `key` and the seconds its network pass took."""
         if key not in self.passes:
             server = self.server(key)
-            if id(server) not in self.stacks:
-                self.stacks[id(server)] = model_inputs(server, self.study)
             began = time.monotonic()
-            fake = synthesise(server.generator, self.stacks[id(server)], self.model.contrasts.index(key), self.study.mask)
+            fake = synthesise(server.generator, self.inputs(server), self.model.contrasts.index(key), self.study.mask)
             self.passes[key] = fake, time.monotonic() - began
         return self.passes[key]
 

@@ -12,7 +12,7 @@ from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..inference.imputation import Imputation
 from ..inference.intensity_landmarks import model_landmarks
-from ..inference.synthesis import check_views, model_inputs, model_smoothing, synthesise
+from ..inference.synthesis import ServedInputs, check_views, model_smoothing, synthesise
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -73,15 +73,12 @@ def evaluate_subjects(
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
         require_scorable(study.mask.shape, f"subject '{subject.name}'")
-        stacks: dict[int, np.ndarray] = {}  # the inputs as each serving model reads them
+        inputs = ServedInputs(study)
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
             server = model.serving([key], [k for k in contrasts if k != key])
-            if id(server) not in stacks:
-                stacks[id(server)] = model_inputs(server, study)
-            stack = stacks[id(server)]
-            fake = synthesise(server.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
+            fake = synthesise(server.generator, inputs(server), contrasts.index(key), study.mask, batch_size=batch_size,
                               smoothing=model_smoothing(server, key, study.slice_spacing), views=views)
             fake = model_landmarks(server, key, fake, study.mask)
             real = study.images[key]

@@ -158,7 +158,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
             weights_dtype=args.weights_dtype,
         )
-    train_set, validation_set, canvas, data_fields = _slice_sets(args, config, world)
+    train_set, validation_set, canvas, data_fields, percentiles = _slice_sets(args, config, world)
     if world.is_main:
         print(f"{len(train_set)} training slices on a {canvas[0]}x{canvas[1]} canvas: {train_set.nbytes / 2**30:.2f} GiB in memory",
               file=sys.stderr)
@@ -202,32 +202,54 @@ def cmd_train(argv: Sequence[str]) -> int:
             "processes": world.size,
             "torch": torch.__version__,
         },
+        **(_back_to_sd(config, train_set.subjects, percentiles) if config.brasyn_scale else {}),
     })
     print(f"wrote {weights} and its card {weights.with_suffix('.json')}")
     return 0
 
 
-def _studies(data: Path, contrasts: Sequence[str], *, bias_correct: bool, brasyn_scale: bool, lines: bool) -> dict:
-    """Every subject of `data` read, normalised and (as the run asks) bias-corrected or BraSyn-scaled, with progress."""
+def _back_to_sd(config, train_subjects: Sequence[str], percentiles: dict) -> dict:
+    """A BraSyn-scaled model's card fields that deliver its output in brain SDs like every other model's, fitted on the
+    training subjects; none (its output stays in [0, 1], as its card then says) from a slice cache made before
+    caches kept the percentiles."""
+    from ..preparation.brasyn_scale import back_to_sd_card_fields
+
+    if not all(name in percentiles for name in train_subjects):
+        print("warning: the slice cache holds no percentiles in brain SDs (made by an older version), so this model's "
+              "output stays in the BraSyn scaling [0, 1]; `benchmarks/normalisation_spread.py --write-card` adds the "
+              "way back, or make the cache again", file=sys.stderr)
+        return {}
+    return back_to_sd_card_fields({name: percentiles[name] for name in train_subjects}, config.contrasts,
+                                  "collagan-impute train: the training subjects' brain percentiles before the BraSyn scaling")
+
+
+def _studies(data: Path, contrasts: Sequence[str], *, bias_correct: bool, brasyn_scale: bool, lines: bool) -> tuple[dict, dict]:
+    """Every subject of `data` read, normalised and (as the run asks) bias-corrected or BraSyn-scaled, with progress;
+    and, when BraSyn-scaled, each subject's percentiles in brain SDs before the scaling (brasyn_scale.sd_percentiles),
+    from which the card's way back to brain SDs is fitted."""
     from ..preparation.bias_field import corrected_study
-    from ..preparation.brasyn_scale import brasyn_scaled_study
+    from ..preparation.brasyn_scale import brasyn_scaled_study, sd_percentiles
     from ..preparation.data import discover_subjects, prepare_subject
 
     subjects = discover_subjects(data, contrasts, incomplete=True)
     loading = ProgressReporter("loading subjects", len(subjects), lines=lines, unit="subject")
-    studies = {}
+    studies, percentiles = {}, {}
     for number, subject in enumerate(subjects, 1):
         study = prepare_subject(subject, contrasts)
         study = corrected_study(study) if bias_correct else study
-        studies[subject.name] = brasyn_scaled_study(study) if brasyn_scale else study
+        if brasyn_scale:
+            percentiles[subject.name] = sd_percentiles(study)
+            study = brasyn_scaled_study(study)
+        studies[subject.name] = study
         loading.update(number)
     loading.close()
-    return studies
+    return studies, percentiles
 
 
 def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
-    """The training and validation slices, the canvas and what the card says of the data: cut from the studies, or
-    read from a slice cache (`collagan-impute cache`) when --data is one."""
+    """The training and validation slices, the canvas, what the card says of the data and the subjects' percentiles in
+    brain SDs (`_studies`; empty unless BraSyn-scaled): cut from the studies, or read from a slice cache
+    (`collagan-impute cache`) when --data is one."""
     from ..preparation.data import build_slice_set, canvas_for
     from ..preparation.slice_cache import is_slice_cache, load_slice_cache
 
@@ -241,8 +263,9 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
             raise InputError(f"slice cache '{args.data}': its {canvas[0]}x{canvas[1]} canvas does not fit a generator of depth "
                              f"{config.generator.depth} (multiples of {config.generator.size_multiple}); make a cache for it")
         fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"]}}
+        percentiles = header.get("sd_percentiles", {})
     else:
-        studies = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
+        studies, percentiles = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
                            lines=args.progress == "lines")
         canvas = canvas_for(studies, config.generator.size_multiple)
         every = build_slice_set(studies, config.contrasts, canvas, context=config.generator.context)
@@ -253,8 +276,8 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
         print(f"training on {', '.join(train_set.subjects)}; validating on "
               f"{', '.join(validation_set.subjects) if validation_set else 'none'}"
               + (f"; {world.size} processes" if world.distributed else ""), file=sys.stderr)
-    return train_set, validation_set, canvas, {**fields, "train_subjects": train_set.subjects,
-                                               "validation_subjects": validation_set.subjects if validation_set else []}
+    fields.update(train_subjects=train_set.subjects, validation_subjects=validation_set.subjects if validation_set else [])
+    return train_set, validation_set, canvas, fields, percentiles
 
 
 def cmd_cache(argv: Sequence[str]) -> int:
@@ -279,12 +302,13 @@ def cmd_cache(argv: Sequence[str]) -> int:
     if args.stride < 1:
         raise InputError(f"--stride {args.stride}: keep at least every slice (1) or every n-th (n > 1)")
     contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
-    studies = _studies(args.data, contrasts, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
-                       lines=args.progress == "lines")
+    studies, percentiles = _studies(args.data, contrasts, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
+                                    lines=args.progress == "lines")
     canvas = canvas_for(studies, GeneratorConfig(len(contrasts)).size_multiple)
     slices = build_slice_set(studies, contrasts, canvas, stride=args.stride)
     save_slice_cache(args.out, slices, contrasts, {"canvas": list(canvas), "stride": args.stride, "source": str(args.data),
-                                                    "bias_correct": args.bias_correct, "brasyn_scale": args.brasyn_scale})
+                                                    "bias_correct": args.bias_correct, "brasyn_scale": args.brasyn_scale,
+                                                    **({"sd_percentiles": percentiles} if args.brasyn_scale else {})})
     print(f"wrote {args.out}: {len(slices)} slices of {len(studies)} subjects on a {canvas[0]}x{canvas[1]} canvas, "
           f"{args.out.stat().st_size / 2**20:.1f} MiB")
     return 0

@@ -217,3 +217,17 @@ def model_inputs(model: Model, study: PreparedStudy) -> np.ndarray:
     if model.brasyn_scaled:
         study = brasyn_scaled_study(study)
     return network_stack(study, model.contrasts)
+
+
+class ServedInputs:
+    """A study's `model_inputs` for each model that serves one of its contrasts, made once per model: a card's companion
+    may read the study in another intensity space than the model it stands beside. Call it with the serving model."""
+
+    def __init__(self, study: PreparedStudy) -> None:
+        self.study = study
+        self._stacks: dict[int, np.ndarray] = {}
+
+    def __call__(self, model: Model) -> np.ndarray:
+        if id(model) not in self._stacks:
+            self._stacks[id(model)] = model_inputs(model, self.study)
+        return self._stacks[id(model)]
