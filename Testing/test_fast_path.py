@@ -1,12 +1,13 @@
 """The fast inference path against the naive one (every full 240x240 slice, one at a time, fp32) on a real
 subject (five axial slices, to stay quick on two cores; the first and last hold no brain): skipping
-brain-free slices and batching change nothing beyond float rounding; cropping changes the canvas the
-network normalises over, and is exact given that canvas; bf16 stays within its documented tolerance."""
+brain-free slices and batching change nothing beyond float rounding; cropping each batch to its brain's box
+changes the canvas the network normalises over, and is exact given that canvas; bf16 stays within its
+documented tolerance."""
 
 import numpy as np
 import pytest
 import torch
-from CollaGANImputeLib.inference.synthesis import network_stack, synthesise, synthesise_naive
+from CollaGANImputeLib.inference.synthesis import SMALLEST_BOX, batch_box, network_stack, synthesise, synthesise_naive
 from CollaGANImputeLib.preparation.study import padded_bounds, prepare_study
 from conftest import subject_files
 
@@ -48,6 +49,40 @@ def test_cropped_path_is_exact_on_its_canvas(case):
     on_canvas = synthesise_naive(generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, mask[:, rows, cols])
     assert np.abs(fast[:, rows, cols] - on_canvas).max() <= EXACT
     assert np.abs(fast - naive)[mask].max() > EXACT  # the canvas does matter: instance norm and CCAM average over it
+
+
+def test_each_batch_is_cut_to_its_own_brain_box(case):
+    """One slice a batch: each slice is imputed on its own brain's box, no smaller than the training crop and inside
+    the whole volume's, and exactly as the network imputes that canvas."""
+    generator, stack, target, mask, _ = case
+    multiple = generator.config.size_multiple
+    fast = synthesise(generator, stack, target, mask, batch_size=1)
+    whole = padded_bounds(mask, multiple)[:2]
+    boxes = set()
+    for index in (1, 2, 3):
+        rows, cols = batch_box(mask, np.array([index]), multiple)
+        boxes.add((rows.start, rows.stop, cols.start, cols.stop))
+        for part, within in zip((rows, cols), whole):
+            assert within.start <= part.start and part.stop <= within.stop
+            assert part.stop - part.start >= min(SMALLEST_BOX, within.stop - within.start) and (part.stop - part.start) % multiple == 0
+        assert mask[index, rows, cols].sum() == mask[index].sum()  # the whole of this slice's brain
+        one = np.s_[index : index + 1, rows, cols]
+        on_box = synthesise_naive(generator, np.ascontiguousarray(stack[(slice(None), *one)]), target, mask[one])
+        assert np.abs(fast[index, rows, cols] - on_box[0]).max() <= EXACT
+        assert not fast[index][~mask[index]].any()
+    assert len(boxes) > 1  # the slices' brains differ, and so do their boxes
+
+
+def test_a_small_brain_gets_the_training_crop_and_a_canvas_moves_the_box():
+    mask = np.zeros((2, 200, 180), dtype=bool)
+    mask[0, 20:190, 10:170] = True  # a whole brain's cross-section: the volume's box is 176 x 160
+    mask[1, 100:110, 15:25] = True  # the top of the head: a 10 x 10 voxel brain
+    rows, cols = batch_box(mask, np.array([1]), 16)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (SMALLEST_BOX, SMALLEST_BOX)
+    assert rows.start <= 100 and 110 <= rows.stop and cols.start == 10  # centred where it can be, inside the volume's box
+    assert batch_box(mask, np.array([0, 1]), 16) == (slice(17, 193), slice(10, 170))  # both slices: the volume's box
+    moved = batch_box(mask, np.array([1]), 16, (4, 2, -3))
+    assert moved == (slice(rows.start - 2, rows.stop + 6), slice(3, cols.stop + 1))  # 4 wider on every side, shifted
 
 
 def test_bf16_stays_within_its_tolerance(case):

@@ -18,13 +18,20 @@ from ..preparation.study import PreparedStudy, brain_slices, padded_bounds, slic
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
 CancelCheck = Callable[[], bool]
-# Views `synthesise(views=N)` averages, the first N: (margin added on every side of the brain's box, row shift,
-# column shift) in voxels, and whether the slices are mirrored left-right. Small shifts move the canvas against
-# the decoder's stride-2 grid, so its checkerboard (at periods of 2 to 8 voxels) changes phase between views
-# and averages out; the first is the plain imputation. On the training subjects, 8 views on top of the card's
-# smoothing raised mean brain SSIM by 0.023-0.033 per contrast (benchmarks/results/smoothing.md).
+# Views `synthesise(views=N)` averages, the first N: (margin added on every side of each batch's brain box, row
+# shift, column shift) in voxels, and whether the slices are mirrored left-right. Small shifts move the canvas
+# against the decoder's stride-2 grid, so its checkerboard (at periods of 2 to 8 voxels) changes phase between
+# views and averages out; the first is the plain imputation. On the training subjects, 8 views on top of the
+# card's smoothing raised mean brain SSIM by 0.023-0.033 per contrast (benchmarks/results/smoothing.md).
 VIEWS = (((0, 0, 0), False), ((0, 0, 0), True), ((2, 1, 1), False), ((2, 1, 1), True),
          ((4, 2, 2), False), ((4, 2, 2), True), ((4, 3, 3), False), ((4, 3, 3), True))
+PLAIN = (0, 0, 0)  # the canvas of the plain imputation: each batch's brain box as it is
+# The shortest side of a batch's box: the training crop (128 x 128 crops of the brain's canvas), so that instance
+# normalisation and CCAM never average over less than the network learned on. A box per batch of slices, at least
+# this wide, imputed the four validation subjects faster and no worse than one box for the whole volume
+# (docs/validation_rule.md, "A brain box per batch of slices"); with no floor, the top slices' 16-voxel boxes leave
+# the bottleneck a single voxel, which instance normalisation cannot normalise.
+SMALLEST_BOX = 128
 
 
 
@@ -63,6 +70,7 @@ def synthesise(
     *,
     batch_size: int = 8,
     crop: bool = True,
+    canvas: tuple[int, int, int] = PLAIN,
     channels_last: bool | None = None,
     bf16: bool = False,
     compiled: bool = False,
@@ -75,32 +83,28 @@ def synthesise(
 
     stack: (N, S, H, W) normalised contrasts, absent ones zero; mask: (S, H, W). Slices without brain are
     skipped (their output is zero anyway) and slices go through the generator in batches; both are exact.
-    `crop` cuts each slice to the brain's bounding box (padded to the network's multiple): this is most
-    of the speed-up, but NOT exact, because instance normalisation and CCAM average over the whole
-    slice, so the amount of background changes the result (the box is closer to the training canvas;
-    README, "Speed and scale", gives the measured difference to full 240x240 slices).
+    `crop` cuts each batch of slices to its brain's box (`batch_box`; `canvas` widens and shifts it): this is
+    most of the speed-up, but NOT exact, because instance normalisation and CCAM average over the whole
+    slice, so the amount of background changes the result (docs/benchmarks.md, "Fast path tolerance").
     `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
-    (torch.compile with CUDA graphs on CUDA; the last batch is padded so that one graph serves all) only
-    trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
+    (torch.compile with CUDA graphs on CUDA: one graph per box size, the last batch padded to the full batch)
+    only trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
     gives a model's). `views` > 1 averages the first `views` of VIEWS before smoothing (test-time
-    augmentation: that many times slower; `crop` does not apply). Returns (S, H, W), zero outside the mask.
+    augmentation: that many times slower; without `crop` only their mirroring applies, since their shifts move
+    each batch's box). Returns (S, H, W), zero outside the mask.
     """
     check_views(views)
     if views > 1:
         total = np.zeros(mask.shape, dtype=np.float64)
-        for number, (canvas, mirror) in enumerate(VIEWS[:views]):
+        for number, (shifted, mirror) in enumerate(VIEWS[:views]):
             counted = None if progress is None else (lambda done, count, n=number: progress(n * count + done, views * count))
-            total += synthesise_on_canvas(generator, stack, target, mask, canvas, mirror, batch_size=batch_size, channels_last=channels_last,
-                                          bf16=bf16, compiled=compiled, progress=counted, cancel=cancel)
+            total += synthesise_on_canvas(generator, stack, target, mask, shifted, mirror, batch_size=batch_size, crop=crop,
+                                          channels_last=channels_last, bf16=bf16, compiled=compiled, progress=counted, cancel=cancel)
         output = (total / views).astype(np.float32)
         return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
     device = next(generator.parameters()).device
     count = stack.shape[0]
     multiple = generator.config.size_multiple
-    if crop:
-        rows, cols, (pad_rows, pad_cols) = padded_bounds(mask, multiple)
-    else:
-        rows, cols, (pad_rows, pad_cols) = slice(0, mask.shape[1]), slice(0, mask.shape[2]), _padding(mask.shape[1:], multiple)
     layout = torch.channels_last if (device.type == "cuda" if channels_last is None else channels_last) else torch.contiguous_format
     network = generator.to(memory_format=layout)
     if compiled:
@@ -113,17 +117,37 @@ def synthesise(
                 if cancel is not None and cancel():
                     raise Cancelled("imputation cancelled")
                 chosen = slices[start : start + batch_size]
+                rows, cols = batch_box(mask, chosen, multiple, canvas) if crop else (slice(0, mask.shape[1]), slice(0, mask.shape[2]))
+                height, width = rows.stop - rows.start, cols.stop - cols.start
+                pad_rows, pad_cols = _padding((height, width), multiple)
                 batch = network_batch(generator, stack[:, :, rows, cols], chosen, target)
                 batch = torch.nn.functional.pad(batch, (0, pad_cols, 0, pad_rows, 0, 0, 0, batch_size - len(chosen) if compiled else 0))
                 batch = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
                 result = network(batch, one_hot(target, count, batch.shape[0], device)).float().cpu().numpy()
-                output[chosen, rows, cols] = result[: len(chosen), 0, : rows.stop - rows.start, : cols.stop - cols.start]
+                output[chosen, rows, cols] = result[: len(chosen), 0, :height, :width]
                 if progress is not None:
                     progress(min(start + batch_size, len(slices)), len(slices))
     finally:
         generator.to(memory_format=torch.contiguous_format)
     output[~mask] = 0.0
     return smooth_in_brain(output, mask, smoothing) if any(smoothing) else output
+
+
+def batch_box(mask: np.ndarray, chosen: np.ndarray, multiple: int, canvas: tuple[int, int, int] = PLAIN) -> tuple[slice, slice]:
+    """Rows and columns the slices `chosen` are cut to: their brain's box rounded up to multiples of `multiple`
+    (preparation.study.padded_bounds), widened about its centre to at least SMALLEST_BOX a side within the brain's
+    box over the whole volume, then by `canvas`'s margin on every side and moved by its row and column shifts,
+    within the image. The network pads what is not a multiple of `multiple`."""
+    margin, down, right = canvas
+    whole = padded_bounds(mask, multiple)[:2]
+    box = []
+    for part, within, shift, size in zip(padded_bounds(mask[chosen], multiple)[:2], whole, (down, right), mask.shape[1:]):
+        length = min(max(part.stop - part.start, SMALLEST_BOX), within.stop - within.start)
+        if length > part.stop - part.start:
+            start = max(within.start, min((part.start + part.stop) // 2 - length // 2, within.stop - length))
+            part = slice(start, start + length)
+        box.append(slice(max(part.start - margin + shift, 0), min(part.stop + margin + shift, size)))
+    return box[0], box[1]
 
 
 def check_views(views: int) -> None:
@@ -133,23 +157,12 @@ def check_views(views: int) -> None:
 
 
 def synthesise_on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int],
-                         mirror: bool, smoothing: tuple[float, float] = (0.0, 0.0), **options) -> np.ndarray:
-    """One prediction with the slices (mirrored left-right if asked) on the brain's box widened by `canvas`'s
-    margin and shifted by its row and column shifts; smoothed on the whole grid as `synthesise` does (the
-    box's edge must not act as a boundary). Other options as for `synthesise`."""
+                         mirror: bool, **options) -> np.ndarray:
+    """One prediction with the slices mirrored left-right if asked and each batch's brain box widened and shifted by
+    `canvas` (`batch_box`), placed back on the study's grid. Other options as for `synthesise`."""
     if mirror:
-        stack, mask = stack[..., ::-1], mask[..., ::-1]
-    margin, down, right = canvas
-    rows, cols, _ = padded_bounds(mask, generator.config.size_multiple)
-    rows = slice(max(rows.start - margin + down, 0), min(rows.stop + margin + down, mask.shape[1]))
-    cols = slice(max(cols.start - margin + right, 0), min(cols.stop + margin + right, mask.shape[2]))
-    output = np.zeros(mask.shape, dtype=np.float32)
-    output[:, rows, cols] = synthesise(
-        generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, np.ascontiguousarray(mask[:, rows, cols]),
-        crop=False, **options,
-    )
-    if any(smoothing):
-        output = smooth_in_brain(output, np.ascontiguousarray(mask), smoothing)
+        stack, mask = np.ascontiguousarray(stack[..., ::-1]), np.ascontiguousarray(mask[..., ::-1])
+    output = synthesise(generator, stack, target, mask, canvas=canvas, **options)
     return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
 
