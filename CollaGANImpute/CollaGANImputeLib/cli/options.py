@@ -55,5 +55,5 @@ def add_prepare_options(parser: argparse.ArgumentParser, *, intermediate: bool =
 def add_views_option(parser: argparse.ArgumentParser) -> None:
     """--views N: test-time averaging of shifted and mirrored views (inference.VIEWS), for imputing and scoring commands."""
     parser.add_argument("--views", type=int, default=1, metavar="N",
-                        help="average N shifted and mirrored views, up to 8: N times the work on uncropped slices (8 views: 8 to 11 "
+                        help="average N shifted and mirrored views, up to 8: N times the work (8 views: 8 to 11 "
                              "times as long); default 1")
