@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 from CollaGANImputeLib.core.contrasts import DEFAULT_CONTRASTS
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.model.model_card import read_card, update_card
-from CollaGANImputeLib.preparation.brasyn_scale import back_to_sd_card_fields, sd_percentiles
+from CollaGANImputeLib.model.weights import back_to_sd_card_fields
+from CollaGANImputeLib.preparation.brasyn_scale import sd_percentiles
 from CollaGANImputeLib.preparation.data import discover_subjects, prepare_subject
 
 REPO = Path(__file__).resolve().parents[1]

@@ -212,7 +212,7 @@ def _back_to_sd(config, train_subjects: Sequence[str], percentiles: dict) -> dic
     """A BraSyn-scaled model's card fields that deliver its output in brain SDs like every other model's, fitted on the
     training subjects; none (its output stays in [0, 1], as its card then says) from a slice cache made before
     caches kept the percentiles."""
-    from ..preparation.brasyn_scale import back_to_sd_card_fields
+    from ..model.weights import back_to_sd_card_fields
 
     if not all(name in percentiles for name in train_subjects):
         print("warning: the slice cache holds no percentiles in brain SDs (made by an older version), so this model's "

@@ -7,7 +7,7 @@ short or altered is refused. Nothing here unpickles.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from ..core.errors import ModelError
 from ..io.atomic import atomic_paths
 from ..preparation.bias_field import METHOD as BIAS_METHOD
 from ..preparation.brasyn_scale import METHOD as BRASYN_METHOD
+from ..preparation.brasyn_scale import landmarks_back_to_sd
 from .model_card import BRASYN_UNIT, CARD_FORMAT, INTENSITY_UNIT, bundled_weights, card_path_for, most_missing, read_card, sha256_of
 from .networks import Generator, GeneratorConfig
 
@@ -106,6 +107,13 @@ def save_model(generator: Generator, contrasts: list[str], weights: str | Path, 
         }
         card_temp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return weights
+
+
+def back_to_sd_card_fields(percentiles: Mapping[str, Mapping[str, Sequence[float]]], contrasts: Sequence[str], chosen_by: str) -> dict:
+    """The card fields of a BraSyn-scaled model whose output comes back to brain standard deviations: the landmark
+    lines of `landmarks_back_to_sd` (`percentiles`: the training subjects' only) and the unit they deliver."""
+    return {"intensity_landmarks": {**landmarks_back_to_sd(percentiles, contrasts), "chosen_by": chosen_by},
+            "output_intensity": INTENSITY_UNIT}
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Model:

@@ -11,7 +11,7 @@ to guess. Its card says so, and its inputs are scaled the same way before every 
 (synthesis.model_inputs). Its output is brought back to brain standard deviations, the unit every other model
 delivers, by the card's landmark lines that `landmarks_back_to_sd` builds: affine between the 0.5th and 99.5th
 percentiles, so every figure taken after the BraSyn normalisation is unchanged. `collagan-impute train` writes them
-into the card of every model it trains so (`back_to_sd_card_fields`), from the training subjects' `sd_percentiles`.
+into the card of every model it trains so (weights.back_to_sd_card_fields), from the training subjects' `sd_percentiles`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..core.metrics import NORMALISATION, brasyn_normalise
-from ..model.model_card import INTENSITY_UNIT
 from .study import PreparedStudy
 
 METHOD = f"each input, after the standard-deviation normalisation, {NORMALISATION.removeprefix('each volume ')}"
@@ -39,13 +38,6 @@ def sd_percentiles(study: PreparedStudy) -> dict[str, list[float]]:
     """Each contrast's 0.5th and 99.5th brain percentiles in brain standard deviations (the study as METHOD.md
     normalises it, before any BraSyn scaling): what `landmarks_back_to_sd` averages over the training subjects."""
     return {key: [float(v) for v in np.percentile(image[study.mask], [0.5, 99.5])] for key, image in study.images.items()}
-
-
-def back_to_sd_card_fields(percentiles: Mapping[str, Mapping[str, Sequence[float]]], contrasts: Sequence[str], chosen_by: str) -> dict:
-    """The card fields of a BraSyn-scaled model whose output comes back to brain standard deviations: the landmark
-    lines of `landmarks_back_to_sd` (`percentiles`: the training subjects' only) and the unit they deliver."""
-    return {"intensity_landmarks": {**landmarks_back_to_sd(percentiles, contrasts), "chosen_by": chosen_by},
-            "output_intensity": INTENSITY_UNIT}
 
 
 def landmarks_back_to_sd(percentiles: Mapping[str, Mapping[str, Sequence[float]]], contrasts: Sequence[str]) -> dict:
