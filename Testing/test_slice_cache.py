@@ -144,3 +144,22 @@ def test_a_brasyn_scaled_cache_keeps_the_way_back_to_brain_sds(manifest, tmp_pat
     card = load_model(tmp_path / "older_run" / "tiny.safetensors").card
     assert card["output_intensity"] == BRASYN_UNIT and "intensity_landmarks" not in card
     assert "normalisation_spread.py --write-card" in capsys.readouterr().err
+
+
+def test_no_way_back_for_a_contrast_no_training_subject_has(capsys):
+    """Fitted on the training subjects' percentiles only, and never guessed: a contrast none of them has leaves the
+    card saying its output is in [0, 1], with a warning, instead of failing after the whole run."""
+    from types import SimpleNamespace
+
+    from CollaGANImputeLib.cli.train import _back_to_sd
+
+    config = SimpleNamespace(contrasts=CONTRASTS)
+    seen = {"a": {"t1": [0.1, 5.0], "t1gd": [0.2, 6.0], "t2": [0.3, 7.0]}, "b": {"t1": [0.3, 5.4], "t1gd": [0.0, 6.4], "t2": [0.1, 7.2]}}
+    assert _back_to_sd(config, ["a", "b"], seen) == {}
+    assert "no training subject has FLAIR" in capsys.readouterr().err
+    seen["b"]["flair"] = [0.2, 6.0]
+    fields = _back_to_sd(config, ["a", "b"], {**seen, "validation": {k: [9.0, 99.0] for k in CONTRASTS}})
+    lines = fields["intensity_landmarks"]
+    assert fields["output_intensity"] == INTENSITY_UNIT and lines["fitted_on"] == ["a", "b"]  # never the validation subject
+    assert lines["offsets"]["t1"] == pytest.approx([0.2, 0.2]) and lines["slopes"]["t1"] == pytest.approx([5.0, 5.0])
+    assert lines["offsets"]["flair"] == pytest.approx([0.2, 0.2]) and lines["slopes"]["flair"] == pytest.approx([5.8, 5.8])

@@ -211,13 +211,19 @@ def cmd_train(argv: Sequence[str]) -> int:
 def _back_to_sd(config, train_subjects: Sequence[str], percentiles: dict) -> dict:
     """A BraSyn-scaled model's card fields that deliver its output in brain SDs like every other model's, fitted on the
     training subjects; none (its output stays in [0, 1], as its card then says) from a slice cache made before
-    caches kept the percentiles."""
+    caches kept the percentiles, or for a contrast no training subject has."""
+    from ..core.contrasts import display_name
     from ..model.weights import back_to_sd_card_fields
 
     if not all(name in percentiles for name in train_subjects):
         print("warning: the slice cache holds no percentiles in brain SDs (made by an older version), so this model's "
               "output stays in the BraSyn scaling [0, 1]; `benchmarks/normalisation_spread.py --write-card` adds the "
               "way back, or make the cache again", file=sys.stderr)
+        return {}
+    unseen = [display_name(key) for key in config.contrasts if not any(key in percentiles[name] for name in train_subjects)]
+    if unseen:
+        print(f"warning: no training subject has {', '.join(unseen)}, so nothing says where its brain percentiles lie; "
+              "this model's output stays in the BraSyn scaling [0, 1]", file=sys.stderr)
         return {}
     return back_to_sd_card_fields({name: percentiles[name] for name in train_subjects}, config.contrasts,
                                   "collagan-impute train: the training subjects' brain percentiles before the BraSyn scaling")
