@@ -39,7 +39,7 @@ from ..model.weights import Model
 from ..preparation.study import PreparedStudy, brain_slices
 from . import error_model
 from .intensity_landmarks import model_landmarks
-from .synthesis import CancelCheck, Progress, model_inputs, model_smoothing, synthesise_on_canvas
+from .synthesis import PLAIN, CancelCheck, Progress, model_inputs, model_smoothing, synthesise_on_canvas
 
 SPREADS = ("flips", "subsets")  # what `uncertainty_map` computes
 METHODS = ("calibrated", "subsets", "flips")  # the maps `reliability_map` offers, most informative first
@@ -49,7 +49,6 @@ METHODS = ("calibrated", "subsets", "flips")  # the maps `reliability_map` offer
 # contrasts was 0.13 with the mirror alone, 0.25 with the first four canvases and 0.29 with all twelve.
 CANVASES = ((0, 0, 0), (8, 0, 0), (16, 0, 0), (32, 0, 0), (8, 3, 5), (8, -5, -3), (16, 7, -2), (16, -2, 7),
             (24, 5, 5), (24, -6, -6), (32, 9, -11), (32, -11, 9))
-PLAIN = (0, 0, 0)
 
 
 def available_methods(card: dict, present: int | None = None) -> tuple[str, ...]:
