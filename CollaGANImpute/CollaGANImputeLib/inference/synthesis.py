@@ -161,7 +161,7 @@ def synthesise_on_canvas(generator: Generator, stack: np.ndarray, target: int, m
     """One prediction with the slices mirrored left-right if asked and each batch's brain box widened and shifted by
     `canvas` (`batch_box`), placed back on the study's grid. Other options as for `synthesise`."""
     if mirror:
-        stack, mask = np.ascontiguousarray(stack[..., ::-1]), np.ascontiguousarray(mask[..., ::-1])
+        stack, mask = stack[..., ::-1], mask[..., ::-1]  # views: each batch is copied as the network reads it
     output = synthesise(generator, stack, target, mask, canvas=canvas, **options)
     return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
