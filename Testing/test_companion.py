@@ -1,6 +1,6 @@
 """A model's companion for one missing contrast: loaded with it and checked alike, handed exactly the requests it
-serves (that contrast alone absent) by the library, the evaluation and the command line, and refused when its
-card or file does not fit."""
+serves (that contrast alone absent) by the library, the evaluation, the importance analysis and the command line,
+and refused when its card or file does not fit."""
 
 import json
 import shutil
@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
+from CollaGANImputeLib.analysis.importance import analyse_study
 from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import ModelError
 from CollaGANImputeLib.inference.imputation import impute, impute_all
@@ -107,6 +108,17 @@ def test_evaluation_scores_each_contrast_by_the_model_that_serves_it(manifest, p
     assert by == {"t1": "any", "flair": "one_missing"}
     alone = evaluate_subjects(load_model(pair.companion.weights_path), subjects, ["flair"])
     assert report["mean"]["flair"] == pytest.approx(alone["mean"]["flair"], abs=1e-6)
+
+
+def test_importance_scores_each_contrast_by_the_model_that_serves_it(tumour_crop, pair):
+    report = analyse_study(tumour_crop, pair)
+    by = {row["contrast"]: row["by"] for row in report.rows}
+    assert by == {"t1": "any", "t1gd": "any", "t2": "one_missing", "flair": "one_missing"}
+    assert any(note.startswith("T2, FLAIR imputed by 'one_missing'") for note in report.notes)
+    alone = {row["contrast"]: row for row in analyse_study(tumour_crop, load_model(pair.companion.weights_path)).rows}
+    served = {row["contrast"]: row for row in report.rows}
+    assert served["flair"]["ssim_brain"] == pytest.approx(alone["flair"]["ssim_brain"], abs=1e-6)
+    assert served["t1"]["ssim_brain"] != pytest.approx(alone["t1"]["ssim_brain"], abs=1e-6)  # T1 stays with the any-subset model
 
 
 def test_the_command_line_uses_the_companion(tumour_crop, pair_path, tmp_path):

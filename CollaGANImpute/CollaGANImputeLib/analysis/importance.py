@@ -1,9 +1,10 @@
 """Contrast importance, the paper's central question: which contrast can be imputed from the others
 (redundant) and which cannot (indispensable)?
 
-For each subject with every contrast of the model, each contrast in turn is imputed from the others and
-compared with the real one, over the brain, inside the tumour regions (regions.py: from a label map,
-else the enhancement proxy) and in the brain outside them. With a segmenter (segmenters.py), the study is also segmented from its real
+For each subject with every contrast of the model, each contrast in turn is imputed from the others by the model that
+serves that request (`Model.serving`: the card's companion where it names one, as `impute` would) and compared with
+the real one, over the brain, inside the tumour regions (regions.py: from a label map, else the enhancement proxy)
+and in the brain outside them. With a segmenter (segmenters.py), the study is also segmented from its real
 contrasts and from the contrasts with the imputed one in place of the real one; the Dice of each tumour
 region says what the segmentation loses. The contrasts are then ranked by one stated score.
 """
@@ -20,7 +21,7 @@ from ..core.contrasts import display_name
 from ..core.errors import Cancelled, InputError
 from ..core.metrics import image_metrics, require_scorable
 from ..inference.intensity_landmarks import model_landmarks
-from ..inference.synthesis import model_inputs, model_smoothing, synthesise
+from ..inference.synthesis import ServedInputs, model_smoothing, synthesise
 from ..io.geometry import describe_grid, resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.data import Subject, prepare_subject
@@ -92,15 +93,16 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
         steps.start(f"{name}: segmenting the real inputs")
         real = _segment(segmenter, study, study.images, f"of subject '{name}' (real inputs) from segmenter {segmenter.name}")
         reference = regions if labels is not None else real
-    stack = model_inputs(model, study)
+    inputs = ServedInputs(study)
     rows = []
     for key in contrasts:
         steps.start(f"{name}: imputing {display_name(key)}")
-        fake = synthesise(model.generator, stack, contrasts.index(key), study.mask, batch_size=batch_size,
-                         smoothing=model_smoothing(model, key, study.slice_spacing), cancel=steps.cancel)
-        fake = model_landmarks(model, key, fake, study.mask)
+        server = model.serving([key], [k for k in contrasts if k != key])  # what `impute` would hand this request to
+        fake = synthesise(server.generator, inputs(server), contrasts.index(key), study.mask, batch_size=batch_size,
+                          smoothing=model_smoothing(server, key, study.slice_spacing), cancel=steps.cancel)
+        fake = model_landmarks(server, key, fake, study.mask)
         brain = image_metrics(study.images[key], fake, study.mask)
-        row = {"subject": name, "contrast": key, **{m: brain[m] for m in METRICS}, "regions": {}}
+        row = {"subject": name, "contrast": key, "by": server.name, **{m: brain[m] for m in METRICS}, "regions": {}}
         for region, mask in regions.masks.items():
             inside = mask & study.mask
             scores = image_metrics(study.images[key], fake, study.mask, region=inside) if inside.any() else None
@@ -153,6 +155,10 @@ def _finish(model: Model, subjects: list[dict], rows: list[dict], segmenter: Seg
             summary["tests"] = {g: paired_test([r["dice_real"][g] for r in mine], [r["dice_imputed"][g] for r in mine]) for g in REGIONS}
             summary["tests"]["score"] = paired_test([r["score"] for r in mine], [0.0] * len(mine))
         report.summary[key] = summary
+    by_companion = [display_name(k) for k in model.contrasts if any(r["by"] != model.name for r in rows if r["contrast"] == k)]
+    if by_companion:
+        report.notes.append(f"{', '.join(by_companion)} imputed by '{model.companion.name}', the companion of model '{model.name}' "
+                            "for one missing contrast, as `impute` serves that request")
     unscored = [display_name(k) for k, s in report.summary.items() if s["score"] is None]
     if unscored:
         raise InputError(f"no subject has a voxel in the tumour regions, so {', '.join(unscored)} cannot be ranked "
