@@ -11,8 +11,7 @@ from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..inference.imputation import Imputation
-from ..inference.intensity_landmarks import model_landmarks
-from ..inference.synthesis import ServedInputs, check_views, model_smoothing, synthesise
+from ..inference.synthesis import ServedInputs, check_views
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -77,10 +76,7 @@ def evaluate_subjects(
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
-            server = model.serving([key], [k for k in contrasts if k != key])
-            fake = synthesise(server.generator, inputs(server), contrasts.index(key), study.mask, batch_size=batch_size,
-                              smoothing=model_smoothing(server, key, study.slice_spacing), views=views)
-            fake = model_landmarks(server, key, fake, study.mask)
+            server, fake = inputs.impute(model, key, batch_size=batch_size, views=views)
             real = study.images[key]
             if bias_corrected:
                 real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")

@@ -20,8 +20,7 @@ import SimpleITK as sitk
 from ..core.contrasts import display_name
 from ..core.errors import Cancelled, InputError
 from ..core.metrics import image_metrics, require_scorable
-from ..inference.intensity_landmarks import model_landmarks
-from ..inference.synthesis import ServedInputs, model_smoothing, synthesise
+from ..inference.synthesis import ServedInputs
 from ..io.geometry import describe_grid, resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.data import Subject, prepare_subject
@@ -97,10 +96,7 @@ def _analyse_prepared(name: str, study: PreparedStudy, model: Model, labels: np.
     rows = []
     for key in contrasts:
         steps.start(f"{name}: imputing {display_name(key)}")
-        server = model.serving([key], [k for k in contrasts if k != key])  # what `impute` would hand this request to
-        fake = synthesise(server.generator, inputs(server), contrasts.index(key), study.mask, batch_size=batch_size,
-                          smoothing=model_smoothing(server, key, study.slice_spacing), cancel=steps.cancel)
-        fake = model_landmarks(server, key, fake, study.mask)
+        server, fake = inputs.impute(model, key, batch_size=batch_size, cancel=steps.cancel)
         brain = image_metrics(study.images[key], fake, study.mask)
         row = {"subject": name, "contrast": key, "by": server.name, **{m: brain[m] for m in METRICS}, "regions": {}}
         for region, mask in regions.masks.items():

@@ -15,6 +15,7 @@ from ..model.weights import Model
 from ..preparation.bias_field import corrected_study
 from ..preparation.brasyn_scale import brasyn_scaled_study
 from ..preparation.study import PreparedStudy, brain_slices, padded_bounds, slice_planes
+from .intensity_landmarks import model_landmarks
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
 CancelCheck = Callable[[], bool]
@@ -244,3 +245,12 @@ class ServedInputs:
         if id(model) not in self._stacks:
             self._stacks[id(model)] = model_inputs(model, self.study)
         return self._stacks[id(model)]
+
+    def impute(self, model: Model, key: str, **options) -> tuple[Model, np.ndarray]:
+        """`key` imputed from every other contrast as `impute` delivers that request: by the model that serves it
+        (`Model.serving`), with that model's smoothing and intensity mapping. Returns the serving model and the
+        volume; `options` go to `synthesise`."""
+        server = model.serving([key], [k for k in model.contrasts if k != key])
+        fake = synthesise(server.generator, self(server), model.contrasts.index(key), self.study.mask,
+                          smoothing=model_smoothing(server, key, self.study.slice_spacing), **options)
+        return server, model_landmarks(server, key, fake, self.study.mask)
