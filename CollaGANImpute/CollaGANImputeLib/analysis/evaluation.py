@@ -11,7 +11,7 @@ from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..inference.imputation import Imputation
-from ..inference.synthesis import ServedInputs, check_views
+from ..inference.synthesis import ServedInputs, check_planes, check_views
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -54,6 +54,7 @@ def evaluate_subjects(
     batch_size: int = 8,
     bias_corrected: bool = False,
     views: int = 1,
+    planes: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Impute each contrast of each subject from the others, each by the model that serves it (`Model.serving`: the
@@ -61,13 +62,15 @@ def evaluate_subjects(
 
     With `bias_corrected`, each real volume is first freed of its coil shading (bias_field.py), which no
     imputation reproduces; the report's "reference" says which was scored against. `views` > 1 scores the
-    test-time average of that many shifted and mirrored views (`synthesis.synthesise`), as `impute --views` delivers."""
+    test-time average of that many shifted and mirrored views (`synthesis.synthesise`), as `impute --views` delivers;
+    `planes` 3 the average of the axial, coronal and sagittal passes."""
     contrasts = model.contrasts
     targets = list(missing or contrasts)
     unknown = [display_name(k) for k in targets if k not in contrasts]
     if unknown:
         raise InputError(f"{', '.join(unknown)}: model '{model.name}' imputes only {', '.join(display_name(k) for k in contrasts)}")
     check_views(views)
+    check_planes(planes)
     results = []
     for subject in subjects:
         study = prepare_subject(subject, contrasts)
@@ -76,7 +79,7 @@ def evaluate_subjects(
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
-            server, fake = inputs.impute(model, key, batch_size=batch_size, views=views)
+            server, fake = inputs.impute(model, key, batch_size=batch_size, views=views, planes=planes)
             real = study.images[key]
             if bias_corrected:
                 real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")
@@ -91,6 +94,7 @@ def evaluate_subjects(
         "normalisation": NORMALISATION,
         "reference": f"the real volume after {BIAS_METHOD}" if bias_corrected else "the real volume as acquired",
         "views": views,
+        "planes": planes,
         "ssim": "3-D SSIM, 7-voxel window; ssim_brain averages the SSIM map over the brain mask, ssim_volume over the whole volume",
         "results": results,
         "mean": means,
