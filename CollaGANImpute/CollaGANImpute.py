@@ -254,7 +254,7 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._selectors = {"Mask": self.ui.maskSelector, "Real": self.ui.realVolumeSelector, "Output": self.ui.outputSelector,
                            "LabelMap": self.ui.labelMapSelector}
         self._checkBoxes = {"Uncertainty": self.ui.uncertaintyCheckBox, "BestQuality": self.ui.bestQualityCheckBox,
-                            "Prepare": self.ui.prepareCheckBox}
+                            "ThreePlanes": self.ui.threePlanesCheckBox, "Prepare": self.ui.prepareCheckBox}
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -492,7 +492,8 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
                 reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"), **parameters.model_choice(self._parameterNode),
                 uncertainty=node.GetParameter("Uncertainty") == "true", prepare=node.GetParameter("Prepare") == "true",
-                views=len(VIEWS) if node.GetParameter("BestQuality") == "true" else 1)
+                views=len(VIEWS) if node.GetParameter("BestQuality") == "true" else 1,
+                planes=3 if node.GetParameter("ThreePlanes") == "true" else 1)
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
             return

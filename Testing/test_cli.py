@@ -256,6 +256,19 @@ def test_a_reader_that_stops_reading_gets_no_traceback(tiny_model_path):
     assert done.returncode == 141 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
+def test_planes_option(small_study, tiny_model_path, tmp_path, capsys):
+    """--planes 3 writes an output on the same grid, unlike the axial one; --planes 2 is refused with no output."""
+    plain, averaged, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "planes", "refused"))
+    assert run(impute_args(small_study, plain, tiny_model_path), capsys)[0] == 0
+    code, err = run(impute_args(small_study, averaged, tiny_model_path) + ["--planes", "3"], capsys)
+    assert code == 0, err
+    one, three = (sitk.ReadImage(str(p)) for p in (plain, averaged))
+    assert (one.GetSize(), one.GetOrigin(), one.GetDirection()) == (three.GetSize(), three.GetOrigin(), three.GetDirection())
+    assert not np.allclose(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(three), atol=1e-4)
+    code, err = run(impute_args(small_study, refused, tiny_model_path) + ["--planes", "2"], capsys)
+    assert code == 2 and "planes: 2 asked" in err and not refused.exists()
+
+
 def test_views_option(small_study, tiny_model_path, tmp_path, capsys):
     """--views 2 writes an output unlike the one-view output; --views 9 is refused with no output."""
     plain, averaged, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "averaged", "refused"))

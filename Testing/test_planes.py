@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.inference.imputation import impute_all
 from CollaGANImputeLib.inference.synthesis import network_stack, quantile_restored, synthesise
 from CollaGANImputeLib.model.networks import GeneratorConfig
 from CollaGANImputeLib.preparation.study import prepare_study
@@ -78,3 +79,9 @@ def test_only_one_or_all_three_orientations(block, planes):
     stack, mask, target = block
     with pytest.raises(InputError, match=f"planes: {planes} asked"):
         synthesise(Echo(0), stack, target, mask, planes=planes)
+
+
+def test_an_impossible_number_is_refused_before_any_work(sample_files, tiny_model):
+    with pytest.raises(InputError, match="planes: 2 asked"):
+        impute_all({k: sample_files[k] for k in ("t1", "t2", "flair")}, ["t1gd"], tiny_model, planes=2,
+                   progress=lambda *_: pytest.fail("work started before the number of planes was checked"))

@@ -341,6 +341,18 @@ def test_best_quality_averages_views_through_the_engine(module, scene, cropped, 
     assert not np.allclose(averaged, plain, atol=1e-4)
 
 
+def test_three_orientations_go_through_the_engine(module, scene, cropped, tiny_model_path):
+    """The panel's Three slice orientations asks the engine for planes=3; the logic passes it through unchanged."""
+    files = cropped["BraTS-GLI-00001-000"]
+    nodes = {key: load_node(scene, path, f"planes-{key}") for key, path in files.items() if key != "t1gd"}
+    logic = module.CollaGANImputeLogic()
+    three = slicer.util.arrayFromVolume(logic.impute(nodes, "t1gd", weights=str(tiny_model_path), planes=3))
+    expected = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path), planes=3).image
+    assert np.allclose(three, sitk.GetArrayFromImage(expected), atol=1e-5)
+    plain = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path)).image
+    assert not np.allclose(three, sitk.GetArrayFromImage(plain), atol=1e-4)
+
+
 def test_input_problems_and_auto_assign(module, scene):
     logic = module.CollaGANImputeLogic()
     names = ["BraTS-GLI-00001-000-t1n", "BraTS-GLI-00001-000-t1c", "BraTS-GLI-00001-000-t2w", "TCGA_fla_bet"]

@@ -9,6 +9,7 @@ difference to the naive output inside the brain (in brain standard deviations, t
 and apart from the study time, the time of the smoothing `impute` adds to any path (the card's "inference").
 
     python benchmarks/inference.py --json benchmarks/results/inference_cpu.json
+    python benchmarks/inference.py --path fast --path "fast, 3 planes" --json planes.json   # some paths only
 """
 
 from __future__ import annotations
@@ -38,15 +39,19 @@ PATHS = {
     "fast, bf16": {"bf16": True},
     "fast, compiled": {"compiled": True},
     "fast, 8 views": {"views": 8},
+    "fast, 3 planes": {"planes": 3},
+    "fast, 3 planes, bf16": {"planes": 3, "bf16": True},
 }
-DEVICE_PATHS = {"cpu": ["naive", "fast", "fast, channels-last", "fast, no crop", "fast, bf16", "fast, 8 views"],
-                "cuda": ["naive", "fast", "fast, no crop", "fast, bf16", "fast, compiled", "fast, 8 views"]}
+DEVICE_PATHS = {"cpu": ["naive", "fast", "fast, channels-last", "fast, no crop", "fast, bf16", "fast, 8 views", "fast, 3 planes",
+                        "fast, 3 planes, bf16"],
+                "cuda": ["naive", "fast", "fast, no crop", "fast, bf16", "fast, compiled", "fast, 8 views", "fast, 3 planes"]}
 TARGETS = {"cpu_fast_study_s": 20.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_over_naive": 3.0}
 
 
 def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
+    from CollaGANImputeLib.inference import synthesis
     from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model.weights import load_model
     from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
@@ -81,7 +86,8 @@ def run_path(args: argparse.Namespace) -> None:
     smooth_in_brain(volume, study.mask, smoothing)  # what `impute` adds after any path (the card's "inference")
     smoothing_s = time.perf_counter() - smoothing_started
     study_s, synth_s = times[-1]  # the last repeat: warm on a GPU (cuDNN autotuning and compiling are done)
-    slices = study.mask.shape[0] if options is None else len(brain_slices(study.mask)) * options.get("views", 1)
+    orders = synthesis.PLANE_ORDERS[:options.get("planes", 1)] if options is not None else ()
+    slices = study.mask.shape[0] if options is None else sum(len(brain_slices(study.mask.transpose(o))) for o in orders) * options.get("views", 1)
     print(json.dumps({
         "path": args.worker, "model": model.name, "device": args.device, "threads": args.threads, "batch_size": None if options is None else args.batch_size,
         "study_s": round(study_s, 2), "synthesis_s": round(synth_s, 2), "first_study_s": round(times[0][0], 2),
@@ -101,6 +107,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--devices", default="cpu,cuda", help="devices to measure, where present")
+    parser.add_argument("--path", action="append", choices=list(PATHS), help="a path to measure, repeatable (default: every path of each device)")
     parser.add_argument("--repeats", type=int, default=0, help="studies per path; the last is reported (default: 1 on CPU, 2 on GPU)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--worker", choices=list(PATHS), help=argparse.SUPPRESS)
@@ -116,7 +123,7 @@ def main() -> None:
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="collagan-bench-") as scratch:  # each path's output: compared, then removed
         for device in devices:
-            for name in DEVICE_PATHS[device]:
+            for name in [p for p in DEVICE_PATHS[device] if not args.path or p in args.path]:
                 results.append(measure_path(args, device, name, Path(scratch) / f"{device}-{len(results)}.npy"))
             compare(results, device)
     report = {"benchmark": "inference", "subject": args.subject, "missing": args.missing,

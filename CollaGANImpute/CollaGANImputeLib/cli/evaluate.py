@@ -15,6 +15,7 @@ from .options import (
     add_data_option,
     add_device_option,
     add_overwrite_option,
+    add_planes_option,
     add_views_option,
 )
 
@@ -35,13 +36,14 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     p.add_argument("--bias-corrected", action="store_true",
                    help="score against each real volume after N4 bias field correction: its coil shading is absent from any imputation")
     add_views_option(p)
+    add_planes_option(p)
     add_device_option(p)
     add_overwrite_option(p)
     args = p.parse_args(argv)
     check_outputs([args.json], overwrite=args.overwrite)
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
-    report = evaluate_subjects(model, subjects, args.missing or None, bias_corrected=args.bias_corrected, views=args.views,
+    report = evaluate_subjects(model, subjects, args.missing or None, bias_corrected=args.bias_corrected, views=args.views, planes=args.planes,
                                progress=lambda m: print(m, file=sys.stderr))
     write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     for key, values in report["mean"].items():

@@ -16,6 +16,7 @@ from ..io.series_recognition import recognise_study
 from .options import (
     add_device_option,
     add_overwrite_option,
+    add_planes_option,
     add_prepare_options,
     add_progress_option,
     add_strict_option,
@@ -56,6 +57,7 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
                         help="also write a reliability map beside each output (NAME_uncertainty.EXT): where not to trust it")
     parser.add_argument("--batch-size", type=int, default=8)
     add_views_option(parser)
+    add_planes_option(parser)
     add_overwrite_option(parser)
     add_strict_option(parser)
     add_prepare_options(parser)
@@ -106,7 +108,7 @@ def cmd_impute(argv: Sequence[str]) -> int:
     names = ", ".join(display_name(k) for k in args.missing)
     reporter = ProgressReporter(f"imputing {names}", lines=args.progress == "lines", unit="slice")
     results = impute_all(inputs, args.missing, model, strategy=args.strategy, mask=args.mask, reference=args.reference,
-                         batch_size=args.batch_size, views=args.views, uncertainty=args.uncertainty, strict=args.strict,
+                         batch_size=args.batch_size, views=args.views, planes=args.planes, uncertainty=args.uncertainty, strict=args.strict,
                          force=args.force, prepare=prepare_options(args), progress=reporter.update)
     reporter.close()
     present = [key for key in args.missing if key in study_files]
@@ -176,6 +178,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")
     add_views_option(p)
+    add_planes_option(p)
     add_overwrite_option(p)
     add_strict_option(p)
     add_prepare_options(p, intermediate=False)
@@ -189,7 +192,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="study")
     try:
         report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=args.bf16,
-                               views=args.views, workers=workers, overwrite=args.overwrite, strict=args.strict, force=args.force,
+                               views=args.views, planes=args.planes, workers=workers, overwrite=args.overwrite, strict=args.strict, force=args.force,
                                prepare=PrepareOptions(args.brain_extractor) if args.prepare else None,
                                progress=lambda done, total, stage: reporter.update(done, total))
     finally:

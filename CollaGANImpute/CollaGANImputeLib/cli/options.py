@@ -52,6 +52,13 @@ def add_prepare_options(parser: argparse.ArgumentParser, *, intermediate: bool =
                             help="with --prepare: write each step's output (registered inputs, transforms, brain mask, 1 mm inputs) here")
 
 
+def add_planes_option(parser: argparse.ArgumentParser) -> None:
+    """--planes 3: the axial, coronal and sagittal passes averaged (synthesis.synthesise), for imputing and scoring commands."""
+    parser.add_argument("--planes", type=int, default=1, metavar="N",
+                        help="3: impute the study's axial, coronal and sagittal slices and average the three (three times "
+                             "the work; better on the validation subjects, docs/validation_rule.md); default 1, axial only")
+
+
 def add_views_option(parser: argparse.ArgumentParser) -> None:
     """--views N: test-time averaging of shifted and mirrored views (inference.VIEWS), for imputing and scoring commands."""
     parser.add_argument("--views", type=int, default=1, metavar="N",

@@ -58,7 +58,7 @@ def manifest_path(output: str | Path, missing: str) -> Path:
 def impute_study(model: Model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None, **options) -> tuple[Path | str, list[str]]:
     """One study: the file written, or 'skipped: <reason>' when its input is unusable, and the notes of the
-    imputation. `options` (batch_size, bf16, views) go to `imputation.impute`."""
+    imputation. `options` (batch_size, bf16, views, planes) go to `imputation.impute`."""
     from ..io.volumes import write_volume
     from .imputation import impute
 
@@ -88,15 +88,16 @@ def impute_folder(
     study with bad input does not stop the others, and is tried again on a rerun). `workers` > 1 runs
     that many processes, each loading `model`'s weights file; on a CUDA model they share the GPUs in
     turn. Cancelling stops before the next slice batch and leaves no partial file. `options` (batch_size,
-    bf16, views, strict) go to `imputation.impute`. One run at a time imputes `missing` into a folder (a lock);
+    bf16, views, planes, strict) go to `imputation.impute`. One run at a time imputes `missing` into a folder (a lock);
     an output this model has not recorded as finished is replaced only with `overwrite`, and no output may
     land inside `studies`; both are checked before any study is imputed.
     """
     if missing not in model.contrasts:
         raise ModelError(f"model '{model.name}' cannot impute {display_name(missing)}; it imputes {', '.join(model.contrasts)}")
-    from .synthesis import check_views
+    from .synthesis import check_planes, check_views
 
     check_views(options.get("views", 1))
+    check_planes(options.get("planes", 1))
     folders = study_folders(studies)
     with folder_lock(output, f"collagan_batch_{missing}"):
         return _impute_unlocked(model, folders, Path(studies), output, missing, workers, overwrite, progress, cancel, options)

@@ -20,7 +20,7 @@ from ..preparation.brain_prep import PrepareOptions, prepare_inputs, to_referenc
 from ..preparation.ood_checks import refuse_out_of_distribution
 from ..preparation.study import PreparedStudy, VolumeSource, load_volume, prepare_study
 from .intensity_landmarks import model_landmarks
-from .synthesis import CancelCheck, Progress, check_views, model_inputs, model_smoothing, synthesise
+from .synthesis import CancelCheck, Progress, check_planes, check_views, model_inputs, model_smoothing, synthesise
 
 
 @dataclass
@@ -136,6 +136,7 @@ def impute_all(
     batch_size: int = 8,
     bf16: bool = False,
     views: int = 1,
+    planes: int = 1,
     uncertainty: bool = False,
     strict: bool = False,
     force: bool = False,
@@ -150,12 +151,13 @@ def impute_all(
     model's order unless `reference` says otherwise) with its origin, spacing and direction exactly;
     intensities are in brain standard deviations (see the model card's output_intensity) and zero
     outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
-    README documents; `views` > 1 averages that many shifted and mirrored views (`synthesise`), slower
-    and better. With `uncertainty`, each result also carries its reliability map
+    README documents; `views` > 1 averages that many shifted and mirrored views (`synthesise`), slower;
+    `planes` 3 averages the study's axial, coronal and sagittal passes (three times slower, better on the
+    validation subjects: docs/validation_rule.md). With `uncertainty`, each result also carries its reliability map
     (reliability.reliability_map; `uncertainty_meaning` says its unit): the card's error model where the
     model was calibrated, else the spread over input subsets for a model trained for any subset, else over
     flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the
-    one-view imputation whatever `views` is. `strict` refuses inputs that only look wrong (`prepare_study`).
+    one-view, axial imputation whatever `views` and `planes` are. `strict` refuses inputs that only look wrong (`prepare_study`).
     A model whose card names a companion for one missing contrast hands it the requests it serves
     (`Model.serving`), except those with a reliability map. An imputation that is not finite everywhere, or is
     zero in the whole brain, is refused (ModelError).
@@ -166,10 +168,11 @@ def impute_all(
     """
     chosen = plan_request(model, inputs, missing, strategy)
     check_views(views)
+    check_planes(planes)
     if prepare is not None:
         return impute_prepared(inputs, missing, model, prepare, reference=reference, mask=mask, cancel=cancel, strategy=strategy,
-                               batch_size=batch_size, bf16=bf16, views=views, uncertainty=uncertainty, strict=strict, force=force,
-                               progress=progress)
+                               batch_size=batch_size, bf16=bf16, views=views, planes=planes, uncertainty=uncertainty, strict=strict,
+                               force=force, progress=progress)
     # A reliability map is the error model of the model it was calibrated for, so a request for one keeps that model.
     served = model if uncertainty else model.serving(missing, inputs)
     contrasts = model.contrasts
@@ -194,7 +197,7 @@ def impute_all(
         model.generator, stack, [contrasts.index(k) for k in missing], study.mask,
         strategy=chosen, absent=[contrasts.index(k) for k in absent], progress=progress, cancel=cancel,
         finish=lambda index, volume: model_landmarks(model, contrasts[index], volume, study.mask),
-        batch_size=batch_size, bf16=bf16, smoothing=smoothing, views=views,
+        batch_size=batch_size, bf16=bf16, smoothing=smoothing, views=views, planes=planes,
     )
     for key in missing:
         require_usable_output(volumes[contrasts.index(key)], study.mask, model, key)

@@ -107,10 +107,11 @@ class ImputationLogic:
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                           weights: str | None = None, device: str = "auto", uncertainty: bool = False,
-                          views: int = 1, force: bool = False, prepare: bool = False) -> ImputationRequest:
+                          views: int = 1, planes: int = 1, force: bool = False, prepare: bool = False) -> ImputationRequest:
         """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
         model without an input is imputed too (`missing` first). `views` > 1 averages that many shifted
-        and mirrored views (8 views: 8 to 11 times as long, better; docs/model.md). `prepare` brings a raw
+        and mirrored views (8 views: 8 to 11 times as long; docs/model.md); `planes` 3 averages the axial, coronal and
+        sagittal passes (3 times as long, better: docs/validation_rule.md). `prepare` brings a raw
         study to the model's form first (registration, brain extraction: `mask` if given, else ROBEX; 1 mm)."""
         card = self.modelCard(weights)
         contrasts = card["contrasts"]
@@ -127,7 +128,7 @@ class ImputationLogic:
             weights=weights or None, device=device,
             mask=mrml.image_from_node(mask) if mask is not None else None, reference=reference or None,
             real=mrml.image_from_node(real) if real is not None else None, uncertainty=uncertainty,
-            views=views, force=force, prepare=prepare, inputNodes=dict(given), realNode=real,
+            views=views, planes=planes, force=force, prepare=prepare, inputNodes=dict(given), realNode=real,
         )
 
     def computeImputation(self, request: ImputationRequest, progress=None, cancel=None) -> tuple:
@@ -143,7 +144,7 @@ class ImputationLogic:
         prepare = PrepareOptions(on_step=lambda step: report(0, 0, f"Preparing the raw study: {step}")) if request.prepare else None
         imputations = impute_all(
             request.images, request.targets, model, mask=request.mask, reference=request.reference,
-            uncertainty=request.uncertainty, views=request.views, force=request.force, prepare=prepare,
+            uncertainty=request.uncertainty, views=request.views, planes=request.planes, force=request.force, prepare=prepare,
             progress=lambda done, total: report(done, total, f"Imputing {names}: {done} of {total} slice passes"),
             cancel=cancel,
         )
@@ -208,8 +209,8 @@ class ImputationLogic:
         return outcome
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, force: bool = False,
-               prepare: bool = False, progress=None, cancel=None):
+               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, planes: int = 1,
+               force: bool = False, prepare: bool = False, progress=None, cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 
         Blocking (console use). Contrasts of the model with no input are imputed too, when the model
@@ -220,8 +221,8 @@ class ImputationLogic:
         Raises the engine's InputError/ModelError, or Cancelled; the scene then holds no new node.
         """
         request = self.prepareImputation(inputs, missing, mask=mask, reference=reference, real=real,
-                                         weights=weights, device=device, uncertainty=uncertainty, views=views, force=force,
-                                         prepare=prepare)
+                                         weights=weights, device=device, uncertainty=uncertainty, views=views, planes=planes,
+                                         force=force, prepare=prepare)
         return self.finishImputation(request, self.computeImputation(request, progress, cancel)).outputNode
 
     def currentOutcome(self, outputNode=None) -> ImputationOutcome | None:

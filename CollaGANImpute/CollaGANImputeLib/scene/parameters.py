@@ -5,7 +5,7 @@ from __future__ import annotations
 
 INPUT_REFERENCE = "Input_"  # node-reference role prefix, one per contrast key ("Input_t1", ...)
 DEFAULTS = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": "", "Uncertainty": "false",
-            "BestQuality": "false", "Prepare": "false"}
+            "BestQuality": "false", "ThreePlanes": "false", "Prepare": "false"}
 
 
 def set_defaults(parameters) -> None:
