@@ -1,7 +1,7 @@
 """Exploration on TRAINING subjects only: the served model applied to axial, coronal and sagittal slices, and their mean."""
 import sys, time
 import numpy as np, torch
-sys.path.insert(0, "/work/main/CollaGANImpute")
+sys.path.insert(0, "CollaGANImpute")
 from CollaGANImputeLib.core.metrics import image_metrics
 from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
 from CollaGANImputeLib.inference.synthesis import ServedInputs, synthesise
@@ -24,7 +24,7 @@ def quantile_restored(mean, members, mask):
 model = load_model(bundled_weights())
 PLANES = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
 names = sys.argv[1:]
-subjects = only_subjects(discover_subjects("/work/shared/data/training.json", model.contrasts), names, "training.json")
+subjects = only_subjects(discover_subjects("../shared/data/training.json", model.contrasts), names, "training.json")
 for subject in subjects:
     study = prepare_subject(subject, model.contrasts)
     inputs = ServedInputs(study)
