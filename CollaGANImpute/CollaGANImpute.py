@@ -484,16 +484,11 @@ class CollaGANImputeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._dependenciesReady():
             return
-        from CollaGANImputeLib.inference.synthesis import VIEWS
-
         node = self._parameterNode
         try:
             request = self.logic.prepareImputation(
-                self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"),
-                reference=node.GetParameter("Reference"), real=node.GetNodeReference("Real"), **parameters.model_choice(self._parameterNode),
-                uncertainty=node.GetParameter("Uncertainty") == "true", prepare=node.GetParameter("Prepare") == "true",
-                views=len(VIEWS) if node.GetParameter("BestQuality") == "true" else 1,
-                planes=3 if node.GetParameter("ThreePlanes") == "true" else 1)
+                self._inputs(), self._missing(), mask=node.GetNodeReference("Mask"), reference=node.GetParameter("Reference"),
+                real=node.GetNodeReference("Real"), **parameters.model_choice(node), **parameters.imputation_options(node))
         except (InputError, ModelError) as error:
             slicer.util.errorDisplay(f"Cannot impute: {error}")
             return

@@ -257,6 +257,10 @@ def test_parameter_node_keeps_the_real_volume_with_the_missing_contrast(module, 
     assert parameters.input_nodes(node, CONTRASTS) == {k: volumes[k] for k in ("t1", "t1gd", "t2")}
     node.SetParameter("ModelPath", "/models/mine.safetensors")
     assert parameters.model_choice(node) == {"weights": "/models/mine.safetensors", "device": "auto"}
+    assert parameters.imputation_options(node) == {"uncertainty": False, "prepare": False, "views": 1, "planes": 1}
+    for box in ("Uncertainty", "Prepare", "BestQuality", "ThreePlanes"):
+        node.SetParameter(box, "true")
+    assert parameters.imputation_options(node) == {"uncertainty": True, "prepare": True, "views": 8, "planes": 3}
 
 
 def test_panel_states_and_an_unreadable_model_card(module, tmp_path):

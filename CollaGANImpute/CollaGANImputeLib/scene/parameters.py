@@ -47,3 +47,13 @@ def assign(parameters, found: dict) -> None:
 def model_choice(parameters) -> dict:
     """The weights and device chosen, as the logic's keyword arguments (empty path: the bundled model)."""
     return {"weights": parameters.GetParameter("ModelPath") or None, "device": parameters.GetParameter("Device")}
+
+
+def imputation_options(parameters) -> dict:
+    """The panel's check boxes as the logic's keyword arguments: a reliability map, a raw study prepared first, the
+    8 averaged views (synthesis.VIEWS) and the three slice orientations (synthesis.PLANE_ORDERS)."""
+    from ..inference.synthesis import PLANE_ORDERS, VIEWS  # here, not above: PyTorch may be installed only on demand
+
+    ticked = lambda name: parameters.GetParameter(name) == "true"  # noqa: E731
+    return {"uncertainty": ticked("Uncertainty"), "prepare": ticked("Prepare"), "views": len(VIEWS) if ticked("BestQuality") else 1,
+            "planes": len(PLANE_ORDERS) if ticked("ThreePlanes") else 1}
