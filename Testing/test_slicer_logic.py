@@ -468,6 +468,9 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     held_out = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]
     assert f"Held out ({', '.join(held_out['subjects'])})" in bundled
     assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled
+    three = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out_three_planes"]  # quality.py --planes3 --write-card
+    assert "<b>Held out, with Three slice orientations</b>" in bundled and "Three slice orientations" not in text
+    assert f"<td>T2</td><td>{three['t2']['ssim_brain']:.3f}</td>" in bundled.split("Three slice orientations")[1]
     ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
     moved = module.CollaGANImputeLogic.modelCard()["intensity_landmarks"]["offsets"]

@@ -5,8 +5,8 @@ turn, the contrast is imputed by:
 
 - CollaGAN: the model as shipped, with its card's smoothing (synthesis.smooth_in_brain) and landmark offsets
   (intensity_landmarks.py); the same output without the offsets and unsmoothed are further rows where the
-  card has them (free: both are applied after the network), 8 averaged views (`--views8`) an opt-in row (8
-  times the network's cost);
+  card has them (free: both are applied after the network), 8 averaged views (`--views8`, 8 times the network's
+  cost) and three slice orientations (`--planes3`, 3 times) opt-in rows, each by the model that serves the request;
 - mean of inputs; per-voxel linear and quadratic regressions and a random forest on small patches, fitted
   on brain voxels of the card's training subjects (never on a held-out one);
 - a single input: by default the model under test given one input only (its card's `missing_inputs` must
@@ -83,6 +83,7 @@ FOREST = {"n_estimators": 50, "max_depth": 14, "min_samples_leaf": 5, "max_featu
 CHOICE_SLICES = 8
 QUICK_DIVISOR = 10  # --quick: a smoke run's voxel samples; its figures are not evidence
 COLLAGAN, UNSMOOTHED, VIEWS8, SINGLE = "CollaGAN", "CollaGAN, no smoothing", "CollaGAN, 8 views", "single input"
+PLANES3 = "CollaGAN, three orientations"
 OWN_INTENSITIES = "CollaGAN, no landmark offsets"
 MEAN, LINEAR, QUADRATIC, FOREST_NAME = "mean of inputs", "linear regression", "quadratic regression", "patch random forest"
 CARD_METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume", "slice_roughness_ratio")
@@ -419,15 +420,16 @@ def split_subjects(args: argparse.Namespace, model: Model, parser: argparse.Argu
     return held_out, trained_on, subjects
 
 
-def held_out_metrics(mean: dict, held_out: Sequence[str], smoothed: bool, moved: bool) -> dict:
+def held_out_metrics(mean: dict, held_out: Sequence[str], smoothed: bool, moved: bool, method: str = COLLAGAN) -> dict:
     """The card's `metrics.held_out`: the shipped CollaGAN row's means (whole volumes as the module imputes
-    them), so the panel and the README quote what this benchmark measured, not a copy made by hand."""
-    settings = ["smoothing"] * smoothed + ["landmark offsets"] * moved
+    them), so the panel and the README quote what this benchmark measured, not a copy made by hand. With
+    `method` another CollaGAN row (the three orientations' `metrics.held_out_three_planes`)."""
+    settings = ["smoothing"] * smoothed + ["landmark offsets"] * moved + ["three slice orientations"] * (method == PLANES3)
     block = {"subjects": list(held_out),
              "source": "benchmarks/quality.py (whole volumes, as imputed with this card's inference settings"
                        + (f" and {' and '.join(settings)})" if settings else ")")}
     for key, by_method in mean.items():
-        block[key] = {name: round(float(by_method[COLLAGAN][name]), 4) for name in CARD_METRICS}
+        block[key] = {name: round(float(by_method[method][name]), 4) for name in CARD_METRICS}
     return block
 
 
@@ -440,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-input-weights", type=Path,
                         help="a generator trained with a single input (default: the model under test given one input)")
     parser.add_argument("--views8", action="store_true", help="also average 8 shifted and mirrored views (8x the network's cost)")
+    parser.add_argument("--planes3", action="store_true", help="also average the axial, coronal and sagittal passes (3x the network's cost)")
     parser.add_argument("--n4", action="store_true", help="also score against the real volumes after N4 (about 5-15 s per volume)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: voxel samples / {QUICK_DIVISOR}; not evidence")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -508,9 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         methods[OWN_INTENSITIES] = lambda s, key: (with_smoothing(s, key), {})
     if smoothed:
         methods[UNSMOOTHED] = lambda s, key: (s.network(key)[0], {"seconds": s.network(key)[1]})  # CollaGAN's own pass
-    if args.views8:
-        methods[VIEWS8] = lambda s, key: (model_landmarks(model, key, synthesise(model.generator, s.stack, contrasts.index(key), s.study.mask,
-                                                                                 smoothing=s.smoothing(key), views=8), s.study.mask), {})
+    if args.views8:  # what `impute --views 8` delivers: by the serving model, with its smoothing and mapping
+        methods[VIEWS8] = lambda s, key: (s.inputs.impute(model, key, views=8)[1], {})
+    if args.planes3:
+        methods[PLANES3] = lambda s, key: (s.inputs.impute(model, key, planes=3)[1], {})
     methods[MEAN] = lambda s, key: (np.mean([s.study.images[k] for k in contrasts if k != key], axis=0), {})
     methods[LINEAR] = lambda s, key: (regressions[(key, False)].predict(s.study), {})
     methods[QUADRATIC] = lambda s, key: (regressions[(key, True)].predict(s.study), {})
@@ -558,9 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
         "smoothing": {"by_contrast": {key: dict(zip(("through_plane_sigma_mm", "in_plane_sigma_voxels"), model.smoothing(key)))
                                       for key in targets},
-                      "applies_to": [COLLAGAN, VIEWS8, single.label]},
+                      "applies_to": [COLLAGAN, VIEWS8, PLANES3, single.label]},
         "intensity_landmarks": {"offsets_for": sorted(model.card.get("intensity_landmarks", {}).get("offsets", {})),
-                                "applies_to": [COLLAGAN, VIEWS8]},
+                                "applies_to": [COLLAGAN, VIEWS8, PLANES3]},
         "single_input": {
             "method": single.label, "external": external, "name": single.model.name, "sha256": single.model.card["sha256"],
             "commands": single.model.card.get("training", {}).get("commands", []),
@@ -612,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out / 'quality.json'}, quality.md, quality.png in {timing['total_s']:.0f} s", file=sys.stderr)
     if args.write_card:
         metrics = {**model.card.get("metrics", {}), "held_out": held_out_metrics(mean, held_out, smoothed, moved)}
+        if args.planes3:  # the opt-in's own figures, for the panel beside its check box
+            metrics["held_out_three_planes"] = held_out_metrics(mean, held_out, smoothed, moved, PLANES3)
         print(f"wrote metrics.held_out into {update_card(model.weights_path, {'metrics': metrics})}", file=sys.stderr)
     return 0
 

@@ -12,11 +12,14 @@ from .requests import ImputationOutcome
 COMPARISON_VIEW = "CollaGANView"  # slice views CollaGANView0, CollaGANView1, ... of the comparison layout
 
 
+def escape(value) -> str:
+    """Any card value as text safe inside the panel's HTML (a card may come from anyone)."""
+    return html.escape(str(value))
+
+
 def card_html(card: dict) -> str:
     """The model card as HTML: contrasts, training data, held-out (else validation) metrics, and how well
     its reliability maps ranked the held-out error, which contrasts get landmark offsets, and what its companion imputes."""
-    def escape(value) -> str:
-        return html.escape(str(value))
 
     training = card.get("training", {})
     lines = [f"<b>{escape(card.get('name', 'model'))}</b>"]
@@ -32,15 +35,9 @@ def card_html(card: dict) -> str:
     metrics = card.get("metrics", {})
     held = metrics.get("held_out")  # whole held-out volumes as the module imputes them, where the card has them
     scores, title = (held, f"Held out ({', '.join(held.get('subjects', []))})") if held else (metrics.get("validation", {}), "Validation")
-    rows = [(k, v) for k, v in scores.items() if isinstance(v, dict)]
-    if rows:
-        table = "".join(
-            f"<tr><td>{escape(display_name(k))}</td><td>{v.get('ssim_brain', float('nan')):.3f}</td>"
-            f"<td>{v.get('psnr_brain', float('nan')):.2f}</td><td>{v.get('nmse_brain', float('nan')):.3f}</td></tr>"
-            for k, v in rows)
-        lines.append(f"<b>{escape(title)}</b> (imputing each contrast from the others):"
-                     "<table border='1' cellpadding='2'><tr><th></th><th>SSIM</th><th>PSNR dB</th><th>NMSE</th></tr>"
-                     f"{table}</table><small>{escape(card['metrics'].get('normalisation', ''))}</small>")
+    lines += _scores_table(scores, title, metrics)
+    if metrics.get("held_out_three_planes"):  # benchmarks/quality.py --planes3 --write-card
+        lines += _scores_table(metrics["held_out_three_planes"], "Held out, with Three slice orientations", metrics)
     for method, measured in card.get("reliability_held_out", {}).items():  # benchmarks/reliability.py --write-card
         ranks = ", ".join(f"{escape(display_name(k))} {rho:.2f}" for k, rho in measured["spearman_brain"].items())
         lines.append(f"<b>Reliability map, {escape(method)}:</b> {ranks} <small>(Spearman of map and actual |error| over the brain, "
@@ -141,3 +138,18 @@ def comparison_layout(inputNodes: dict, outputNode, realNode=None, differenceNod
 
     xml = f'<layout type="vertical">{row(top, 0)}{row(bottom, len(top))}</layout>'
     return COMPARISON_LAYOUT_BASE + 10 * len(top) + len(bottom), xml, [n for _, n in top + bottom]
+
+
+def _scores_table(scores: dict, title: str, metrics: dict) -> list[str]:
+    """One card block of figures per contrast (imputing each contrast from the others) as an HTML table, or nothing."""
+    rows = [(k, v) for k, v in scores.items() if isinstance(v, dict)]
+    if not rows:
+        return []
+    table = "".join(
+        f"<tr><td>{escape(display_name(k))}</td><td>{v.get('ssim_brain', float('nan')):.3f}</td>"
+        f"<td>{v.get('psnr_brain', float('nan')):.2f}</td><td>{v.get('nmse_brain', float('nan')):.3f}</td></tr>"
+        for k, v in rows)
+    return [f"<b>{escape(title)}</b> (imputing each contrast from the others):"
+            "<table border='1' cellpadding='2'><tr><th></th><th>SSIM</th><th>PSNR dB</th><th>NMSE</th></tr>"
+            f"{table}</table><small>{escape(metrics.get('normalisation', ''))}</small>"]
+
