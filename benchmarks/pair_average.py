@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CollaGANImpute"))
 
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, image_metrics
-from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
-from CollaGANImputeLib.inference.synthesis import ServedInputs, model_smoothing, synthesise
+from CollaGANImputeLib.inference.synthesis import ServedInputs
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.model.weights import bundled_weights, load_model
 from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects, prepare_subject
@@ -52,14 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         study = prepare_subject(subject, model.contrasts)
         inputs = ServedInputs(study)
         for key in served:
-            target = model.contrasts.index(key)
             for precision, bf16 in (("fp32", False), ("bf16", True)):
                 fakes = {}
                 for arm, server in (("model", model), ("companion", model.companion)):
                     started = time.perf_counter()
-                    fake = synthesise(server.generator, inputs(server), target, study.mask, bf16=bf16,
-                                      smoothing=model_smoothing(server, key, study.slice_spacing))
-                    fakes[arm] = model_landmarks(server, key, fake, study.mask)
+                    fakes[arm] = inputs.imputed_by(server, key, bf16=bf16)
                     print(f"{subject.name} {display_name(key)} {precision} {arm}: {time.perf_counter() - started:.1f} s", flush=True)
                 fakes["mean"] = (fakes["model"] + fakes["companion"]) / 2
                 for arm in ARMS:

@@ -285,9 +285,12 @@ class ServedInputs:
 
     def impute(self, model: Model, key: str, **options) -> tuple[Model, np.ndarray]:
         """`key` imputed from every other contrast as `impute` delivers that request: by the model that serves it
-        (`Model.serving`), with that model's smoothing and intensity mapping. Returns the serving model and the
-        volume; `options` go to `synthesise`."""
+        (`Model.serving`). Returns the serving model and the volume; `options` go to `synthesise`."""
         server = model.serving([key], [k for k in model.contrasts if k != key])
-        fake = synthesise(server.generator, self(server), model.contrasts.index(key), self.study.mask,
-                          smoothing=model_smoothing(server, key, self.study.slice_spacing), **options)
-        return server, model_landmarks(server, key, fake, self.study.mask)
+        return server, self.imputed_by(server, key, **options)
+
+    def imputed_by(self, model: Model, key: str, **options) -> np.ndarray:
+        """`key` imputed from every other contrast by `model` itself, with its smoothing and intensity mapping."""
+        fake = synthesise(model.generator, self(model), model.contrasts.index(key), self.study.mask,
+                          smoothing=model_smoothing(model, key, self.study.slice_spacing), **options)
+        return model_landmarks(model, key, fake, self.study.mask)

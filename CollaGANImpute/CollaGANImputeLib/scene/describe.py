@@ -152,4 +152,3 @@ def _scores_table(scores: dict, title: str, metrics: dict) -> list[str]:
     return [f"<b>{escape(title)}</b> (imputing each contrast from the others):"
             "<table border='1' cellpadding='2'><tr><th></th><th>SSIM</th><th>PSNR dB</th><th>NMSE</th></tr>"
             f"{table}</table><small>{escape(metrics.get('normalisation', ''))}</small>"]
-
