@@ -257,16 +257,40 @@ def test_a_reader_that_stops_reading_gets_no_traceback(tiny_model_path):
 
 
 def test_planes_option(small_study, tiny_model_path, tmp_path, capsys):
-    """--planes 3 writes an output on the same grid, unlike the axial one; --planes 2 is refused with no output."""
-    plain, averaged, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "planes", "refused"))
-    assert run(impute_args(small_study, plain, tiny_model_path), capsys)[0] == 0
-    code, err = run(impute_args(small_study, averaged, tiny_model_path) + ["--planes", "3"], capsys)
+    """By default the three orientations are averaged; --planes 1 writes the axial pass alone, on the same grid and unlike
+    it; --planes 3 is the default; --planes 2 is refused with no output."""
+    plain, averaged, named, refused = (tmp_path / f"{name}.nii.gz" for name in ("plain", "planes", "named", "refused"))
+    assert run(impute_args(small_study, plain, tiny_model_path) + ["--planes", "1"], capsys)[0] == 0
+    code, err = run(impute_args(small_study, averaged, tiny_model_path), capsys)
     assert code == 0, err
+    assert run(impute_args(small_study, named, tiny_model_path) + ["--planes", "3"], capsys)[0] == 0
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(named))), sitk.GetArrayFromImage(sitk.ReadImage(str(averaged))))
     one, three = (sitk.ReadImage(str(p)) for p in (plain, averaged))
     assert (one.GetSize(), one.GetOrigin(), one.GetDirection()) == (three.GetSize(), three.GetOrigin(), three.GetDirection())
     assert not np.allclose(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(three), atol=1e-4)
     code, err = run(impute_args(small_study, refused, tiny_model_path) + ["--planes", "2"], capsys)
     assert code == 2 and "planes: 2 asked" in err and not refused.exists()
+
+
+def test_precision_option(small_study, tiny_model_path, tmp_path, capsys, monkeypatch):
+    """--precision auto (the default) is bf16 exactly where the CPU computes it natively, fp32 and bf16 force either, and
+    anything else is refused with no output."""
+    from CollaGANImputeLib.inference import synthesis
+
+    outputs = {name: tmp_path / f"{name}.nii.gz" for name in ("fp32", "bf16", "auto_native", "auto_emulated", "refused")}
+    for precision in ("fp32", "bf16"):
+        assert run(impute_args(small_study, outputs[precision], tiny_model_path) + ["--precision", precision, "--planes", "1"], capsys)[0] == 0
+    for native in (True, False):
+        monkeypatch.setattr(synthesis, "native_bf16", lambda device, native=native: native)
+        name = "auto_native" if native else "auto_emulated"
+        assert run(impute_args(small_study, outputs[name], tiny_model_path) + ["--planes", "1"], capsys)[0] == 0
+    array = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for name, path in outputs.items() if path.exists()}
+    assert not np.array_equal(array["fp32"], array["bf16"])
+    assert np.array_equal(array["auto_native"], array["bf16"]) and np.array_equal(array["auto_emulated"], array["fp32"])
+    with pytest.raises(SystemExit) as refused:
+        main([str(a) for a in impute_args(small_study, outputs["refused"], tiny_model_path) + ["--precision", "fp16"]])
+    assert refused.value.code == 2 and "--precision: invalid choice: 'fp16'" in capsys.readouterr().err
+    assert not outputs["refused"].exists()
 
 
 def test_views_option(small_study, tiny_model_path, tmp_path, capsys):

@@ -7,10 +7,12 @@ documented tolerance."""
 import numpy as np
 import pytest
 import torch
+from CollaGANImputeLib.inference import synthesis
 from CollaGANImputeLib.inference.synthesis import SMALLEST_BOX, batch_box, network_stack, synthesise, synthesise_naive
 from CollaGANImputeLib.preparation.study import padded_bounds, prepare_study
 from conftest import subject_files
 
+AXIAL_FP32 = {"planes": 1, "bf16": False}  # the path the naive one is the reference of: the axial slices, in fp32
 EXACT = 1e-4  # brain standard deviations: float reassociation only (docs/benchmarks.md: "Fast path tolerance")
 BF16 = 0.05  # bf16 autocast, as a fraction of the largest output value (docs/benchmarks.md: "Fast path tolerance")
 
@@ -34,16 +36,16 @@ def test_skipping_and_batching_are_exact_on_full_slices(case):
     before = one.copy()
     synthesise_naive(generator, one, target, mask[2:3])
     assert np.array_equal(one, before)  # the target channel is zeroed in a copy, not in the caller's stack
-    fast = synthesise(generator, stack, target, mask, crop=False, batch_size=4)
+    fast = synthesise(generator, stack, target, mask, crop=False, batch_size=4, **AXIAL_FP32)
     assert np.abs(fast - naive)[mask].max() <= EXACT
     assert not fast[~mask].any()
-    channels_last = synthesise(generator, stack, target, mask, crop=False, batch_size=4, channels_last=True)
+    channels_last = synthesise(generator, stack, target, mask, crop=False, batch_size=4, channels_last=True, **AXIAL_FP32)
     assert np.abs(channels_last - naive)[mask].max() <= EXACT  # a memory layout, not a different computation
 
 
 def test_cropped_path_is_exact_on_its_canvas(case):
     generator, stack, target, mask, naive = case
-    fast = synthesise(generator, stack, target, mask)
+    fast = synthesise(generator, stack, target, mask, **AXIAL_FP32)
     rows, cols, padding = padded_bounds(mask, generator.config.size_multiple)
     assert padding == (0, 0)
     on_canvas = synthesise_naive(generator, np.ascontiguousarray(stack[:, :, rows, cols]), target, mask[:, rows, cols])
@@ -56,7 +58,7 @@ def test_each_batch_is_cut_to_its_own_brain_box(case):
     the whole volume's, and exactly as the network imputes that canvas."""
     generator, stack, target, mask, _ = case
     multiple = generator.config.size_multiple
-    fast = synthesise(generator, stack, target, mask, batch_size=1)
+    fast = synthesise(generator, stack, target, mask, batch_size=1, **AXIAL_FP32)
     whole = padded_bounds(mask, multiple)[:2]
     boxes = set()
     for index in (1, 2, 3):
@@ -87,6 +89,24 @@ def test_a_small_brain_gets_the_training_crop_and_a_canvas_moves_the_box():
 
 def test_bf16_stays_within_its_tolerance(case):
     generator, stack, target, mask, _ = case
-    fp32 = synthesise(generator, stack, target, mask)
-    bf16 = synthesise(generator, stack, target, mask, bf16=True)
+    fp32 = synthesise(generator, stack, target, mask, **AXIAL_FP32)
+    bf16 = synthesise(generator, stack, target, mask, planes=1, bf16=True)
     assert np.abs(bf16 - fp32)[mask].max() <= BF16 * np.abs(fp32).max()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_default_precision_is_bf16_exactly_where_the_cpu_computes_it(case, monkeypatch, native):
+    """bf16 unless told otherwise where `native_bf16` says the CPU has bf16 arithmetic, fp32 elsewhere; told, either."""
+    generator, stack, target, mask, _ = case
+    monkeypatch.setattr(synthesis, "native_bf16", lambda device: native)
+    default = synthesise(generator, stack, target, mask, planes=1)
+    assert np.array_equal(default, synthesise(generator, stack, target, mask, planes=1, bf16=native))
+    assert not np.array_equal(default, synthesise(generator, stack, target, mask, planes=1, bf16=not native))
+
+
+def test_bf16_is_native_only_on_a_cpu_with_bf16_arithmetic(monkeypatch):
+    for avx512_bf16, amx, expected in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value)
+        assert synthesis.native_bf16(torch.device("cpu")) is expected
+        assert synthesis.native_bf16(torch.device("cuda")) is False  # not shorter there (docs/benchmarks.md)

@@ -90,8 +90,8 @@ def test_cancel_stops_and_progress_counts_brain_slices(manifest, tiny_model):
     files = subject_files(manifest, "TCGA-DU-7294")
     inputs = {k: files[k] for k in ("t1", "t2", "flair")}
     seen = []
-    impute(inputs, "t1gd", tiny_model, batch_size=16, progress=lambda done, total: seen.append((done, total)))
-    assert seen[-1][0] == seen[-1][1] < 155  # slices without brain are skipped
+    impute(inputs, "t1gd", tiny_model, batch_size=16, planes=1, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] < 155  # axial slices without brain are skipped (test_planes.py: every orientation)
     calls = iter(range(100))
     with pytest.raises(Cancelled):
         impute(inputs, "t1gd", tiny_model, cancel=lambda: next(calls) >= 2)
@@ -169,9 +169,9 @@ def test_views_average_the_mirrored_and_shifted_predictions(manifest, tiny_model
     stack, target, mask = network_stack(study, tiny_model.contrasts), 1, study.mask
     members = [synthesise_on_canvas(tiny_model.generator, stack, target, mask, canvas, mirror) for canvas, mirror in VIEWS[:4]]
     assert not np.allclose(members[0], members[1], atol=1e-3)  # the mirrored view is a different prediction
-    np.testing.assert_allclose(members[0], synthesise(tiny_model.generator, stack, target, mask), atol=1e-5)
+    np.testing.assert_allclose(members[0], synthesise(tiny_model.generator, stack, target, mask, planes=1), atol=1e-5)
     counts = []
-    averaged = synthesise(tiny_model.generator, stack, target, mask, views=4, smoothing=(1.0, 0.75),
+    averaged = synthesise(tiny_model.generator, stack, target, mask, views=4, planes=1, smoothing=(1.0, 0.75),
                           progress=lambda done, total: counts.append((done, total)))
     np.testing.assert_allclose(averaged, smooth_in_brain(np.mean(members, axis=0), mask, (1.0, 0.75)), atol=1e-5)
     assert counts[-1][0] == counts[-1][1] and [d for d, _ in counts] == sorted(d for d, _ in counts)

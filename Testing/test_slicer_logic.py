@@ -257,10 +257,11 @@ def test_parameter_node_keeps_the_real_volume_with_the_missing_contrast(module, 
     assert parameters.input_nodes(node, CONTRASTS) == {k: volumes[k] for k in ("t1", "t1gd", "t2")}
     node.SetParameter("ModelPath", "/models/mine.safetensors")
     assert parameters.model_choice(node) == {"weights": "/models/mine.safetensors", "device": "auto"}
-    assert parameters.imputation_options(node) == {"uncertainty": False, "prepare": False, "views": 1, "planes": 1}
-    for box in ("Uncertainty", "Prepare", "BestQuality", "ThreePlanes"):
+    assert parameters.imputation_options(node) == {"uncertainty": False, "prepare": False, "views": 1, "planes": 3}  # the default
+    for box in ("Uncertainty", "Prepare", "BestQuality"):
         node.SetParameter(box, "true")
-    assert parameters.imputation_options(node) == {"uncertainty": True, "prepare": True, "views": 8, "planes": 3}
+    node.SetParameter("ThreePlanes", "false")
+    assert parameters.imputation_options(node) == {"uncertainty": True, "prepare": True, "views": 8, "planes": 1}
 
 
 def test_panel_states_and_an_unreadable_model_card(module, tmp_path):
@@ -346,15 +347,19 @@ def test_best_quality_averages_views_through_the_engine(module, scene, cropped, 
 
 
 def test_three_orientations_go_through_the_engine(module, scene, cropped, tiny_model_path):
-    """The panel's Three slice orientations asks the engine for planes=3; the logic passes it through unchanged."""
+    """The panel's Three slice orientations, ticked by default, asks the engine for its default (planes=3), and unticked for
+    planes=1; the logic passes either through unchanged."""
     files = cropped["BraTS-GLI-00001-000"]
     nodes = {key: load_node(scene, path, f"planes-{key}") for key, path in files.items() if key != "t1gd"}
     logic = module.CollaGANImputeLogic()
-    three = slicer.util.arrayFromVolume(logic.impute(nodes, "t1gd", weights=str(tiny_model_path), planes=3))
-    expected = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path), planes=3).image
-    assert np.allclose(three, sitk.GetArrayFromImage(expected), atol=1e-5)
-    plain = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path)).image
-    assert not np.allclose(three, sitk.GetArrayFromImage(plain), atol=1e-4)
+    engine = {planes: sitk.GetArrayFromImage(engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path),
+                                                           planes=planes).image) for planes in (3, 1)}
+    for planes, expected in engine.items():
+        arrays = slicer.util.arrayFromVolume(logic.impute(nodes, "t1gd", weights=str(tiny_model_path), planes=planes))
+        assert np.allclose(arrays, expected, atol=1e-5), planes
+    default = engine_impute({k: files[k] for k in nodes}, "t1gd", load_model(tiny_model_path)).image
+    assert np.array_equal(sitk.GetArrayFromImage(default), engine[3])
+    assert not np.allclose(engine[1], engine[3], atol=1e-4)  # the axial pass alone differs
 
 
 def test_input_problems_and_auto_assign(module, scene):
@@ -468,9 +473,9 @@ def test_comparison_layout_and_the_model_card_text(module, scene, tiny_model_pat
     held_out = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out"]
     assert f"Held out ({', '.join(held_out['subjects'])})" in bundled
     assert f"<td>T1Gd</td><td>{held_out['t1gd']['ssim_brain']:.3f}</td>" in bundled
-    three = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out_three_planes"]  # quality.py --planes3 --write-card
-    assert "<b>Held out, with Three slice orientations</b>" in bundled and "Three slice orientations" not in text
-    assert f"<td>T2</td><td>{three['t2']['ssim_brain']:.3f}</td>" in bundled.split("Three slice orientations")[1]
+    axial = module.CollaGANImputeLogic.modelCard()["metrics"]["held_out_axial"]  # quality.py --axial --write-card
+    assert "<b>Held out, Three slice orientations unticked (axial only)</b>" in bundled and "axial only" not in text
+    assert f"<td>T2</td><td>{axial['t2']['ssim_brain']:.3f}</td>" in bundled.split("axial only")[1]
     ranks = module.CollaGANImputeLogic.modelCard()["reliability_held_out"]["calibrated"]["spearman_brain"]
     assert "<b>Reliability map, calibrated:</b> " + ", ".join(f"{module.display_name(k)} {rho:.2f}" for k, rho in ranks.items()) in bundled
     moved = module.CollaGANImputeLogic.modelCard()["intensity_landmarks"]["offsets"]

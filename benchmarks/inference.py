@@ -9,7 +9,7 @@ difference to the naive output inside the brain (in brain standard deviations, t
 and apart from the study time, the time of the smoothing `impute` adds to any path (the card's "inference").
 
     python benchmarks/inference.py --json benchmarks/results/inference_cpu.json
-    python benchmarks/inference.py --path fast --path "fast, 3 planes" --json planes.json   # some paths only
+    python benchmarks/inference.py --path fast --path "fast, axial, fp32" --json some.json   # some paths only
 """
 
 from __future__ import annotations
@@ -30,29 +30,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _measure import machine, peak_gpu_memory_mb, peak_host_memory_mb  # noqa: E402
 
-# name -> keyword arguments of synthesis.synthesise (None: the naive path); which run on which device
+# name -> keyword arguments of synthesis.synthesise (None: the naive path, every full-size axial slice one at a time in
+# fp32); "fast" is the default path (three slice orientations, bf16 where the CPU computes it natively); which run where
 PATHS = {
     "naive": None,
     "fast": {},
-    "fast, channels-last": {"channels_last": True},
-    "fast, no crop": {"crop": False},
+    "fast, fp32": {"bf16": False},
     "fast, bf16": {"bf16": True},
     "fast, compiled": {"compiled": True},
-    "fast, 8 views": {"views": 8},
-    "fast, 3 planes": {"planes": 3},
-    "fast, 3 planes, bf16": {"planes": 3, "bf16": True},
+    "fast, axial": {"planes": 1},
+    "fast, axial, fp32": {"planes": 1, "bf16": False},  # the default path until session 28
+    "fast, axial, fp32, channels-last": {"planes": 1, "bf16": False, "channels_last": True},
+    "fast, axial, fp32, no crop": {"planes": 1, "bf16": False, "crop": False},
+    "fast, axial, 8 views": {"planes": 1, "views": 8},
 }
-DEVICE_PATHS = {"cpu": ["naive", "fast", "fast, channels-last", "fast, no crop", "fast, bf16", "fast, 8 views", "fast, 3 planes",
-                        "fast, 3 planes, bf16"],
-                "cuda": ["naive", "fast", "fast, no crop", "fast, bf16", "fast, compiled", "fast, 8 views", "fast, 3 planes"]}
-TARGETS = {"cpu_fast_study_s": 20.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_over_naive": 3.0}
+DEVICE_PATHS = {"cpu": ["naive", "fast", "fast, fp32", "fast, axial", "fast, axial, fp32", "fast, axial, fp32, channels-last",
+                        "fast, axial, fp32, no crop", "fast, axial, 8 views"],
+                "cuda": ["naive", "fast", "fast, bf16", "fast, compiled", "fast, axial", "fast, axial, fp32, no crop", "fast, axial, 8 views"]}
+TARGETS = {"cpu_fast_study_s": 15.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_over_naive": 3.0}
 
 
 def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
-    from CollaGANImputeLib.inference import synthesis
-    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, smooth_in_brain, synthesise, synthesise_naive
+    from CollaGANImputeLib.core.orientations import DEFAULT_PLANES, PLANE_ORDERS
+    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, resolved_bf16, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model.weights import load_model
     from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
     from CollaGANImputeLib.preparation.study import brain_slices, prepare_study
@@ -86,10 +88,12 @@ def run_path(args: argparse.Namespace) -> None:
     smooth_in_brain(volume, study.mask, smoothing)  # what `impute` adds after any path (the card's "inference")
     smoothing_s = time.perf_counter() - smoothing_started
     study_s, synth_s = times[-1]  # the last repeat: warm on a GPU (cuDNN autotuning and compiling are done)
-    orders = synthesis.PLANE_ORDERS[:options.get("planes", 1)] if options is not None else ()
+    orders = PLANE_ORDERS[:options.get("planes", DEFAULT_PLANES)] if options is not None else ()
     slices = study.mask.shape[0] if options is None else sum(len(brain_slices(study.mask.transpose(o))) for o in orders) * options.get("views", 1)
     print(json.dumps({
-        "path": args.worker, "model": model.name, "device": args.device, "threads": args.threads, "batch_size": None if options is None else args.batch_size,
+        "path": args.worker, "model": model.name, "device": args.device, "threads": args.threads,
+        "precision": "bf16" if options is not None and resolved_bf16(device, options.get("bf16")) else "fp32",
+        "batch_size": None if options is None else args.batch_size,
         "study_s": round(study_s, 2), "synthesis_s": round(synth_s, 2), "first_study_s": round(times[0][0], 2),
         "slices_through_network": slices, "slices_per_s": round(slices / synth_s, 2),
         "study_slices_per_s": round(study.mask.shape[0] / study_s, 2),
@@ -168,7 +172,7 @@ def compare(results: list[dict], device: str) -> None:
         result["max_abs_diff_vs_naive"] = float(difference.max())
         result["mean_abs_diff_vs_naive"] = float(difference.mean())
         result["naive_brain_mean"] = float(np.abs(reference[mask]).mean())
-        if fast is not None:  # what an opt-in (bf16, views) changes in the default output
+        if fast is not None:  # what another path (fp32, the axial pass, views) changes in the default output
             result["max_abs_diff_vs_fast"] = float(np.abs(output - fast)[mask].max())
             result["mean_abs_diff_vs_fast"] = float(np.abs(output - fast)[mask].mean())
             result["fast_brain_max"] = float(np.abs(fast[mask]).max())
@@ -185,16 +189,17 @@ def targets_met(results: list[dict]) -> dict:
 
 def print_table(report: dict) -> None:
     print(f"\n{report['subject']}, {report['missing']} missing; {report['machine']}")
-    print(f"{'device':6} {'path':22} {'study s':>8} {'synth s':>8} {'slices/s':>9} {'peak MB':>8} {'GPU MB':>7} "
+    print(f"{'device':6} {'path':33} {'study s':>8} {'synth s':>8} {'slices/s':>9} {'peak MB':>8} {'GPU MB':>7} "
           f"{'x naive':>8} {'max|diff|':>10} {'mean|diff|':>10} {'smooth s':>8}")
     for r in report["results"]:
         if "error" in r:
-            print(f"{r['device']:6} {r['path']:22} failed: {r['error']}")
+            print(f"{r['device']:6} {r['path']:33} failed: {r['error']}")
             continue
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
-        print(f"{r['device']:6} {r['path']:22} {r['study_s']:8.2f} {r['synthesis_s']:8.2f} {r['slices_per_s']:9.2f} "
+        print(f"{r['device']:6} {r['path']:33} {r['study_s']:8.2f} {r['synthesis_s']:8.2f} {r['slices_per_s']:9.2f} "
               f"{r['peak_host_mb']:8.0f} {gpu:>7} {r.get('speedup_over_naive', 0):8.2f} "
-              f"{r.get('max_abs_diff_vs_naive', float('nan')):10.4f} {r.get('mean_abs_diff_vs_naive', float('nan')):10.4f} {r['card_smoothing_s']:8.2f}")
+              f"{r.get('max_abs_diff_vs_naive', float('nan')):10.4f} {r.get('mean_abs_diff_vs_naive', float('nan')):10.4f} "
+              f"{r['card_smoothing_s']:8.2f}")
     print(f"targets met: {report['targets_met']}  (differences in brain standard deviations; naive brain mean "
           f"{next((r['naive_brain_mean'] for r in report['results'] if 'naive_brain_mean' in r), float('nan')):.3f})")
 

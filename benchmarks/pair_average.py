@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 fakes = {}
                 for arm, server in (("model", model), ("companion", model.companion)):
                     started = time.perf_counter()
-                    fakes[arm] = inputs.imputed_by(server, key, bf16=bf16)
+                    fakes[arm] = inputs.imputed_by(server, key, bf16=bf16, planes=1)  # the axial path, as its rule was written
                     print(f"{subject.name} {display_name(key)} {precision} {arm}: {time.perf_counter() - started:.1f} s", flush=True)
                 fakes["mean"] = (fakes["model"] + fakes["companion"]) / 2
                 for arm in ARMS:

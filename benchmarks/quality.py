@@ -3,10 +3,11 @@
 For each held-out subject (default: the model card's validation subjects) and each contrast missing in
 turn, the contrast is imputed by:
 
-- CollaGAN: the model as shipped, with its card's smoothing (synthesis.smooth_in_brain) and landmark offsets
-  (intensity_landmarks.py); the same output without the offsets and unsmoothed are further rows where the
-  card has them (free: both are applied after the network), 8 averaged views (`--views8`, 8 times the network's
-  cost) and three slice orientations (`--planes3`, 3 times) opt-in rows, each by the model that serves the request;
+- CollaGAN: the model as shipped (the default path: three slice orientations, bf16 where the CPU computes it
+  natively), with its card's smoothing (synthesis.smooth_in_brain) and landmark offsets (intensity_landmarks.py);
+  the same output without the offsets and unsmoothed are further rows where the card has them (free: both are
+  applied after the network), the axial pass alone (`--axial`, a third of the network's cost) and 8 averaged views
+  (`--views8`, 8 times the default's) opt-in rows, each by the model that serves the request;
 - mean of inputs; per-voxel linear and quadratic regressions and a random forest on small patches, fitted
   on brain voxels of the card's training subjects (never on a held-out one);
 - a single input: by default the model under test given one input only (its card's `missing_inputs` must
@@ -59,9 +60,10 @@ from CollaGANImputeLib.analysis.importance_report import REGION_METRICS
 from CollaGANImputeLib.cli.importance import label_files
 from CollaGANImputeLib.core.contrasts import display_name
 from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, image_metrics, region_metrics
+from CollaGANImputeLib.core.orientations import DEFAULT_PLANES
 from CollaGANImputeLib.inference.error_model import local_contrast
 from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
-from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, model_smoothing, smooth_in_brain, synthesise
+from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, model_smoothing, resolved_bf16, smooth_in_brain, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.io.montage import montage_image, write_png
 from CollaGANImputeLib.model.model_card import update_card
@@ -83,7 +85,7 @@ FOREST = {"n_estimators": 50, "max_depth": 14, "min_samples_leaf": 5, "max_featu
 CHOICE_SLICES = 8
 QUICK_DIVISOR = 10  # --quick: a smoke run's voxel samples; its figures are not evidence
 COLLAGAN, UNSMOOTHED, VIEWS8, SINGLE = "CollaGAN", "CollaGAN, no smoothing", "CollaGAN, 8 views", "single input"
-PLANES3 = "CollaGAN, three orientations"
+AXIAL = "CollaGAN, axial only"
 OWN_INTENSITIES = "CollaGAN, no landmark offsets"
 MEAN, LINEAR, QUADRATIC, FOREST_NAME = "mean of inputs", "linear regression", "quadratic regression", "patch random forest"
 CARD_METRICS = ("ssim_brain", "psnr_brain", "nmse_brain", "ssim_volume", "slice_roughness_ratio")
@@ -193,11 +195,12 @@ class SingleInputBaseline:
     def stack(self, study: PreparedStudy, under_test_stack: np.ndarray) -> np.ndarray:
         return under_test_stack if self.model is self.under_test else model_inputs(self.model, study)
 
-    def predict(self, stack: np.ndarray, key: str, source: str, mask: np.ndarray, smoothing: tuple[float, float]) -> np.ndarray:
-        """`key` imputed from `source` alone."""
+    def predict(self, stack: np.ndarray, key: str, source: str, mask: np.ndarray, smoothing: tuple[float, float],
+                planes: int = DEFAULT_PLANES) -> np.ndarray:
+        """`key` imputed from `source` alone, by default as the product imputes (every slice orientation)."""
         alone = stack.copy()
         alone[[i for i, k in enumerate(self.contrasts) if k != source]] = 0.0
-        return synthesise(self.model.generator, alone, self.contrasts.index(key), mask, smoothing=smoothing)
+        return synthesise(self.model.generator, alone, self.contrasts.index(key), mask, smoothing=smoothing, planes=planes)
 
     def score_training_subject(self, study: PreparedStudy, stack: np.ndarray, targets: Sequence[str], slices: int) -> None:
         chosen = choice_slices(study.mask, slices)
@@ -208,7 +211,7 @@ class SingleInputBaseline:
             in_plane = (0.0, self.under_test.smoothing(key)[1])  # slice by slice: only the chosen slices need it
             for source in self.contrasts:
                 if source != key:
-                    fake = self.predict(stack, key, source, sparse, (0.0, 0.0))[chosen]
+                    fake = self.predict(stack, key, source, sparse, (0.0, 0.0), planes=1)[chosen]  # a few axial slices
                     fake = smooth_in_brain(fake, mask, in_plane) if in_plane[1] else fake
                     score = image_metrics(study.images[key][chosen], fake, mask, slices_2d=True)["ssim_brain"]
                     self.training_ssim.setdefault(key, {}).setdefault(source, []).append(score)
@@ -420,11 +423,12 @@ def split_subjects(args: argparse.Namespace, model: Model, parser: argparse.Argu
     return held_out, trained_on, subjects
 
 
-def held_out_metrics(mean: dict, held_out: Sequence[str], smoothed: bool, moved: bool, method: str = COLLAGAN) -> dict:
+def held_out_metrics(mean: dict, held_out: Sequence[str], smoothed: bool, moved: bool, precision: str, method: str = COLLAGAN) -> dict:
     """The card's `metrics.held_out`: the shipped CollaGAN row's means (whole volumes as the module imputes
     them), so the panel and the README quote what this benchmark measured, not a copy made by hand. With
-    `method` another CollaGAN row (the three orientations' `metrics.held_out_three_planes`)."""
-    settings = ["smoothing"] * smoothed + ["landmark offsets"] * moved + ["three slice orientations"] * (method == PLANES3)
+    `method` another CollaGAN row (the axial path's `metrics.held_out_axial`)."""
+    settings = (["smoothing"] * smoothed + ["landmark offsets"] * moved
+                + [f"{'the axial slices alone' if method == AXIAL else 'three slice orientations'} in {precision}"])
     block = {"subjects": list(held_out),
              "source": "benchmarks/quality.py (whole volumes, as imputed with this card's inference settings"
                        + (f" and {' and '.join(settings)})" if settings else ")")}
@@ -442,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-input-weights", type=Path,
                         help="a generator trained with a single input (default: the model under test given one input)")
     parser.add_argument("--views8", action="store_true", help="also average 8 shifted and mirrored views (8x the network's cost)")
-    parser.add_argument("--planes3", action="store_true", help="also average the axial, coronal and sagittal passes (3x the network's cost)")
+    parser.add_argument("--axial", action="store_true", help="also the axial pass alone, not averaged with the coronal and sagittal ones")
     parser.add_argument("--n4", action="store_true", help="also score against the real volumes after N4 (about 5-15 s per volume)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: voxel samples / {QUICK_DIVISOR}; not evidence")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -456,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = {}
 
     model = load_model(args.weights)
+    precision = "bf16" if resolved_bf16(next(model.generator.parameters()).device, None) else "fp32"  # as this machine imputes
     contrasts = model.contrasts
     targets = args.missing or contrasts
     unknown = [k for k in targets if k not in contrasts]
@@ -513,8 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         methods[UNSMOOTHED] = lambda s, key: (s.network(key)[0], {"seconds": s.network(key)[1]})  # CollaGAN's own pass
     if args.views8:  # what `impute --views 8` delivers: by the serving model, with its smoothing and mapping
         methods[VIEWS8] = lambda s, key: (s.inputs.impute(model, key, views=8)[1], {})
-    if args.planes3:
-        methods[PLANES3] = lambda s, key: (s.inputs.impute(model, key, planes=3)[1], {})
+    if args.axial:
+        methods[AXIAL] = lambda s, key: (s.inputs.impute(model, key, planes=1)[1], {})
     methods[MEAN] = lambda s, key: (np.mean([s.study.images[k] for k in contrasts if k != key], axis=0), {})
     methods[LINEAR] = lambda s, key: (regressions[(key, False)].predict(s.study), {})
     methods[QUADRATIC] = lambda s, key: (regressions[(key, True)].predict(s.study), {})
@@ -550,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": model.name, "weights": str(model.weights_path), "weights_sha256": model.card["sha256"],
         "companion": None if model.companion is None else {"name": model.companion.name, "sha256": model.companion.card["sha256"],
                                                             "contrasts": model.card["companion"]["contrasts"]},
-        "data": str(args.data),
+        "data": str(args.data), "precision": precision,
         "quick": args.quick, "held_out": held_out, "contrasts_imputed": list(targets),
         "baselines_fitted_on": trained_on, "sampling": sampling,
         "normalisation": NORMALISATION,
@@ -562,9 +567,9 @@ def main(argv: list[str] | None = None) -> int:
         "slice_roughness_ratio": "mean |neighbouring-slice difference| of the imputed volume / the same of the real volume",
         "smoothing": {"by_contrast": {key: dict(zip(("through_plane_sigma_mm", "in_plane_sigma_voxels"), model.smoothing(key)))
                                       for key in targets},
-                      "applies_to": [COLLAGAN, VIEWS8, PLANES3, single.label]},
+                      "applies_to": [COLLAGAN, VIEWS8, AXIAL, single.label]},
         "intensity_landmarks": {"offsets_for": sorted(model.card.get("intensity_landmarks", {}).get("offsets", {})),
-                                "applies_to": [COLLAGAN, VIEWS8, PLANES3]},
+                                "applies_to": [COLLAGAN, VIEWS8, AXIAL]},
         "single_input": {
             "method": single.label, "external": external, "name": single.model.name, "sha256": single.model.card["sha256"],
             "commands": single.model.card.get("training", {}).get("commands", []),
@@ -587,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                       if companion is not None else "")
     text = (("**QUICK smoke run (--quick): voxel samples cut; not evidence.**\n\n" if args.quick else "")
             + f"Model {model.name} (sha256 {model.card['sha256'][:12]}){companion_text}. "
-            f"Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
+            f"The network in {precision} on this machine's CPU. Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
             f"and the single input chosen, on the model's {len(trained_on)} training subject(s). {NORMALISATION}.\n\n"
             f"{single.label}: {chosen} (chosen on the training subjects).\n\n"
             f"Mean brain SSIM / PSNR (dB) over the {len(held_out)} held-out subject(s):\n\n" + main_table(mean, targets, methods_list))
@@ -615,9 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {args.out / 'quality.json'}, quality.md, quality.png in {timing['total_s']:.0f} s", file=sys.stderr)
     if args.write_card:
-        metrics = {**model.card.get("metrics", {}), "held_out": held_out_metrics(mean, held_out, smoothed, moved)}
-        if args.planes3:  # the opt-in's own figures, for the panel beside its check box
-            metrics["held_out_three_planes"] = held_out_metrics(mean, held_out, smoothed, moved, PLANES3)
+        metrics = {key: value for key, value in model.card.get("metrics", {}).items() if key != "held_out_three_planes"}
+        metrics["held_out"] = held_out_metrics(mean, held_out, smoothed, moved, precision)
+        if args.axial:  # the quick path's own figures, for the panel beside its check box
+            metrics["held_out_axial"] = held_out_metrics(mean, held_out, smoothed, moved, precision, AXIAL)
         print(f"wrote metrics.held_out into {update_card(model.weights_path, {'metrics': metrics})}", file=sys.stderr)
     return 0
 

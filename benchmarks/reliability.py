@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         target = contrasts.index(key)
         smoothing = model_smoothing(model, key, study.slice_spacing * args.every)  # kept slices lie `every` slices apart
         started = time.monotonic()
-        plain = model_landmarks(model, key, synthesise(model.generator, stack, target, brain, smoothing=smoothing), brain)
+        plain = model_landmarks(model, key, synthesise(model.generator, stack, target, brain, smoothing=smoothing, planes=1), brain)
         plain_seconds = time.monotonic() - started
         real_n = brasyn_normalise(reals[key], brain)
         unshaded_n = brasyn_normalise(bias_corrected(reals[key], brain, spacing), brain)

@@ -10,8 +10,9 @@ import numpy as np
 from ..core.contrasts import display_name
 from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
+from ..core.orientations import DEFAULT_PLANES, check_planes
 from ..inference.imputation import Imputation
-from ..inference.synthesis import ServedInputs, check_planes, check_views
+from ..inference.synthesis import ServedInputs, check_views, resolved_bf16
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -54,7 +55,8 @@ def evaluate_subjects(
     batch_size: int = 8,
     bias_corrected: bool = False,
     views: int = 1,
-    planes: int = 1,
+    planes: int = DEFAULT_PLANES,
+    bf16: bool | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Impute each contrast of each subject from the others, each by the model that serves it (`Model.serving`: the
@@ -63,7 +65,8 @@ def evaluate_subjects(
     With `bias_corrected`, each real volume is first freed of its coil shading (bias_field.py), which no
     imputation reproduces; the report's "reference" says which was scored against. `views` > 1 scores the
     test-time average of that many shifted and mirrored views (`synthesis.synthesise`), as `impute --views` delivers;
-    `planes` 3 the average of the axial, coronal and sagittal passes."""
+    `planes` 3 (the default) the average of the axial, coronal and sagittal passes, 1 the axial pass alone; `bf16` as
+    for `synthesise` (default: where the CPU computes it natively)."""
     contrasts = model.contrasts
     targets = list(missing or contrasts)
     unknown = [display_name(k) for k in targets if k not in contrasts]
@@ -79,7 +82,7 @@ def evaluate_subjects(
         for key in targets:
             if progress is not None:
                 progress(f"{subject.name}: {key}")
-            server, fake = inputs.impute(model, key, batch_size=batch_size, views=views, planes=planes)
+            server, fake = inputs.impute(model, key, batch_size=batch_size, views=views, planes=planes, bf16=bf16)
             real = study.images[key]
             if bias_corrected:
                 real = corrected(real, study.mask, study.canonical_spacing, what=f"the real {display_name(key)} of '{subject.name}'")
@@ -95,6 +98,7 @@ def evaluate_subjects(
         "reference": f"the real volume after {BIAS_METHOD}" if bias_corrected else "the real volume as acquired",
         "views": views,
         "planes": planes,
+        "precision": "bf16" if resolved_bf16(next(model.generator.parameters()).device, bf16) else "fp32",
         "ssim": "3-D SSIM, 7-voxel window; ssim_brain averages the SSIM map over the brain mask, ssim_volume over the whole volume",
         "results": results,
         "mean": means,

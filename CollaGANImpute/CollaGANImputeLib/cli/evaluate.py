@@ -16,7 +16,9 @@ from .options import (
     add_device_option,
     add_overwrite_option,
     add_planes_option,
+    add_precision_option,
     add_views_option,
+    precision_bf16,
 )
 
 
@@ -37,6 +39,7 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
                    help="score against each real volume after N4 bias field correction: its coil shading is absent from any imputation")
     add_views_option(p)
     add_planes_option(p)
+    add_precision_option(p)
     add_device_option(p)
     add_overwrite_option(p)
     args = p.parse_args(argv)
@@ -44,6 +47,7 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     model = load_model(args.weights, select_device(args.device))
     subjects = only_subjects(discover_subjects(args.data, model.contrasts), args.subject, args.data)
     report = evaluate_subjects(model, subjects, args.missing or None, bias_corrected=args.bias_corrected, views=args.views, planes=args.planes,
+                               bf16=precision_bf16(args),
                                progress=lambda m: print(m, file=sys.stderr))
     write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     for key, values in report["mean"].items():

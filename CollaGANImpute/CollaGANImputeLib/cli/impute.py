@@ -17,10 +17,12 @@ from .options import (
     add_device_option,
     add_overwrite_option,
     add_planes_option,
+    add_precision_option,
     add_prepare_options,
     add_progress_option,
     add_strict_option,
     add_views_option,
+    precision_bf16,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ def _impute_parser(contrasts: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8)
     add_views_option(parser)
     add_planes_option(parser)
+    add_precision_option(parser)
     add_overwrite_option(parser)
     add_strict_option(parser)
     add_prepare_options(parser)
@@ -108,8 +111,8 @@ def cmd_impute(argv: Sequence[str]) -> int:
     names = ", ".join(display_name(k) for k in args.missing)
     reporter = ProgressReporter(f"imputing {names}", lines=args.progress == "lines", unit="slice")
     results = impute_all(inputs, args.missing, model, strategy=args.strategy, mask=args.mask, reference=args.reference,
-                         batch_size=args.batch_size, views=args.views, planes=args.planes, uncertainty=args.uncertainty, strict=args.strict,
-                         force=args.force, prepare=prepare_options(args), progress=reporter.update)
+                         batch_size=args.batch_size, bf16=precision_bf16(args), views=args.views, planes=args.planes,
+                         uncertainty=args.uncertainty, strict=args.strict, force=args.force, prepare=prepare_options(args), progress=reporter.update)
     reporter.close()
     present = [key for key in args.missing if key in study_files]
     if present:
@@ -176,9 +179,9 @@ def cmd_batch(argv: Sequence[str]) -> int:
     add_device_option(p)
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per GPU, else 1)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast: faster, within the tolerance README documents")
     add_views_option(p)
     add_planes_option(p)
+    add_precision_option(p)
     add_overwrite_option(p)
     add_strict_option(p)
     add_prepare_options(p, intermediate=False)
@@ -191,7 +194,7 @@ def cmd_batch(argv: Sequence[str]) -> int:
     model = load_model(args.weights, device)
     reporter = ProgressReporter(f"imputing {display_name(args.missing)}", lines=args.progress == "lines", unit="study")
     try:
-        report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=args.bf16,
+        report = impute_folder(model, args.studies, args.out, args.missing, batch_size=args.batch_size, bf16=precision_bf16(args),
                                views=args.views, planes=args.planes, workers=workers, overwrite=args.overwrite, strict=args.strict, force=args.force,
                                prepare=PrepareOptions(args.brain_extractor) if args.prepare else None,
                                progress=lambda done, total, stage: reporter.update(done, total))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.orientations import DEFAULT_PLANES
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -53,10 +55,27 @@ def add_prepare_options(parser: argparse.ArgumentParser, *, intermediate: bool =
 
 
 def add_planes_option(parser: argparse.ArgumentParser) -> None:
-    """--planes 3: the axial, coronal and sagittal passes averaged (synthesis.synthesise), for imputing and scoring commands."""
-    parser.add_argument("--planes", type=int, default=1, metavar="N",
-                        help="3: impute the study's axial, coronal and sagittal slices and average the three (three times "
-                             "the work; better on the validation subjects, docs/validation_rule.md); default 1, axial only")
+    """--planes 1|3: the axial pass alone, or the axial, coronal and sagittal passes averaged (the default;
+    synthesis.synthesise), for imputing and scoring commands."""
+    parser.add_argument("--planes", type=int, default=DEFAULT_PLANES, metavar="N",
+                        help="3 (default): impute the study's axial, coronal and sagittal slices and average the three; 1: the "
+                             "axial slices alone, a third of the work, worse on the validation subjects (docs/validation_rule.md)")
+
+
+PRECISIONS = {"auto": None, "fp32": False, "bf16": True}  # --precision -> synthesise's bf16
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """--precision auto|fp32|bf16: the network's arithmetic (synthesis.native_bf16 decides auto), for imputing and
+    scoring commands; `precision_bf16` turns the answer into the engine's argument."""
+    parser.add_argument("--precision", default="auto", choices=tuple(PRECISIONS),
+                        help="the network's arithmetic: auto (default) is bf16 on a CPU with bf16 arithmetic (AVX-512 bf16 or "
+                             "AMX: twice as fast, within the tolerance README documents), else fp32")
+
+
+def precision_bf16(args: argparse.Namespace) -> bool | None:
+    """--precision as `synthesise`'s `bf16`: None (where the CPU computes bf16 natively), False or True."""
+    return PRECISIONS[args.precision]
 
 
 def add_views_option(parser: argparse.ArgumentParser) -> None:

@@ -94,10 +94,11 @@ def impute_folder(
     """
     if missing not in model.contrasts:
         raise ModelError(f"model '{model.name}' cannot impute {display_name(missing)}; it imputes {', '.join(model.contrasts)}")
-    from .synthesis import check_planes, check_views
+    from ..core.orientations import DEFAULT_PLANES, check_planes
+    from .synthesis import check_views
 
     check_views(options.get("views", 1))
-    check_planes(options.get("planes", 1))
+    check_planes(options.get("planes", DEFAULT_PLANES))
     folders = study_folders(studies)
     with folder_lock(output, f"collagan_batch_{missing}"):
         return _impute_unlocked(model, folders, Path(studies), output, missing, workers, overwrite, progress, cancel, options)

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 
 from ..core.contrasts import display_name
 from ..core.errors import InputError, ModelError
+from ..core.orientations import DEFAULT_PLANES, check_planes
 from ..model.model_card import held_out_caveat
 from ..model.networks import Generator
 from ..model.weights import Model
@@ -20,7 +21,7 @@ from ..preparation.brain_prep import PrepareOptions, prepare_inputs, to_referenc
 from ..preparation.ood_checks import refuse_out_of_distribution
 from ..preparation.study import PreparedStudy, VolumeSource, load_volume, prepare_study
 from .intensity_landmarks import model_landmarks
-from .synthesis import CancelCheck, Progress, check_planes, check_views, model_inputs, model_smoothing, synthesise
+from .synthesis import CancelCheck, Progress, check_views, model_inputs, model_smoothing, synthesise
 
 
 @dataclass
@@ -134,9 +135,9 @@ def impute_all(
     mask: VolumeSource | None = None,
     reference: str | None = None,
     batch_size: int = 8,
-    bf16: bool = False,
+    bf16: bool | None = None,
     views: int = 1,
-    planes: int = 1,
+    planes: int = DEFAULT_PLANES,
     uncertainty: bool = False,
     strict: bool = False,
     force: bool = False,
@@ -151,9 +152,10 @@ def impute_all(
     model's order unless `reference` says otherwise) with its origin, spacing and direction exactly;
     intensities are in brain standard deviations (see the model card's output_intensity) and zero
     outside the brain mask. Inputs are only read. `bf16` autocast is faster, within the tolerance
-    README documents; `views` > 1 averages that many shifted and mirrored views (`synthesise`), slower;
-    `planes` 3 averages the study's axial, coronal and sagittal passes (three times slower, better on the
-    validation subjects: docs/validation_rule.md). With `uncertainty`, each result also carries its reliability map
+    README documents (default None: on a CPU with bf16 arithmetic, `synthesis.native_bf16`); `views` > 1 averages
+    that many shifted and mirrored views (`synthesise`), slower; `planes` 3 (the default) averages the study's axial,
+    coronal and sagittal passes, 1 is the axial pass alone (a third of the work; worse on the validation subjects:
+    docs/validation_rule.md). With `uncertainty`, each result also carries its reliability map
     (reliability.reliability_map; `uncertainty_meaning` says its unit): the card's error model where the
     model was calibrated, else the spread over input subsets for a model trained for any subset, else over
     flipped and shifted canvases; it costs 2-4 (subsets) to about 40 (flips) imputations, and is that of the

@@ -73,7 +73,7 @@ def uncertainty_map(
     present: Sequence[int] | None = None,
     canvases: Sequence[tuple[int, int, int]] = CANVASES,
     batch_size: int = 8,
-    bf16: bool = False,
+    bf16: bool | None = None,
     smoothing: tuple[float, float] = (0.0, 0.0),
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,

@@ -10,6 +10,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from ..core.errors import Cancelled, InputError
+from ..core.orientations import DEFAULT_PLANES, PLANE_ORDERS, check_planes
 from ..model.networks import Generator
 from ..model.weights import Model
 from ..preparation.bias_field import corrected_study
@@ -33,11 +34,6 @@ PLAIN = (0, 0, 0)  # the canvas of the plain imputation: each batch's brain box 
 # (docs/validation_rule.md, "A brain box per batch of slices"); with no floor, the top slices' 16-voxel boxes leave
 # the bottleneck a single voxel, which instance normalisation cannot normalise.
 SMALLEST_BOX = 128
-# The slice orientations `synthesise(planes=N)` averages, the first N, as the order that puts a study's axes (S, H, W)
-# slice axis first: the network's own axial slices, then coronal and sagittal ones (docs/validation_rule.md).
-PLANE_ORDERS = ((0, 1, 2), (1, 0, 2), (2, 0, 1))
-
-
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -62,8 +58,20 @@ def _padding(size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return -size[0] % multiple, -size[1] % multiple
 
 
-def _autocast(device: torch.device, bf16: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def native_bf16(device: torch.device) -> bool:
+    """Whether `synthesise` autocasts to bf16 on `device` unless told otherwise: on a CPU with bf16 arithmetic
+    (AVX-512 bf16 or AMX), where it halves the time and moves the validation figures by at most 0.003 brain SSIM
+    (docs/benchmarks.md); not on other CPUs, which only emulate it, nor on CUDA, where it did not shorten the time."""
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolved_bf16(device: torch.device, bf16: bool | None) -> bool:
+    """`synthesise`'s `bf16` as it runs on `device`: None means `native_bf16`."""
+    return native_bf16(device) if bf16 is None else bf16
+
+
+def _autocast(device: torch.device, bf16: bool | None):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolved_bf16(device, bf16))
 
 
 def synthesise(
@@ -76,11 +84,11 @@ def synthesise(
     crop: bool = True,
     canvas: tuple[int, int, int] = PLAIN,
     channels_last: bool | None = None,
-    bf16: bool = False,
+    bf16: bool | None = None,
     compiled: bool = False,
     smoothing: tuple[float, float] = (0.0, 0.0),
     views: int = 1,
-    planes: int = 1,
+    planes: int = DEFAULT_PLANES,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> np.ndarray:
@@ -91,14 +99,14 @@ def synthesise(
     `crop` cuts each batch of slices to its brain's box (`batch_box`; `canvas` widens and shifts it): this is
     most of the speed-up, but NOT exact, because instance normalisation and CCAM average over the whole
     slice, so the amount of background changes the result (docs/benchmarks.md, "Fast path tolerance").
-    `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast and `compiled`
-    (torch.compile with CUDA graphs on CUDA: one graph per box size, the last batch padded to the full batch)
-    only trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0): none; `model_smoothing`
-    gives a model's). `views` > 1 averages the first `views` of VIEWS before smoothing (test-time
-    augmentation: that many times slower; without `crop` only their mirroring applies, since their shifts move
-    each batch's box). `planes` 3 imputes the study's axial, coronal and sagittal slices and averages the three, then
-    gives the mean the intensity distribution of one pass (`quantile_restored`): three times slower. Returns (S, H, W),
-    zero outside the mask.
+    `channels_last` (default: on CUDA only, it measured no faster on CPU), `bf16` autocast (default None: where
+    `native_bf16`) and `compiled` (torch.compile with CUDA graphs on CUDA: one graph per box size, the last batch
+    padded to the full batch) only trade speed for float rounding. `smoothing`: see `smooth_in_brain` ((0, 0):
+    none; `model_smoothing` gives a model's). `views` > 1 averages the first `views` of VIEWS before smoothing
+    (test-time augmentation: that many times slower; without `crop` only their mirroring applies, since their
+    shifts move each batch's box). `planes` 3 (the default) imputes the study's axial, coronal and sagittal slices
+    and averages the three, then gives the mean the intensity distribution of one pass (`quantile_restored`): three
+    times the work of `planes` 1, the axial slices alone. Returns (S, H, W), zero outside the mask.
     """
     check_views(views)
     check_planes(planes)
@@ -109,7 +117,7 @@ def synthesise(
         for number, order in enumerate(orders):
             counted = None if progress is None else (lambda done, _, n=number: progress(sum(counts[:n]) + done, sum(counts)))
             turned = synthesise(generator, stack.transpose((0, *(axis + 1 for axis in order))), target,
-                                np.ascontiguousarray(mask.transpose(order)), batch_size=batch_size, crop=crop, canvas=canvas,
+                                np.ascontiguousarray(mask.transpose(order)), planes=1, batch_size=batch_size, crop=crop, canvas=canvas,
                                 channels_last=channels_last, bf16=bf16, compiled=compiled, views=views, progress=counted, cancel=cancel)
             passes.append(turned.transpose(np.argsort(order)))
         output = quantile_restored(np.mean(passes, axis=0), passes, mask)
@@ -176,12 +184,6 @@ def check_views(views: int) -> None:
         raise InputError(f"views: {views} asked, but between 1 and {len(VIEWS)} shifted and mirrored views can be averaged")
 
 
-def check_planes(planes: int) -> None:
-    """Refuse a number of slice orientations other than the network's own (1) or all three, before any work starts."""
-    if planes not in (1, 3):
-        raise InputError(f"planes: {planes} asked, but the slices are imputed in 1 orientation (axial) or all 3 averaged")
-
-
 def quantile_restored(mean: np.ndarray, passes: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
     """`mean`'s brain voxels given, rank for rank, the mean of the passes' sorted brain intensities: the structure of
     the average with the intensity distribution of one pass. An average's shrunken tails would otherwise cost PSNR
@@ -196,11 +198,11 @@ def quantile_restored(mean: np.ndarray, passes: list[np.ndarray], mask: np.ndarr
 
 def synthesise_on_canvas(generator: Generator, stack: np.ndarray, target: int, mask: np.ndarray, canvas: tuple[int, int, int],
                          mirror: bool, **options) -> np.ndarray:
-    """One prediction with the slices mirrored left-right if asked and each batch's brain box widened and shifted by
-    `canvas` (`batch_box`), placed back on the study's grid. Other options as for `synthesise`."""
+    """One prediction of the axial slices, mirrored left-right if asked and each batch's brain box widened and shifted
+    by `canvas` (`batch_box`), placed back on the study's grid. Other options as for `synthesise`."""
     if mirror:
         stack, mask = stack[..., ::-1], mask[..., ::-1]  # views: each batch is copied as the network reads it
-    output = synthesise(generator, stack, target, mask, canvas=canvas, **options)
+    output = synthesise(generator, stack, target, mask, canvas=canvas, planes=1, **options)
     return np.ascontiguousarray(output[..., ::-1]) if mirror else output
 
 

@@ -74,7 +74,7 @@ CONTRAST_NAME = re.compile(r"[a-z][a-z0-9]{0,15}\Z")
 # Contrasts become command-line options (impute takes --KEY PATH per contrast), so a contrast may not be named
 # like an option of the commands; Testing/test_hardening.py checks every option of `impute` is listed here.
 RESERVED_NAMES = frozenset({"study", "missing", "output", "strategy", "weights", "device", "mask", "reference", "uncertainty",
-                            "views", "planes", "progress", "help", "overwrite", "strict", "prepare", "force"})
+                            "views", "planes", "precision", "progress", "help", "overwrite", "strict", "prepare", "force"})
 # Bounds of the values that set how much work an imputation is (the bundled model: 1.25 mm and 0.75 voxels;
 # benchmarks/smoothing.py found the best under 2); wider smoothing would only blur, and costs time with its width.
 MAX_THROUGH_PLANE_MM = 10.0

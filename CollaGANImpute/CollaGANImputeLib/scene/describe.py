@@ -36,8 +36,8 @@ def card_html(card: dict) -> str:
     held = metrics.get("held_out")  # whole held-out volumes as the module imputes them, where the card has them
     scores, title = (held, f"Held out ({', '.join(held.get('subjects', []))})") if held else (metrics.get("validation", {}), "Validation")
     lines += _scores_table(scores, title, metrics)
-    if metrics.get("held_out_three_planes"):  # benchmarks/quality.py --planes3 --write-card
-        lines += _scores_table(metrics["held_out_three_planes"], "Held out, with Three slice orientations", metrics)
+    if metrics.get("held_out_axial"):  # benchmarks/quality.py --axial --write-card
+        lines += _scores_table(metrics["held_out_axial"], "Held out, Three slice orientations unticked (axial only)", metrics)
     for method, measured in card.get("reliability_held_out", {}).items():  # benchmarks/reliability.py --write-card
         ranks = ", ".join(f"{escape(display_name(k))} {rho:.2f}" for k, rho in measured["spearman_brain"].items())
         lines.append(f"<b>Reliability map, {escape(method)}:</b> {ranks} <small>(Spearman of map and actual |error| over the brain, "

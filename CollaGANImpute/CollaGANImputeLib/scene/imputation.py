@@ -12,6 +12,7 @@ import numpy as np
 from ..core.contrasts import display_name
 from ..core.errors import Cancelled, InputError
 from ..core.jobs import ThreadJob
+from ..core.orientations import DEFAULT_PLANES
 from ..io import mrml
 from ..io.series_recognition import match_contrast
 from ..model.model_card import most_missing
@@ -107,11 +108,11 @@ class ImputationLogic:
     # ----- imputation ----------------------------------------------------------------------------
     def prepareImputation(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
                           weights: str | None = None, device: str = "auto", uncertainty: bool = False,
-                          views: int = 1, planes: int = 1, force: bool = False, prepare: bool = False) -> ImputationRequest:
+                          views: int = 1, planes: int = DEFAULT_PLANES, force: bool = False, prepare: bool = False) -> ImputationRequest:
         """Copy the input nodes into images (main thread). Inputs are only read; every contrast of the
         model without an input is imputed too (`missing` first). `views` > 1 averages that many shifted
-        and mirrored views (8 views: 8 to 11 times as long; docs/model.md); `planes` 3 averages the axial, coronal and
-        sagittal passes (3 times as long, better: docs/validation_rule.md). `prepare` brings a raw
+        and mirrored views (8 views: 8 to 11 times as long; docs/model.md); `planes` 3 (the default) averages the axial,
+        coronal and sagittal passes, 1 is the axial pass alone (a third of the time, worse: docs/validation_rule.md). `prepare` brings a raw
         study to the model's form first (registration, brain extraction: `mask` if given, else ROBEX; 1 mm)."""
         card = self.modelCard(weights)
         contrasts = card["contrasts"]
@@ -209,7 +210,7 @@ class ImputationLogic:
         return outcome
 
     def impute(self, inputs: dict, missing: str, *, mask=None, reference: str | None = None, real=None,
-               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, planes: int = 1,
+               weights: str | None = None, device: str = "auto", uncertainty: bool = False, views: int = 1, planes: int = DEFAULT_PLANES,
                force: bool = False, prepare: bool = False, progress=None, cancel=None):
         """Impute `missing` from `inputs` ({"t1": node, ...}) and return the new volume node.
 

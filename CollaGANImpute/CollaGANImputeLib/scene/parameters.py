@@ -3,9 +3,11 @@ the widgets) so that a saved scene reopens with them; these functions keep them 
 
 from __future__ import annotations
 
+from ..core.orientations import PLANE_ORDERS
+
 INPUT_REFERENCE = "Input_"  # node-reference role prefix, one per contrast key ("Input_t1", ...)
 DEFAULTS = {"Missing": "t1gd", "ModelPath": "", "Device": "auto", "Orientation": "Axial", "Reference": "", "Uncertainty": "false",
-            "BestQuality": "false", "ThreePlanes": "false", "Prepare": "false"}
+            "BestQuality": "false", "ThreePlanes": "true", "Prepare": "false"}
 
 
 def set_defaults(parameters) -> None:
@@ -51,8 +53,8 @@ def model_choice(parameters) -> dict:
 
 def imputation_options(parameters) -> dict:
     """The panel's check boxes as the logic's keyword arguments: a reliability map, a raw study prepared first, the
-    8 averaged views (synthesis.VIEWS) and the three slice orientations (synthesis.PLANE_ORDERS)."""
-    from ..inference.synthesis import PLANE_ORDERS, VIEWS  # here, not above: PyTorch may be installed only on demand
+    8 averaged views (synthesis.VIEWS) and the three slice orientations (core.orientations: ticked by default)."""
+    from ..inference.synthesis import VIEWS  # here, not above: PyTorch may be installed only on demand
 
     ticked = lambda name: parameters.GetParameter(name) == "true"  # noqa: E731
     return {"uncertainty": ticked("Uncertainty"), "prepare": ticked("Prepare"), "views": len(VIEWS) if ticked("BestQuality") else 1,

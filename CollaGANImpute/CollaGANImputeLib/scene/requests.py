@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.orientations import DEFAULT_PLANES
+
 
 @dataclass
 class ImputationRequest:
@@ -20,7 +22,7 @@ class ImputationRequest:
     real: object = None
     uncertainty: bool = False
     views: int = 1  # shifted and mirrored views averaged (synthesis.synthesise)
-    planes: int = 1  # 3: the axial, coronal and sagittal passes averaged (synthesis.synthesise)
+    planes: int = DEFAULT_PLANES  # 3: the axial, coronal and sagittal passes averaged; 1: the axial pass (synthesis.synthesise)
     force: bool = False  # impute a study that fails the out-of-distribution checks (their findings become notes)
     prepare: bool = False  # register, extract the brain, resample to 1 mm, impute, map back (brain_prep)
     inputNodes: dict = field(default_factory=dict)
