@@ -620,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {args.out / 'quality.json'}, quality.md, quality.png in {timing['total_s']:.0f} s", file=sys.stderr)
     if args.write_card:
-        metrics = {key: value for key, value in model.card.get("metrics", {}).items() if key != "held_out_three_planes"}
+        metrics = {key: value for key, value in model.card.get("metrics", {}).items() if key != "held_out_axial"}  # this run's or none
         metrics["held_out"] = held_out_metrics(mean, held_out, smoothed, moved, precision)
         if args.axial:  # the quick path's own figures, for the panel beside its check box
             metrics["held_out_axial"] = held_out_metrics(mean, held_out, smoothed, moved, precision, AXIAL)
