@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError
 from conftest import REPO, SHARED_CROP, crop_volumes, subject_files
@@ -170,6 +171,7 @@ def test_evaluate_scores_the_average_of_views_when_asked(small_study, tiny_model
     """`evaluate --views N` scores what `impute --views N` delivers: the average of N shifted and mirrored views."""
     from CollaGANImputeLib.analysis.evaluation import evaluate_subjects
     from CollaGANImputeLib.core.metrics import image_metrics
+    from CollaGANImputeLib.inference import synthesis
     from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
     from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, synthesise
     from CollaGANImputeLib.preparation.data import Subject, prepare_subject
@@ -185,6 +187,9 @@ def test_evaluate_scores_the_average_of_views_when_asked(small_study, tiny_model
     assert row["ssim_brain"] == pytest.approx(expected["ssim_brain"], abs=1e-6)
     assert row["psnr_brain"] == pytest.approx(expected["psnr_brain"], abs=1e-6)
     assert row["psnr_brain"] != pytest.approx(plain["results"][0]["psnr_brain"], abs=1e-3)
+    fp32 = evaluate_subjects(tiny_model, [subject], ["t2"], planes=1, bf16=False)  # the report says how it imputed
+    assert (fp32["planes"], fp32["precision"], averaged["planes"]) == (1, "fp32", 3)
+    assert averaged["precision"] == ("bf16" if synthesis.native_bf16(torch.device("cpu")) else "fp32")
 
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"subjects": {"crop": {"dir": str(small_study["t1"].parent), **{k: p.name for k, p in small_study.items()}}}}))

@@ -54,7 +54,7 @@ def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
     from CollaGANImputeLib.core.orientations import DEFAULT_PLANES, PLANE_ORDERS
-    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, resolved_bf16, smooth_in_brain, synthesise, synthesise_naive
+    from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, precision_of, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model.weights import load_model
     from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
     from CollaGANImputeLib.preparation.study import brain_slices, prepare_study
@@ -92,7 +92,7 @@ def run_path(args: argparse.Namespace) -> None:
     slices = study.mask.shape[0] if options is None else sum(len(brain_slices(study.mask.transpose(o))) for o in orders) * options.get("views", 1)
     print(json.dumps({
         "path": args.worker, "model": model.name, "device": args.device, "threads": args.threads,
-        "precision": "bf16" if options is not None and resolved_bf16(device, options.get("bf16")) else "fp32",
+        "precision": "fp32" if options is None else precision_of(model.generator, options.get("bf16")),
         "batch_size": None if options is None else args.batch_size,
         "study_s": round(study_s, 2), "synthesis_s": round(synth_s, 2), "first_study_s": round(times[0][0], 2),
         "slices_through_network": slices, "slices_per_s": round(slices / synth_s, 2),

@@ -63,7 +63,7 @@ from CollaGANImputeLib.core.metrics import NORMALISATION, brasyn_normalise, imag
 from CollaGANImputeLib.core.orientations import DEFAULT_PLANES
 from CollaGANImputeLib.inference.error_model import local_contrast
 from CollaGANImputeLib.inference.intensity_landmarks import model_landmarks
-from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, model_smoothing, resolved_bf16, smooth_in_brain, synthesise
+from CollaGANImputeLib.inference.synthesis import ServedInputs, model_inputs, model_smoothing, precision_of, smooth_in_brain, synthesise
 from CollaGANImputeLib.io.atomic import write_text_atomic
 from CollaGANImputeLib.io.montage import montage_image, write_png
 from CollaGANImputeLib.model.model_card import update_card
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = {}
 
     model = load_model(args.weights)
-    precision = "bf16" if resolved_bf16(next(model.generator.parameters()).device, None) else "fp32"  # as this machine imputes
+    precision = precision_of(model.generator)  # as this machine imputes
     contrasts = model.contrasts
     targets = args.missing or contrasts
     unknown = [k for k in targets if k not in contrasts]

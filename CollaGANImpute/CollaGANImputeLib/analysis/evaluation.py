@@ -12,7 +12,7 @@ from ..core.errors import InputError
 from ..core.metrics import NORMALISATION, image_metrics, require_scorable
 from ..core.orientations import DEFAULT_PLANES, check_planes
 from ..inference.imputation import Imputation
-from ..inference.synthesis import ServedInputs, check_views, resolved_bf16
+from ..inference.synthesis import ServedInputs, check_views, precision_of
 from ..io.geometry import resample_onto, same_grid, to_canonical_array
 from ..model.weights import Model
 from ..preparation.bias_field import METHOD as BIAS_METHOD
@@ -98,7 +98,7 @@ def evaluate_subjects(
         "reference": f"the real volume after {BIAS_METHOD}" if bias_corrected else "the real volume as acquired",
         "views": views,
         "planes": planes,
-        "precision": "bf16" if resolved_bf16(next(model.generator.parameters()).device, bf16) else "fp32",
+        "precision": precision_of(model.generator, bf16),
         "ssim": "3-D SSIM, 7-voxel window; ssim_brain averages the SSIM map over the brain mask, ssim_volume over the whole volume",
         "results": results,
         "mean": means,

@@ -70,6 +70,11 @@ def resolved_bf16(device: torch.device, bf16: bool | None) -> bool:
     return native_bf16(device) if bf16 is None else bf16
 
 
+def precision_of(generator: Generator, bf16: bool | None = None) -> str:
+    """The arithmetic `synthesise` runs `generator` in, as reports name it: "bf16" or "fp32"."""
+    return "bf16" if resolved_bf16(next(generator.parameters()).device, bf16) else "fp32"
+
+
 def _autocast(device: torch.device, bf16: bool | None):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolved_bf16(device, bf16))
 
