@@ -11,6 +11,8 @@ import pytest
 import SimpleITK as sitk
 from CollaGANImputeLib.core.errors import Cancelled, InputError
 from CollaGANImputeLib.inference.batch import impute_folder, manifest_path, output_path
+from CollaGANImputeLib.inference.synthesis import precision_of
+from CollaGANImputeLib.model.weights import load_model
 from conftest import REPO, subject_files
 
 SUBJECTS = ("AURORA-MET-example", "BraTS-GLI-00001-000", "TCGA-DU-7294")  # in the order they run; AURORA is RAS, the others LPS
@@ -54,6 +56,8 @@ def test_interrupted_batch_resumes_only_the_unfinished_studies(studies, tiny_mod
     cases = json.loads(manifest_path(out, "t1gd").read_text())["cases"]
     assert set(cases) == set(SUBJECTS) and all(case["status"] == "done" for case in cases.values())
     assert cases[SUBJECTS[0]]["notes"] == [] and cases[SUBJECTS[2]]["notes"] == []
+    how = f"three slice orientations averaged, {precision_of(load_model(tiny_model_path).generator)}"
+    assert {case["method"] for case in cases.values()} == {how}  # how each file was made, whichever process made it
     resampled, coverage = cases[SUBJECTS[1]]["notes"]  # its FLAIR lacks the top slice of the T1 grid
     assert resampled.startswith("FLAIR (112x128x7") and "covers only 87 % of the T1 volume's non-zero voxels; axial slice 7 of 8 lacks it" in coverage
     assert "was resampled onto the T1 grid (112x128x8" in cases[SUBJECTS[1]]["notes"][0]

@@ -284,7 +284,9 @@ def test_precision_option(small_study, tiny_model_path, tmp_path, capsys, monkey
 
     outputs = {name: tmp_path / f"{name}.nii.gz" for name in ("fp32", "bf16", "auto_native", "auto_emulated", "refused")}
     for precision in ("fp32", "bf16"):
-        assert run(impute_args(small_study, outputs[precision], tiny_model_path) + ["--precision", precision, "--planes", "1"], capsys)[0] == 0
+        argv = impute_args(small_study, outputs[precision], tiny_model_path) + ["--precision", precision, "--planes", "1"]
+        assert main([str(a) for a in argv]) == 0
+        assert f"T1Gd imputed by tiny from axial slices, {precision};" in capsys.readouterr().out  # the output says how it was made
     for native in (True, False):
         monkeypatch.setattr(synthesis, "native_bf16", lambda device, native=native: native)
         name = "auto_native" if native else "auto_emulated"

@@ -25,6 +25,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from CollaGANImputeLib.core.errors import Cancelled, InputError, ModelError
 from CollaGANImputeLib.inference.imputation import impute as engine_impute
+from CollaGANImputeLib.inference.synthesis import precision_of
 from CollaGANImputeLib.io import mrml
 from CollaGANImputeLib.model.weights import load_model
 from CollaGANImputeLib.scene import describe
@@ -299,6 +300,8 @@ def test_empty_rows_are_imputed_too_with_reliability_maps(module, scene, cropped
                           real=nodes["t1gd"], uncertainty=True)
     outcome = logic.lastOutcome
     assert output is outcome.outputNodes["t1gd"] and sorted(outcome.outputNodes) == ["flair", "t1gd", "t2"]
+    how = f"three slice orientations averaged, {precision_of(load_model(weights).generator)}"  # the panel's status says how
+    assert f"with {outcome.modelName} from {how} (intensities in brain standard deviations" in describe.outcome_status(outcome)
     assert logic.currentOutcome(outcome.outputNodes["flair"]) is outcome  # every output of the run is of that run
     assert sorted(outcome.uncertaintyNodes) == ["flair", "t1gd", "t2"]
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count + 3 + 3 + 1  # outputs, reliability maps, |difference|

@@ -123,7 +123,8 @@ def cmd_impute(argv: Sequence[str]) -> int:
     files, lines = {}, []
     for key, result in results.items():
         files[outputs[key]] = result.image
-        lines.append(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name}; intensities in brain standard deviations)")
+        lines.append(f"wrote {outputs[key]} ({display_name(key)} imputed by {model.name} from {result.method}; intensities in brain "
+                     "standard deviations)")
         if result.uncertainty is not None:
             files[_beside(outputs[key], "uncertainty")] = result.uncertainty
             lines.append(f"wrote {_beside(outputs[key], 'uncertainty')} (its reliability map: {result.uncertainty_meaning})")

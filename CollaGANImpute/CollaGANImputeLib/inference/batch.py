@@ -56,18 +56,18 @@ def manifest_path(output: str | Path, missing: str) -> Path:
 
 
 def impute_study(model: Model, folder: Path, output: str | Path, missing: str, *, progress: Callable[[int, int], None] | None = None,
-                 cancel: Callable[[], bool] | None = None, **options) -> tuple[Path | str, list[str]]:
-    """One study: the file written, or 'skipped: <reason>' when its input is unusable, and the notes of the
-    imputation. `options` (batch_size, bf16, views, planes) go to `imputation.impute`."""
+                 cancel: Callable[[], bool] | None = None, **options) -> tuple[Path | str, list[str], str]:
+    """One study: the file written, or 'skipped: <reason>' when its input is unusable, the notes of the imputation
+    and how it was made (`Imputation.method`). `options` (batch_size, bf16, views, planes) go to `imputation.impute`."""
     from ..io.volumes import write_volume
     from .imputation import impute
 
     try:
         files = find_study_files(folder, [k for k in model.contrasts if k != missing])
         result = impute(files, missing, model, progress=progress, cancel=cancel, **options)
-        return write_volume(result.image, output_path(output, folder.name, missing)), result.notes
+        return write_volume(result.image, output_path(output, folder.name, missing)), result.notes, result.method
     except InputError as error:
-        return f"skipped: {error}", []
+        return f"skipped: {error}", [], ""
 
 
 def impute_folder(
@@ -120,9 +120,9 @@ def _impute_unlocked(model: Model, folders: list[Path], studies: Path, output: s
                       {studies: "the folder of studies"}, overwrite=overwrite or ours)
     manifest.start([f.name for f in pending])
 
-    def finish(name: str, outcome: Path | str, notes: list[str]) -> None:
+    def finish(name: str, outcome: Path | str, notes: list[str], method: str) -> None:
         report[name] = outcome
-        manifest.record(name, outcome, notes)
+        manifest.record(name, outcome, notes, method)
         if progress is not None:
             progress(len(report), len(folders), f"{name}: {'done' if isinstance(outcome, Path) else 'skipped'}")
 
@@ -164,9 +164,9 @@ class _Manifest:
     def finished(self, name: str, output: Path) -> bool:
         return self.cases.get(name, {}).get("status") == "done" and output.is_file()
 
-    def record(self, name: str, outcome: Path | str, notes: list[str]) -> None:
+    def record(self, name: str, outcome: Path | str, notes: list[str], method: str) -> None:
         if isinstance(outcome, Path):
-            entry = {"status": "done", "output": outcome.name, "notes": notes}
+            entry = {"status": "done", "output": outcome.name, "method": method, "notes": notes}
         else:
             entry = {"status": "skipped", "reason": outcome}
         self.cases[name] = {**entry, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -189,7 +189,7 @@ def _start_worker(weights: str, devices, threads: int, cancel_event) -> None:
     _worker.update(model=load_model(weights, devices.get()), cancel=cancel_event)
 
 
-def _worker_study(folder: str, output: str, missing: str, options: dict) -> tuple[Path | str, list[str]]:
+def _worker_study(folder: str, output: str, missing: str, options: dict) -> tuple[Path | str, list[str], str]:
     return impute_study(_worker["model"], Path(folder), output, missing, cancel=_worker["cancel"].is_set, **options)
 
 
@@ -204,7 +204,7 @@ def worker_devices(model: Model, workers: int) -> list[str]:
 
 
 def _impute_in_processes(model: Model, pending: Sequence[Path], output, missing: str, workers: int, options: dict,
-                         finish: Callable[[str, Path | str, list[str]], None], cancel: Callable[[], bool] | None) -> None:
+                         finish: Callable[[str, Path | str, list[str], str], None], cancel: Callable[[], bool] | None) -> None:
     """Spawned processes (safe with CUDA and threads); the CPU's cores are shared out between them."""
     context = multiprocessing.get_context("spawn")
     devices, cancel_event = context.Queue(), context.Event()

@@ -21,7 +21,7 @@ from ..preparation.brain_prep import PrepareOptions, prepare_inputs, to_referenc
 from ..preparation.ood_checks import refuse_out_of_distribution
 from ..preparation.study import PreparedStudy, VolumeSource, load_volume, prepare_study
 from .intensity_landmarks import model_landmarks
-from .synthesis import CancelCheck, Progress, check_views, model_inputs, model_smoothing, synthesise
+from .synthesis import CancelCheck, Progress, check_views, method_of, model_inputs, model_smoothing, synthesise
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Imputation:
     study: PreparedStudy
     uncertainty: sitk.Image | None = None
     uncertainty_meaning: str | None = None  # what the reliability map's values are (reliability.describe)
+    method: str = ""  # how the network imputed it (synthesis.method_of): orientations, views, arithmetic
 
     @property
     def notes(self) -> list[str]:
@@ -203,7 +204,8 @@ def impute_all(
     )
     for key in missing:
         require_usable_output(volumes[contrasts.index(key)], study.mask, model, key)
-    results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study) for key in missing}
+    method = method_of(model.generator, planes, views, bf16)
+    results = {key: Imputation(study.to_reference_image(volumes[contrasts.index(key)]), key, study, method=method) for key in missing}
     if uncertainty:
         from .reliability import available_methods, describe, reliability_map
 
@@ -259,7 +261,7 @@ def impute_prepared(inputs: Mapping[str, VolumeSource], missing: Sequence[str], 
     study.notes[:] = [*prepared.notes, *next(iter(results.values())).notes]
     mapped = {key: Imputation(to_reference(result.image, prepared), key, study,
                               None if result.uncertainty is None else to_reference(result.uncertainty, prepared),
-                              result.uncertainty_meaning)
+                              result.uncertainty_meaning, result.method)
               for key, result in results.items()}
     if options.keep_intermediate is not None:
         write_intermediate(options.keep_intermediate, prepared, {key: result.image for key, result in results.items()})

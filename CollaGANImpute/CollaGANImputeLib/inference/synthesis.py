@@ -75,6 +75,13 @@ def precision_of(generator: Generator, bf16: bool | None = None) -> str:
     return "bf16" if resolved_bf16(next(generator.parameters()).device, bf16) else "fp32"
 
 
+def method_of(generator: Generator, planes: int, views: int = 1, bf16: bool | None = None) -> str:
+    """How `synthesise` imputes with these options, as every output states it (the result depends on the CPU's
+    arithmetic, so a file says which it got): e.g. "three slice orientations averaged, bf16"."""
+    parts = ["three slice orientations averaged" if planes > 1 else "axial slices"] + [f"{views} views averaged"] * (views > 1)
+    return ", ".join([*parts, precision_of(generator, bf16)])
+
+
 def _autocast(device: torch.device, bf16: bool | None):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolved_bf16(device, bf16))
 

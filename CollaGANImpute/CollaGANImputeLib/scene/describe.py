@@ -75,7 +75,8 @@ def outcome_status(outcome: ImputationOutcome) -> str:
     """The status after an imputation: the nodes made, by which model, in what units, and the engine's notes."""
     created = [n.GetName() for n in [*outcome.outputNodes.values(), *outcome.uncertaintyNodes.values()]]
     meaning = outcome.imputation.uncertainty_meaning
-    return (f"Created {', '.join(repr(n) for n in created)} with {outcome.modelName} (intensities in brain standard deviations"
+    return (f"Created {', '.join(repr(n) for n in created)} with {outcome.modelName} from {outcome.imputation.method} (intensities in "
+            "brain standard deviations"
             + (f"; reliability map: {meaning}" if meaning else "") + ")."
             + "".join(f"\nNote: {n}" for n in outcome.imputation.notes))
 
