@@ -53,11 +53,10 @@ TARGETS = {"cpu_fast_study_s": 15.0, "cpu_fast_peak_mb": 4096.0, "cpu_speedup_ov
 def run_path(args: argparse.Namespace) -> None:
     """In the worker process: one study through one path; writes the output array and prints JSON."""
     import torch
-    from CollaGANImputeLib.core.orientations import DEFAULT_PLANES, PLANE_ORDERS
     from CollaGANImputeLib.inference.synthesis import model_inputs, model_smoothing, precision_of, smooth_in_brain, synthesise, synthesise_naive
     from CollaGANImputeLib.model.weights import load_model
     from CollaGANImputeLib.preparation.data import discover_subjects, only_subjects
-    from CollaGANImputeLib.preparation.study import brain_slices, prepare_study
+    from CollaGANImputeLib.preparation.study import prepare_study
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -66,7 +65,7 @@ def run_path(args: argparse.Namespace) -> None:
     inputs = {k: v for k, v in subject.files.items() if k != args.missing}
     model = model.serving([args.missing], inputs)  # the card's companion where this request is the one it serves
     options = PATHS[args.worker]
-    times = []
+    times, totals = [], []  # totals: the slices through the network, as the engine's progress counts them
     for _ in range(args.repeats):
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -77,7 +76,8 @@ def run_path(args: argparse.Namespace) -> None:
         if options is None:
             volume = synthesise_naive(model.generator, stack, target, study.mask)
         else:
-            volume = synthesise(model.generator, stack, target, study.mask, batch_size=args.batch_size, **options)
+            volume = synthesise(model.generator, stack, target, study.mask, batch_size=args.batch_size,
+                                progress=lambda done, total: totals.append(total), **options)
         synth_s = time.perf_counter() - synth_started
         study.to_reference_image(volume)
         times.append((time.perf_counter() - started, synth_s))
@@ -88,8 +88,7 @@ def run_path(args: argparse.Namespace) -> None:
     smooth_in_brain(volume, study.mask, smoothing)  # what `impute` adds after any path (the card's "inference")
     smoothing_s = time.perf_counter() - smoothing_started
     study_s, synth_s = times[-1]  # the last repeat: warm on a GPU (cuDNN autotuning and compiling are done)
-    orders = PLANE_ORDERS[:options.get("planes", DEFAULT_PLANES)] if options is not None else ()
-    slices = study.mask.shape[0] if options is None else sum(len(brain_slices(study.mask.transpose(o))) for o in orders) * options.get("views", 1)
+    slices = study.mask.shape[0] if options is None else totals[-1]
     print(json.dumps({
         "path": args.worker, "model": model.name, "device": args.device, "threads": args.threads,
         "precision": "fp32" if options is None else precision_of(model.generator, options.get("bf16")),
