@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                       if companion is not None else "")
     text = (("**QUICK smoke run (--quick): voxel samples cut; not evidence.**\n\n" if args.quick else "")
             + f"Model {model.name} (sha256 {model.card['sha256'][:12]}){companion_text}. "
-            f"The network in {precision} on this machine's CPU. Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
+            f"The network in {precision}, as it runs on this machine. Held-out subject(s): {', '.join(held_out)}. Baselines fitted, "
             f"and the single input chosen, on the model's {len(trained_on)} training subject(s). {NORMALISATION}.\n\n"
             f"{single.label}: {chosen} (chosen on the training subjects).\n\n"
             f"Mean brain SSIM / PSNR (dB) over the {len(held_out)} held-out subject(s):\n\n" + main_table(mean, targets, methods_list))
