@@ -10,7 +10,8 @@ from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError
 from CollaGANImputeLib.model.model_card import BRASYN_UNIT, INTENSITY_UNIT
 from CollaGANImputeLib.model.weights import load_model
-from CollaGANImputeLib.preparation.data import Subject, build_slice_set, prepare_subject
+from CollaGANImputeLib.preparation.data import Subject, build_slice_set, canvas_for, canvas_slices, oriented, prepare_subject
+from CollaGANImputeLib.preparation.study import brain_slices
 from CollaGANImputeLib.preparation.slice_cache import LEVELS, load_slice_cache, save_slice_cache
 from conftest import CONTRASTS, cropped_manifest, subject_files
 
@@ -84,6 +85,30 @@ def test_split_by_subject_thins_validation_as_build_slice_set_does(studies, slic
         every.split(["nobody"])
 
 
+def test_three_orientations_cut_each_subjects_axial_coronal_and_sagittal_slices(studies, tmp_path):
+    """`planes` 3 gives the network the slices the default imputation asks it for: each subject's axial, then coronal,
+    then sagittal brain slices, turned exactly as `synthesise` turns the study, on a canvas that holds every one."""
+    one = {"TCGA-DU-7294": studies["TCGA-DU-7294"]}
+    study = one["TCGA-DU-7294"]
+    axial_canvas, canvas = canvas_for(one, 16), canvas_for(one, 16, planes=3)
+    assert canvas[0] >= axial_canvas[0] and canvas[1] >= axial_canvas[1]
+    three = build_slice_set(one, CONTRASTS, canvas, stride=5, planes=3)
+    min_voxels = int(0.05 * canvas[0] * canvas[1])
+    picked = [brain_slices(study.mask.transpose(order), min_voxels)[::5] for order in ((0, 1, 2), (1, 0, 2), (2, 0, 1))]
+    assert len(three) == sum(map(len, picked)) and all(len(p) > 10 for p in picked)
+    assert np.array_equal(three.subject_index, np.zeros(len(three), dtype=int)) and three.present.all()
+    coronal = canvas_slices(oriented(study, (1, 0, 2)), CONTRASTS, canvas, picked[1][:3])
+    assert np.array_equal(three.images[len(picked[0]) : len(picked[0]) + 3].numpy(), coronal)
+    for cut, row in zip(coronal[:, 3], picked[1][:3]):  # the whole coronal slice of the FLAIR, nothing cut off
+        assert np.isclose(cut.sum(), study.images["flair"][:, row].sum(), rtol=1e-5)
+    row = int(picked[2][len(picked[2]) // 2])
+    sagittal = three.images[len(picked[0]) + len(picked[1]) + len(picked[2]) // 2, 3].numpy()
+    assert np.isclose(sagittal.sum(), study.images["flair"][:, :, row].sum(), rtol=1e-5)  # the whole sagittal slice, nothing cut off
+    assert torch.equal(build_slice_set(one, CONTRASTS, canvas, stride=5).images, three.images[: len(picked[0])])  # axial first, as before
+    with pytest.raises(InputError, match="planes: 2 asked"):
+        build_slice_set(one, CONTRASTS, canvas, planes=2)
+
+
 def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     data = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example", "TCGA-FG-6692"), tmp_path / "data",
                             (slice(88, 152), slice(88, 152), slice(70, 80)))
@@ -97,7 +122,7 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     assert main(argv) == 0
     training = load_model(out / "tiny.safetensors").card["training"]
     assert training["train_subjects"] == ["TCGA-FG-6692"] and training["validation_subjects"] == ["AURORA-MET-example"]
-    assert training["slice_cache"] == {"file": str(cache), "stride": 2} and training["data"] == str(data)
+    assert training["slice_cache"] == {"file": str(cache), "stride": 2, "planes": 1} and training["data"] == str(data)
     assert training["config"]["subjects"] == ["TCGA-FG-6692"]
     # --resume keeps the subjects and the weights' dtype without naming them again.
     assert main(["train", "--data", str(cache), "--out", str(out), "--resume", "--steps", "3", "--name", "tiny"]) == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core.contrasts import DEFAULT_CONTRASTS
 from ..core.errors import Cancelled, InputError, ModelError
+from ..core.orientations import PLANE_ORDERS
 from ..core.progress import ProgressReporter
 from .options import (
     add_data_option,
@@ -268,7 +269,7 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
         if any(size % config.generator.size_multiple for size in canvas):
             raise InputError(f"slice cache '{args.data}': its {canvas[0]}x{canvas[1]} canvas does not fit a generator of depth "
                              f"{config.generator.depth} (multiples of {config.generator.size_multiple}); make a cache for it")
-        fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"]}}
+        fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"], "planes": header.get("planes", 1)}}
         percentiles = header.get("sd_percentiles", {})
     else:
         studies, percentiles = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
@@ -299,6 +300,8 @@ def cmd_cache(argv: Sequence[str]) -> int:
     p.add_argument("--out", required=True, type=Path, help="the cache file to write (.npz)")
     p.add_argument("--contrasts", default=",".join(DEFAULT_CONTRASTS), help="comma-separated contrast keys, in model order")
     p.add_argument("--stride", type=int, default=1, help="keep every STRIDE-th brain slice of each subject (default 1: all)")
+    p.add_argument("--planes", type=int, default=1, choices=(1, len(PLANE_ORDERS)),
+                   help="1: axial slices (default); 3: axial, coronal and sagittal ones, the orientations the default imputation averages")
     p.add_argument("--bias-correct", action="store_true", help="slices of N4-corrected studies, for `train --bias-correct`")
     p.add_argument("--brasyn-scale", action="store_true", help="slices in the metrics' intensity space, for `train --brasyn-scale`")
     add_progress_option(p)
@@ -310,9 +313,9 @@ def cmd_cache(argv: Sequence[str]) -> int:
     contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
     studies, percentiles = _studies(args.data, contrasts, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
                                     lines=args.progress == "lines")
-    canvas = canvas_for(studies, GeneratorConfig(len(contrasts)).size_multiple)
-    slices = build_slice_set(studies, contrasts, canvas, stride=args.stride)
-    save_slice_cache(args.out, slices, contrasts, {"canvas": list(canvas), "stride": args.stride, "source": str(args.data),
+    canvas = canvas_for(studies, GeneratorConfig(len(contrasts)).size_multiple, args.planes)
+    slices = build_slice_set(studies, contrasts, canvas, stride=args.stride, planes=args.planes)
+    save_slice_cache(args.out, slices, contrasts, {"canvas": list(canvas), "stride": args.stride, "planes": args.planes, "source": str(args.data),
                                                     "bias_correct": args.bias_correct, "brasyn_scale": args.brasyn_scale,
                                                     **({"sd_percentiles": percentiles} if args.brasyn_scale else {})})
     print(f"wrote {args.out}: {len(slices)} slices of {len(studies)} subjects on a {canvas[0]}x{canvas[1]} canvas, "

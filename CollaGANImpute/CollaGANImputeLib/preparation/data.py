@@ -1,5 +1,6 @@
 """Training data: subjects from a manifest or a folder of subject folders, split by subject, turned
-into normalised axial slices on a common canvas, and augmented alike across contrasts."""
+into normalised slices (axial, or of every orientation the imputation averages) on a common canvas, and augmented
+alike across contrasts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 
 from ..core.contrasts import display_name
 from ..core.errors import InputError
+from ..core.orientations import PLANE_ORDERS, check_planes
 from ..core.planes import centre_channels, plane_count
 from ..io.series_recognition import find_study_files
 from .study import PreparedStudy, brain_extent, brain_slices, prepare_study, slice_planes
@@ -125,7 +127,7 @@ def canvas_slices(study: PreparedStudy, contrasts: Sequence[str], canvas: tuple[
 
 @dataclass
 class SliceSet:
-    """Axial brain slices of several subjects on one canvas: images (M, N x planes, H, W) (planes: each slice with
+    """Brain slices of several subjects on one canvas: images (M, N x planes, H, W) (planes: each slice with
     its `context` neighbours on either side, as `slice_planes` gives them), masks (M, H, W), and which contrasts
     each slice's subject has, present (M, N) (absent ones are zeros in images)."""
 
@@ -182,33 +184,48 @@ def evenly(chosen: np.ndarray, most: int | None) -> np.ndarray:
     return chosen[np.linspace(0, len(chosen) - 1, most).round().astype(int)]
 
 
+def oriented(study: PreparedStudy, order: tuple[int, int, int]) -> PreparedStudy:
+    """The study's arrays turned so that their first axis is the slice axis of `order` (one of PLANE_ORDERS), as
+    `synthesis.synthesise` turns a study for its coronal and sagittal passes; views, not copies."""
+    return replace(study, images={key: image.transpose(order) for key, image in study.images.items()}, mask=study.mask.transpose(order))
+
+
 def build_slice_set(
     studies: dict[str, PreparedStudy], contrasts: Sequence[str], canvas: tuple[int, int], min_brain_fraction: float = 0.05,
-    max_slices_per_subject: int | None = None, stride: int = 1, context: int = 0,
+    max_slices_per_subject: int | None = None, stride: int = 1, context: int = 0, planes: int = 1,
 ) -> SliceSet:
     """Slices with at least `min_brain_fraction` of the canvas in the brain, every `stride`-th of them, optionally
     thinned evenly; with `context` neighbours on either side of each (images (M, N x planes, H, W), for a 2.5-D
-    generator). The slices are written into one array as they are cut, so memory peaks at the studies plus it."""
+    generator). `planes` 3 cuts each subject's axial, then coronal, then sagittal slices (the orientations the default
+    imputation averages), 1 its axial ones. The slices are written into one array as they are cut, so memory peaks at
+    the studies plus it."""
+    check_planes(planes)
     min_voxels = int(min_brain_fraction * canvas[0] * canvas[1])
-    chosen = [evenly(brain_slices(study.mask, max(min_voxels, 1))[::stride], max_slices_per_subject) for study in studies.values()]
-    images = np.empty((sum(map(len, chosen)), len(contrasts) * plane_count(context), *canvas), dtype=np.float32)
-    starts = np.cumsum([0] + [len(part) for part in chosen])
-    for start, part, study in zip(starts, chosen, studies.values()):
-        images[start : start + len(part)] = canvas_slices(study, contrasts, canvas, part, context)
-    present = [np.tile([key in study.images for key in contrasts], (len(part), 1)) for part, study in zip(chosen, studies.values())]
+    turned = [[oriented(study, order) for order in PLANE_ORDERS[:planes]] for study in studies.values()]
+    chosen = [[evenly(brain_slices(view.mask, max(min_voxels, 1))[::stride], max_slices_per_subject) for view in views] for views in turned]
+    counts = [sum(map(len, parts)) for parts in chosen]
+    images = np.empty((sum(counts), len(contrasts) * plane_count(context), *canvas), dtype=np.float32)
+    start = 0
+    for parts, views in zip(chosen, turned):
+        for part, view in zip(parts, views):
+            images[start : start + len(part)] = canvas_slices(view, contrasts, canvas, part, context)
+            start += len(part)
+    present = [np.tile([key in study.images for key in contrasts], (count, 1)) for count, study in zip(counts, studies.values())]
     return SliceSet(
         torch.from_numpy(images), torch.from_numpy(images[:, centre_channels(context)].max(axis=1) > 0), list(studies),
-        np.repeat(np.arange(len(chosen)), [len(part) for part in chosen]), torch.from_numpy(np.concatenate(present)), context,
+        np.repeat(np.arange(len(counts)), counts), torch.from_numpy(np.concatenate(present)), context,
     )
 
 
-def canvas_for(studies: dict[str, PreparedStudy], multiple: int) -> tuple[int, int]:
-    """The smallest canvas (multiples of `multiple`) that holds every subject's brain box."""
+def canvas_for(studies: dict[str, PreparedStudy], multiple: int, planes: int = 1) -> tuple[int, int]:
+    """The smallest canvas (multiples of `multiple`) that holds every subject's brain box, in each of the first
+    `planes` orientations."""
     height = width = multiple
     for study in studies.values():
-        (top, bottom), (left, right) = brain_extent(study.mask)
-        height = max(height, math.ceil((bottom - top + 1) / multiple) * multiple)
-        width = max(width, math.ceil((right - left + 1) / multiple) * multiple)
+        for order in PLANE_ORDERS[:planes]:
+            (top, bottom), (left, right) = brain_extent(oriented(study, order).mask)
+            height = max(height, math.ceil((bottom - top + 1) / multiple) * multiple)
+            width = max(width, math.ceil((right - left + 1) / multiple) * multiple)
     return height, width
 
 
