@@ -10,9 +10,20 @@ from CollaGANImputeLib.cli.main import main
 from CollaGANImputeLib.core.errors import InputError
 from CollaGANImputeLib.model.model_card import BRASYN_UNIT, INTENSITY_UNIT
 from CollaGANImputeLib.model.weights import load_model
-from CollaGANImputeLib.preparation.data import Subject, build_slice_set, canvas_for, canvas_slices, oriented, prepare_subject
+from CollaGANImputeLib.preparation.data import (
+    Subject,
+    build_slice_set,
+    canvas_for,
+    canvas_slices,
+    oriented,
+    prepare_subject,
+)
+from CollaGANImputeLib.preparation.slice_cache import (
+    LEVELS,
+    load_slice_cache,
+    save_slice_cache,
+)
 from CollaGANImputeLib.preparation.study import brain_slices
-from CollaGANImputeLib.preparation.slice_cache import LEVELS, load_slice_cache, save_slice_cache
 from conftest import CONTRASTS, cropped_manifest, subject_files
 
 SPACE = {"bias_correct": False, "brasyn_scale": False}
@@ -122,7 +133,8 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     assert main(argv) == 0
     training = load_model(out / "tiny.safetensors").card["training"]
     assert training["train_subjects"] == ["TCGA-FG-6692"] and training["validation_subjects"] == ["AURORA-MET-example"]
-    assert training["slice_cache"] == {"file": str(cache), "stride": 2, "planes": 1} and training["data"] == str(data)
+    assert training["slice_cache"] == {"file": str(cache), "stride": 2} and training["data"] == str(data)
+    assert training["config"]["planes"] == 1  # the cache's own: axial slices
     assert training["config"]["subjects"] == ["TCGA-FG-6692"]
     # --resume keeps the subjects and the weights' dtype without naming them again.
     assert main(["train", "--data", str(cache), "--out", str(out), "--resume", "--steps", "3", "--name", "tiny"]) == 0
@@ -135,6 +147,32 @@ def test_cache_then_train_on_named_subjects(manifest, tmp_path, capsys):
     assert "does not fit a generator of depth 7" in capsys.readouterr().err
     assert main(["train", "--data", str(cache), "--out", str(tmp_path / "planes"), "--steps", "1", "--context-slices", "1"]) == 2
     assert "holds single slices; a 2.5-D run (--context-slices) reads the studies" in capsys.readouterr().err
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "three"), "--steps", "1", "--planes", "3"]) == 2
+    assert "holds slices of 1 orientation(s); this run trains on 3 (--planes): make a cache with --planes 3" in capsys.readouterr().err
+
+
+def test_train_on_three_orientations_from_the_studies_or_a_cache_of_them(manifest, tmp_path, capsys):
+    """`train --planes 3` cuts each study's axial, coronal and sagittal slices itself; a cache made with `--planes 3`
+    gives the same slices and the run takes its orientations from it; either way the card and a resume keep them."""
+    data = cropped_manifest(manifest, ("TCGA-DU-7294", "AURORA-MET-example"), tmp_path / "data",
+                            (slice(88, 152), slice(88, 152), slice(70, 86)))
+    argv = ["--steps", "1", "--validation", "AURORA-MET-example", "--branch-width", "4", "--decoder-width", "8", "--depth", "2",
+            "--name", "tiny", "--progress", "lines"]
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "studies"), "--planes", "3", *argv]) == 0
+    cache = tmp_path / "three.npz"
+    assert main(["cache", "--data", str(data), "--out", str(cache), "--planes", "3"]) == 0
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "cached"), *argv]) == 0
+    cards = [load_model(tmp_path / run / "tiny.safetensors").card["training"] for run in ("studies", "cached")]
+    study = prepare_subject(Subject("TCGA-DU-7294", {k: data / "TCGA-DU-7294" / f"{k}.nii.gz" for k in CONTRASTS}), CONTRASTS)
+    axial = build_slice_set({"TCGA-DU-7294": study}, CONTRASTS, tuple(cards[0]["canvas"]))
+    for training in cards:
+        assert training["config"]["planes"] == 3 and training["canvas"] == cards[0]["canvas"]
+        assert training["train_slices"] == cards[0]["train_slices"] > len(axial) + 50  # 16 axial, 64 coronal and 64 sagittal at most
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "cached"), "--resume", "--steps", "2", "--name", "tiny"]) == 0
+    assert load_model(tmp_path / "cached" / "tiny.safetensors").card["training"]["config"]["planes"] == 3
+    capsys.readouterr()
+    assert main(["train", "--data", str(cache), "--out", str(tmp_path / "axial"), "--planes", "1", *argv]) == 2
+    assert "holds slices of 3 orientation(s); this run trains on 1 (--planes)" in capsys.readouterr().err
 
 
 def test_a_brasyn_scaled_cache_keeps_the_way_back_to_brain_sds(manifest, tmp_path, capsys):

@@ -41,6 +41,9 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="2.5-D input: each branch also reads the K slices on either side of the one synthesised (default 0: 2-D)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--crop", type=int, default=0, help="train on random CROP x CROP windows of the brain-centred canvas (0: whole canvas)")
+    p.add_argument("--planes", type=int, choices=(1, len(PLANE_ORDERS)),
+                   help="1: axial slices; 3: axial, coronal and sagittal ones, the orientations the default imputation averages "
+                        "(default: a slice cache's own, else 1)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "adamw"), help="adam (METHOD.md) or adamw (decoupled weight decay)")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--lr-discriminator", type=float, default=1e-5)
@@ -113,6 +116,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     from ..inference.synthesis import select_device
     from ..model.checkpoint import load_checkpoint
     from ..model.networks import DiscriminatorConfig, GeneratorConfig
+    from ..preparation.slice_cache import is_slice_cache, slice_cache_planes
     from ..training.config import CHECKPOINT_NAME, TrainConfig
     from ..training.distributed import start, stop, world_from_env
     from ..training.losses import LossWeights
@@ -154,6 +158,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr,
             lr_discriminator=args.lr_discriminator, weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every,
             augment=not args.no_augment, rotation=args.rotate, input_gamma=args.input_gamma, crop=args.crop, optimizer=args.optimizer,
+            planes=args.planes or (slice_cache_planes(args.data) if is_slice_cache(args.data) else 1),
             bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
@@ -264,18 +269,18 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
         if config.generator.context:
             raise InputError(f"slice cache '{args.data}' holds single slices; a 2.5-D run (--context-slices) reads the studies")
         every, header = load_slice_cache(args.data, config.contrasts, {"bias_correct": config.bias_correct,
-                                                                      "brasyn_scale": config.brasyn_scale})
+                                                                      "brasyn_scale": config.brasyn_scale, "planes": config.planes})
         canvas = tuple(header["canvas"])
         if any(size % config.generator.size_multiple for size in canvas):
             raise InputError(f"slice cache '{args.data}': its {canvas[0]}x{canvas[1]} canvas does not fit a generator of depth "
                              f"{config.generator.depth} (multiples of {config.generator.size_multiple}); make a cache for it")
-        fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"], "planes": header.get("planes", 1)}}
+        fields = {"data": header["source"], "slice_cache": {"file": str(args.data), "stride": header["stride"]}}
         percentiles = header.get("sd_percentiles", {})
     else:
         studies, percentiles = _studies(args.data, config.contrasts, bias_correct=config.bias_correct, brasyn_scale=config.brasyn_scale,
                            lines=args.progress == "lines")
-        canvas = canvas_for(studies, config.generator.size_multiple)
-        every = build_slice_set(studies, config.contrasts, canvas, context=config.generator.context)
+        canvas = canvas_for(studies, config.generator.size_multiple, config.planes)
+        every = build_slice_set(studies, config.contrasts, canvas, context=config.generator.context, planes=config.planes)
         del studies  # the whole volumes (about 140 MB a subject) are not needed once their slices are cut
         fields = {"data": str(args.data)}
     train_set, validation_set = every.split(config.validation_subjects, config.subjects, args.val_slices)

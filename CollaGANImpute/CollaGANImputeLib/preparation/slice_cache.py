@@ -47,9 +47,18 @@ def is_slice_cache(path: str | Path) -> bool:
     return Path(path).suffix == ".npz" and Path(path).is_file()
 
 
+def slice_cache_planes(path: str | Path) -> int:
+    """How many slice orientations a cache holds (1 for caches made before it said), read without its slices."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return int(json.loads(str(data["header"])).get("planes", 1))
+    except (OSError, KeyError, ValueError) as error:
+        raise InputError(f"slice cache '{path}' cannot be read: {error}") from None
+
+
 def load_slice_cache(path: str | Path, contrasts: Sequence[str], intensity: dict) -> tuple[SliceSet, dict]:
-    """The cached slices as float32, and the file's header; refused if its contrasts or intensity space
-    (`intensity`: the header's bias_correct and brasyn_scale) differ from the run's."""
+    """The cached slices as float32, and the file's header; refused if its contrasts, intensity space (`intensity`: the
+    header's bias_correct and brasyn_scale) or slice orientations (`intensity`'s planes, if given) differ from the run's."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -63,7 +72,10 @@ def load_slice_cache(path: str | Path, contrasts: Sequence[str], intensity: dict
         raise InputError(f"slice cache '{path}' cannot be read: {error}") from None
     if header["contrasts"] != list(contrasts):
         raise InputError(f"slice cache '{path}' holds {', '.join(header['contrasts'])}; this run trains {', '.join(contrasts)}")
-    for key, wanted in intensity.items():
+    if "planes" in intensity and header.get("planes", 1) != intensity["planes"]:
+        raise InputError(f"slice cache '{path}' holds slices of {header.get('planes', 1)} orientation(s); this run trains on "
+                         f"{intensity['planes']} (--planes): make a cache with --planes {intensity['planes']}")
+    for key, wanted in ((k, v) for k, v in intensity.items() if k != "planes"):
         if bool(header.get(key)) != bool(wanted):
             raise InputError(f"slice cache '{path}' was made {'with' if header.get(key) else 'without'} --{key.replace('_', '-')}; "
                              f"make one {'with' if wanted else 'without'} it for this run")

@@ -37,6 +37,7 @@ class TrainConfig:
     rotation: float = 0.0  # with augment: the largest random in-plane rotation, in degrees (0: none)
     input_gamma: float = 0.0  # > 0: each input of the direct pass through a random gamma, log g uniform in +-input_gamma
     crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
+    planes: int = 1  # slice orientations trained on: 1 axial, 3 also coronal and sagittal (those the default imputation averages)
     optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
     bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
     brasyn_scale: bool = False  # train in the metrics' intensity space (brasyn_scale.brasyn_scaled_study)
