@@ -168,14 +168,19 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def test_the_bundled_pair_is_the_pair_the_rules_judged_and_fits_the_size_limit():
-    """The bundled model and its companion are the weights of session 24's two runs (benchmarks/results/cpu_continued,
-    their sha256 as the runs recorded them): 40 MB together at most, the companion serving T1, T2 and FLAIR with the
-    other three given, never T1Gd, and the landmark mapping that of the GPU model they continued (the rule kept it).
-    The companion was judged without a mapping: its lines only undo its own scaling, which changes no figure."""
+    """The bundled model is the weights of session 24's any-subset run (benchmarks/results/cpu_continued), its companion
+    those of session 29's run on three slice orientations (benchmarks/results/companion_three_planes), which started
+    from session 24's companion; their sha256 as the runs recorded them: 40 MB together at most, the companion serving
+    T1, T2 and FLAIR with the other three given, never T1Gd, and the landmark mapping that of the GPU model they
+    continued (the rule kept it). The companion was judged without a mapping: its lines only undo its own scaling,
+    which changes no figure."""
     model = load_model()
     runs = RESULTS / "cpu_continued"
     assert model.card["sha256"] == json.loads((runs / "continued" / "phase2" / "continued.json").read_text())["sha256"]
-    assert model.companion.card["sha256"] == json.loads((runs / "companion" / "phase2" / "companion.json").read_text())["sha256"]
+    three = json.loads((RESULTS / "companion_three_planes" / "phase2" / "card.json").read_text())
+    assert model.companion.card["sha256"] == three["sha256"] and model.companion.card["training"]["config"]["planes"] == 3
+    started = model.companion.card["training"]["initialised_from"]["initialised_from"]["weights"]["sha256"]  # phase 1 from session 24's
+    assert started == json.loads((runs / "companion" / "phase2" / "companion.json").read_text())["sha256"]
     assert model.most_missing == 3 and model.companion.most_missing == 1 and model.companion.brasyn_scaled
     assert model.weights_path.stat().st_size + model.companion.weights_path.stat().st_size <= 40e6
     served = {key for key in CONTRASTS if model.serving([key], [k for k in CONTRASTS if k != key]) is model.companion}
@@ -184,6 +189,23 @@ def test_the_bundled_pair_is_the_pair_the_rules_judged_and_fits_the_size_limit()
     kept = {k: v for k, v in model.card["intensity_landmarks"].items() if k not in ("fitted_for_sha256", "kept_by")}
     assert kept == gpu_card["intensity_landmarks"] and model.card["intensity_landmarks"]["fitted_for_sha256"] == gpu_card["sha256"]
     assert model.companion.card["intensity_landmarks"]["levels"] == [0.5, 99.5]  # only the way back to brain SDs (test_brasyn_scale.py)
+
+
+def test_the_three_orientation_decisions_follow_their_rules_on_the_recorded_figures():
+    """docs/validation_rule.md (session 29) applied to the stored evaluations, T1, T2 and FLAIR by the default path: the
+    companion trained on three orientations beats session 28's figures of the companion before it (mean brain SSIM,
+    none lower by more than 0.01), and its continuation does not beat it, so it was not carried."""
+    def means(path: str) -> dict:
+        report = json.loads((RESULTS / path).read_text())
+        assert report["planes"] == 3
+        return {k: report["mean"][k]["ssim_brain"] for k in ("t1", "t2", "flair")}
+
+    before, carried = means("default_planes/evaluate_planes3_bf16.json"), means("companion_three_planes/evaluate_planes3_bf16.json")
+    continued = means("companion_three_planes_continued/evaluate_planes3_bf16.json")
+    assert np.mean(list(carried.values())) > np.mean(list(before.values())) and all(carried[k] >= before[k] - 0.01 for k in carried)
+    assert np.mean(list(continued.values())) < np.mean(list(carried.values()))
+    card = load_model().card["metrics"]["held_out"]
+    assert all(abs(card[k]["ssim_brain"] - carried[k]) < 5e-4 for k in carried)  # the card's figures are the decision's
 
 
 def test_the_recorded_decisions_follow_their_rules_on_the_recorded_figures():
