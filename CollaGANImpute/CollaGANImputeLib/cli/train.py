@@ -269,7 +269,7 @@ def _slice_sets(args: argparse.Namespace, config, world) -> tuple:
         if config.generator.context:
             raise InputError(f"slice cache '{args.data}' holds single slices; a 2.5-D run (--context-slices) reads the studies")
         every, header = load_slice_cache(args.data, config.contrasts, {"bias_correct": config.bias_correct,
-                                                                      "brasyn_scale": config.brasyn_scale, "planes": config.planes})
+                                                                      "brasyn_scale": config.brasyn_scale}, config.planes)
         canvas = tuple(header["canvas"])
         if any(size % config.generator.size_multiple for size in canvas):
             raise InputError(f"slice cache '{args.data}': its {canvas[0]}x{canvas[1]} canvas does not fit a generator of depth "

@@ -223,7 +223,7 @@ def canvas_for(studies: dict[str, PreparedStudy], multiple: int, planes: int = 1
     height = width = multiple
     for study in studies.values():
         for order in PLANE_ORDERS[:planes]:
-            (top, bottom), (left, right) = brain_extent(oriented(study, order).mask)
+            (top, bottom), (left, right) = brain_extent(study.mask.transpose(order))
             height = max(height, math.ceil((bottom - top + 1) / multiple) * multiple)
             width = max(width, math.ceil((right - left + 1) / multiple) * multiple)
     return height, width

@@ -47,24 +47,30 @@ def is_slice_cache(path: str | Path) -> bool:
     return Path(path).suffix == ".npz" and Path(path).is_file()
 
 
+def _header(data) -> dict:
+    """The header of an opened cache, checked to be this format's (ValueError otherwise)."""
+    header = json.loads(str(data["header"]))
+    if header.get("format") != CACHE_FORMAT:
+        raise ValueError(f"format {header.get('format')!r}, expected {CACHE_FORMAT!r}")
+    return header
+
+
 def slice_cache_planes(path: str | Path) -> int:
     """How many slice orientations a cache holds (1 for caches made before it said), read without its slices."""
     try:
         with np.load(Path(path), allow_pickle=False) as data:
-            return int(json.loads(str(data["header"])).get("planes", 1))
+            return int(_header(data).get("planes", 1))
     except (OSError, KeyError, ValueError) as error:
         raise InputError(f"slice cache '{path}' cannot be read: {error}") from None
 
 
-def load_slice_cache(path: str | Path, contrasts: Sequence[str], intensity: dict) -> tuple[SliceSet, dict]:
+def load_slice_cache(path: str | Path, contrasts: Sequence[str], intensity: dict, planes: int | None = None) -> tuple[SliceSet, dict]:
     """The cached slices as float32, and the file's header; refused if its contrasts, intensity space (`intensity`: the
-    header's bias_correct and brasyn_scale) or slice orientations (`intensity`'s planes, if given) differ from the run's."""
+    header's bias_correct and brasyn_scale) or slice orientations (`planes`, if given) differ from the run's."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            if header.get("format") != CACHE_FORMAT:
-                raise ValueError(f"format {header.get('format')!r}, expected {CACHE_FORMAT!r}")
+            header = _header(data)
             quantised, scales = data["images"], data["scales"]
             masks = np.unpackbits(data["masks"], axis=-1, count=quantised.shape[-1]).astype(bool)
             subject_index, present, subjects = data["subject_index"].astype(np.int64), data["present"], [str(s) for s in data["subjects"]]
@@ -72,10 +78,10 @@ def load_slice_cache(path: str | Path, contrasts: Sequence[str], intensity: dict
         raise InputError(f"slice cache '{path}' cannot be read: {error}") from None
     if header["contrasts"] != list(contrasts):
         raise InputError(f"slice cache '{path}' holds {', '.join(header['contrasts'])}; this run trains {', '.join(contrasts)}")
-    if "planes" in intensity and header.get("planes", 1) != intensity["planes"]:
+    if planes is not None and header.get("planes", 1) != planes:
         raise InputError(f"slice cache '{path}' holds slices of {header.get('planes', 1)} orientation(s); this run trains on "
-                         f"{intensity['planes']} (--planes): make a cache with --planes {intensity['planes']}")
-    for key, wanted in ((k, v) for k, v in intensity.items() if k != "planes"):
+                         f"{planes} (--planes): make a cache with --planes {planes}")
+    for key, wanted in intensity.items():
         if bool(header.get(key)) != bool(wanted):
             raise InputError(f"slice cache '{path}' was made {'with' if header.get(key) else 'without'} --{key.replace('_', '-')}; "
                              f"make one {'with' if wanted else 'without'} it for this run")
