@@ -168,19 +168,22 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def test_the_bundled_pair_is_the_pair_the_rules_judged_and_fits_the_size_limit():
-    """The bundled model is the weights of session 24's any-subset run (benchmarks/results/cpu_continued), its companion
-    those of session 29's run on three slice orientations (benchmarks/results/companion_three_planes), which started
-    from session 24's companion; their sha256 as the runs recorded them: 40 MB together at most, the companion serving
-    T1, T2 and FLAIR with the other three given, never T1Gd, and the landmark mapping that of the GPU model they
-    continued (the rule kept it). The companion was judged without a mapping: its lines only undo its own scaling,
-    which changes no figure."""
+    """The bundled pair is the weights of session 30's runs on 160x160 windows in bf16 (benchmarks/results/
+    any_subset_crop160, companion_crop160), each started from session 29's model of its kind (any_subset_three_planes,
+    companion_three_planes). Their sha256 as the runs recorded them: 40 MB together at most, the companion serving T1, T2 and FLAIR with the
+    other three given, never T1Gd, and the landmark mapping that of the GPU model they descend from (the rules kept
+    it). The companion was judged without a mapping: its lines only undo its own scaling, which changes no figure."""
+    def card(path: str) -> dict:
+        return json.loads((RESULTS / path).read_text())
+
     model = load_model()
-    runs = RESULTS / "cpu_continued"
-    assert model.card["sha256"] == json.loads((runs / "continued" / "phase2" / "continued.json").read_text())["sha256"]
-    three = json.loads((RESULTS / "companion_three_planes" / "phase2" / "card.json").read_text())
-    assert model.companion.card["sha256"] == three["sha256"] and model.companion.card["training"]["config"]["planes"] == 3
-    started = model.companion.card["training"]["initialised_from"]["initialised_from"]["weights"]["sha256"]  # phase 1 from session 24's
-    assert started == json.loads((runs / "companion" / "phase2" / "companion.json").read_text())["sha256"]
+    lineage = ((model, "any_subset_crop160/phase2/card.json", "any_subset_three_planes/collagan_brats.json"),
+               (model.companion, "companion_crop160/phase2/card.json", "companion_three_planes/phase2/card.json"))
+    for bundled, run, before in lineage:
+        assert bundled.card["sha256"] == card(run)["sha256"] and bundled.card["training"]["config"]["planes"] == 3
+        started = bundled.card["training"]["initialised_from"]["initialised_from"]["weights"]["sha256"]  # phase 1's init
+        assert started == card(before)["sha256"]
+        assert bundled.card["training"]["config"]["crop"] == 160 and bundled.card["training"]["config"]["bf16"]
     assert model.most_missing == 3 and model.companion.most_missing == 1 and model.companion.brasyn_scaled
     assert model.weights_path.stat().st_size + model.companion.weights_path.stat().st_size <= 40e6
     served = {key for key in CONTRASTS if model.serving([key], [k for k in CONTRASTS if k != key]) is model.companion}
@@ -192,20 +195,53 @@ def test_the_bundled_pair_is_the_pair_the_rules_judged_and_fits_the_size_limit()
 
 
 def test_the_three_orientation_decisions_follow_their_rules_on_the_recorded_figures():
-    """docs/validation_rule.md (session 29) applied to the stored evaluations, T1, T2 and FLAIR by the default path: the
-    companion trained on three orientations beats session 28's figures of the companion before it (mean brain SSIM,
-    none lower by more than 0.01), and its continuation does not beat it, so it was not carried."""
-    def means(path: str) -> dict:
+    """docs/validation_rule.md (session 29) applied to the stored evaluations by the default path: the companion
+    trained on three orientations beats session 28's figures of the companion before it on T1, T2 and FLAIR (mean brain
+    SSIM, none lower by more than 0.01) and its continuation does not beat it, so it was not carried; the any-subset
+    model trained on three orientations beats the bundled one, both alone, on the four contrasts' mean with none lower
+    by more than 0.01."""
+    def means(path: str, contrasts: tuple = ("t1", "t2", "flair")) -> dict:
         report = json.loads((RESULTS / path).read_text())
         assert report["planes"] == 3
-        return {k: report["mean"][k]["ssim_brain"] for k in ("t1", "t2", "flair")}
+        return {k: report["mean"][k]["ssim_brain"] for k in contrasts}
 
     before, carried = means("default_planes/evaluate_planes3_bf16.json"), means("companion_three_planes/evaluate_planes3_bf16.json")
     continued = means("companion_three_planes_continued/evaluate_planes3_bf16.json")
     assert np.mean(list(carried.values())) > np.mean(list(before.values())) and all(carried[k] >= before[k] - 0.01 for k in carried)
     assert np.mean(list(continued.values())) < np.mean(list(carried.values()))
-    card = load_model().card["metrics"]["held_out"]
-    assert all(abs(card[k]["ssim_brain"] - carried[k]) < 5e-4 for k in carried)  # the card's figures are the decision's
+    any_before = means("any_subset_three_planes/evaluate_bundled_planes3_bf16.json", CONTRASTS)
+    any_carried = means("any_subset_three_planes/evaluate_candidate_planes3_bf16.json", CONTRASTS)
+    assert np.mean(list(any_carried.values())) > np.mean(list(any_before.values()))
+    assert all(any_carried[k] >= any_before[k] - 0.01 for k in CONTRASTS)
+
+
+def test_the_crop_decisions_follow_their_rules_on_the_recorded_figures():
+    """docs/validation_rule.md's two rules for 160x160 windows (session 30), applied to their decision runs by the
+    default path, bundled and candidate in the same run: the companion's mean brain SSIM over T1, T2 and FLAIR, and
+    the any-subset model's alone over the four contrasts with the bundled landmark mapping, are higher, none lower by
+    more than 0.01. The bundled models' figures there are session 29's decision runs' (the engine gave them again),
+    and the card's figures are the candidates' (T1Gd the any-subset model's, the rest the companion's)."""
+    def decision(folder: str) -> tuple[dict, dict, dict]:
+        report = json.loads((RESULTS / folder / "evaluate.json").read_text())
+        assert all(m["planes"] == 3 for m in report["models"].values())
+        bundled, carried = ({k: v["ssim_brain"] for k, v in report["models"][label]["as acquired"].items()} for label in ("bundled", "crop160"))
+        assert np.mean(list(carried.values())) > np.mean(list(bundled.values())) and all(carried[k] >= bundled[k] - 0.01 for k in carried)
+        return report, bundled, carried
+
+    companion, companion_before, companion_carried = decision("companion_crop160")
+    any_subset, any_before, any_carried = decision("any_subset_crop160")
+    assert companion["contrasts"] == ["t1", "t2", "flair"] and any_subset["contrasts"] == CONTRASTS
+    assert all(m["alone"] and m["landmarks_from"] == "bundled" for m in any_subset["models"].values())
+    for before, path in ((companion_before, "companion_three_planes/evaluate_planes3_bf16.json"),
+                         (any_before, "any_subset_three_planes/evaluate_candidate_planes3_bf16.json")):
+        recorded = json.loads((RESULTS / path).read_text())["mean"]
+        assert all(abs(before[k] - recorded[k]["ssim_brain"]) < 5e-4 for k in before)
+    model = load_model()
+    assert companion["models"]["crop160"]["sha256"] == model.companion.card["sha256"]
+    assert any_subset["models"]["crop160"]["sha256"] == model.card["sha256"]
+    card = model.card["metrics"]["held_out"]
+    assert all(abs(card[k]["ssim_brain"] - companion_carried[k]) < 5e-4 for k in companion_carried)
+    assert abs(card["t1gd"]["ssim_brain"] - any_carried["t1gd"]) < 5e-4
 
 
 def test_the_recorded_decisions_follow_their_rules_on_the_recorded_figures():

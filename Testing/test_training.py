@@ -64,6 +64,20 @@ def test_training_loss_falls(slices, tmp_path):
     assert after < 0.9 * before, f"multiple-cycle L1 went from {before:.3f} to {after:.3f}"
 
 
+def test_bf16_autocast_trains_on_the_cpu_with_float32_weights(slices, tmp_path):
+    """`--bf16` on the CPU (docs/training.md: twice the speed where the CPU computes bf16): the networks run in bf16,
+    their weights and the losses stay float32, and the loss falls as in float32."""
+    trainer = Trainer(small_config(lr=2e-3, bf16=True), slices, tmp_path)
+    seen = []
+    hook = trainer.generator.head.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    before = fixed_batch_cycle_l1(trainer, slices)
+    losses = [trainer.train_step() for _ in range(40)]
+    hook.remove()
+    assert seen[-1] == torch.bfloat16 and all(p.dtype == torch.float32 for p in trainer.generator.parameters())
+    assert all(torch.isfinite(torch.tensor(list(step.values()))).all() for step in losses)
+    assert fixed_batch_cycle_l1(trainer, slices) < 0.9 * before
+
+
 def test_resume_repeats_the_uninterrupted_run(slices, tmp_path):
     config = small_config(steps=6, checkpoint_every=3)
     straight = Trainer(config, slices, tmp_path / "straight")

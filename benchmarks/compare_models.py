@@ -8,7 +8,9 @@ acquired and against it after N4 (bias_field.py), whose coil shading no imputati
 
     python benchmarks/compare_models.py --data ../shared/data/manifest.json \
         --model shipped=CollaGANImpute/Resources/Models/collagan_brats.safetensors --model n4=runs/n4/model.safetensors \
-        [--held-out NAME] [--stem compare_models]
+        [--held-out NAME] [--contrast KEY ...] [--as-acquired-only] [--alone] [--landmarks-from LABEL] [--stem compare_models]
+
+Each model imputes by the default path (three slice orientations, bf16 where the CPU computes it natively).
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ def markdown_table(report: dict) -> str:
     header = "| contrast | reference | " + " | ".join(f"{label}: SSIM / PSNR (dB)" for label in labels) + " |"
     lines = [header, "|---|---|" + "---|" * len(labels)]
     for key in report["contrasts"]:
-        for reference in REFERENCES:
+        for reference in report["references"]:
             cells = [report["models"][label][reference][key] for label in labels]
             lines.append(f"| {display_name(key)} | {reference} | "
                          + " | ".join(f"{c['ssim_brain']:.3f} / {c['psnr_brain']:.2f}" for c in cells) + " |")
+    for reference in report["references"]:
+        means = [sum(report["models"][label][reference][key]["ssim_brain"] for key in report["contrasts"]) / len(report["contrasts"])
+                 for label in labels]
+        lines.append(f"| mean brain SSIM | {reference} | " + " | ".join(f"{mean:.4f}" for mean in means) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -57,22 +63,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--held-out", action="append", default=[], help="default: the first model's validation subjects")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--stem", default="compare_models", help="output file names: STEM.json and STEM.md")
+    parser.add_argument("--contrast", action="append", default=[], help="repeatable; the contrasts imputed (default: all)")
+    parser.add_argument("--as-acquired-only", action="store_true", help="score against the real volume as acquired only (half the time)")
+    parser.add_argument("--alone", action="store_true", help="each model imputes alone, its companion set aside")
+    parser.add_argument("--landmarks-from", metavar="LABEL",
+                        help="every model gets this model's landmark mapping (for a rule that keeps a mapping as it is)")
     args = parser.parse_args(argv)
+    references = {"as acquired": False} if args.as_acquired_only else REFERENCES
 
     paths = dict(args.model)
     models = {label: load_model(path) for label, path in paths.items()}
+    for model in models.values():
+        if args.alone:
+            model.companion = None
+        if args.landmarks_from:
+            model.card["intensity_landmarks"] = models[args.landmarks_from].card["intensity_landmarks"]
     first = next(iter(models.values()))
     held_out = args.held_out or first.card["training"]["validation_subjects"]
     subjects = only_subjects(discover_subjects(args.data, first.contrasts), held_out, args.data)
-    report = {"held_out": held_out, "contrasts": first.contrasts, "normalisation": NORMALISATION,
-              "references": {"as acquired": "the real volume as acquired", "N4 real": f"the real volume after {BIAS_METHOD}"},
-              "models": {}}
+    contrasts = args.contrast or first.contrasts
+    described = {"as acquired": "the real volume as acquired", "N4 real": f"the real volume after {BIAS_METHOD}"}
+    report = {"held_out": held_out, "contrasts": contrasts, "normalisation": NORMALISATION,
+              "references": {name: described[name] for name in references}, "models": {}}
     for label, model in models.items():
-        entry = {"weights": str(paths[label]), "sha256": model.card["sha256"],
+        entry = {"weights": str(paths[label]), "sha256": model.card["sha256"], "alone": args.alone, "landmarks_from": args.landmarks_from,
                  "bias_corrected_inputs": model.bias_corrected, "training_commands": model.card.get("training", {}).get("commands", [])}
-        for reference, corrected in REFERENCES.items():
+        for reference, corrected in references.items():
             print(f"{label}: against the real volume {reference}", file=sys.stderr, flush=True)
-            entry[reference] = evaluate_subjects(model, subjects, bias_corrected=corrected)["mean"]
+            evaluated = evaluate_subjects(model, subjects, contrasts, bias_corrected=corrected)
+            entry[reference], entry[f"{reference}, per subject"] = evaluated["mean"], evaluated["results"]
+            entry["planes"], entry["precision"] = evaluated["planes"], evaluated["precision"]
         report["models"][label] = entry
 
     args.out.mkdir(parents=True, exist_ok=True)

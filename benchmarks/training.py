@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="timed (G step, G+D step) pairs after two warm-up steps")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA, or a CPU with bf16 arithmetic)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,7 +90,7 @@ def main() -> None:
     d_s, d_flops = max(gd_s - g_s, 1e-9), gd_flops - g_flops
     step_s = (g_s + gd_s) / 2
     result = {
-        "benchmark": "training", "device": str(device), "bf16": args.bf16 and device.type == "cuda", "threads": args.threads,
+        "benchmark": "training", "device": str(device), "bf16": args.bf16, "threads": args.threads,
         "machine": machine(), "canvas": list(canvas), "batch_size": args.batch_size,
         "generator": config.generator.to_dict(), "train_slices": len(slices),
         "samples_per_s": round(args.batch_size / step_s, 3), "step_s": round(step_s, 3),

@@ -87,7 +87,7 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="validate and export a moving average of the generator's weights with this decay per step (say 0.999; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     add_device_option(p)
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast: on CUDA, or on a CPU with bf16 arithmetic (AMX, AVX-512 bf16)")
     p.add_argument("--validate-every", type=int, default=200)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--val-slices", type=int, default=16, help="evenly spaced brain slices per validation subject")

@@ -102,7 +102,8 @@ class Trainer:
 
     # ----- one step -----------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.config.bf16 and self.device.type == "cuda")
+        """bf16 autocast of the networks' passes where asked, on CUDA or a CPU with bf16 arithmetic; losses in float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
     def train_step(self) -> dict[str, float]:
         cfg, n, w = self.config, len(self.config.contrasts), self.config.weights
