@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     references = {"as acquired": False} if args.as_acquired_only else REFERENCES
 
     paths = dict(args.model)
+    if args.landmarks_from and args.landmarks_from not in paths:
+        parser.error(f"--landmarks-from {args.landmarks_from}: no --model has that label ({', '.join(paths)})")
     models = {label: load_model(path) for label, path in paths.items()}
     for model in models.values():
         if args.alone:

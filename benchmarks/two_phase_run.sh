@@ -12,7 +12,7 @@ OUT=$1; INIT=$2; CACHE=$3; CACHE_OPTIONS=$4; BOTH=$5; PHASE1=$6; PHASE2=$7
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
 SUBJECTS=$(python3 -c "
-import json, sys
+import json
 card = json.load(open('CollaGANImpute/Resources/Models/collagan_brats.json'))['training']
 print(' '.join(['--validation ' + s for s in card['validation_subjects']] + ['--subject ' + s for s in card['train_subjects']]))")
 COMMON="$SUBJECTS --branch-width 12 --decoder-width 40 --depth 4 --weights-dtype float16 --crop 128 --optimizer adamw \
