@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from CollaGANImputeLib.core.errors import InputError
+from CollaGANImputeLib.inference.synthesis import batch_box
 from CollaGANImputeLib.model.networks import DiscriminatorConfig, GeneratorConfig
 from CollaGANImputeLib.preparation.data import (
     Subject,
@@ -25,6 +26,7 @@ from CollaGANImputeLib.training import trainer as trainer_module
 from CollaGANImputeLib.training.config import TrainConfig
 from CollaGANImputeLib.training.losses import LossWeights, multiple_cycle_l1
 from CollaGANImputeLib.training.trainer import Trainer
+from CollaGANImputeLib.training.windows import training_windows
 from conftest import CONTRASTS, SHARED_DATA
 
 TRAINING = SHARED_DATA / "training.json"
@@ -142,6 +144,20 @@ def test_absent_contrast_is_never_a_target_and_always_an_absent_input(incomplete
     assert absent[torch.arange(200), target].eq(1).all()
     assert (absent[:, :3] == 0).any(dim=1).all()  # at least one real input is left
     assert set(absent.sum(dim=1).int().tolist()) == {2, 3}  # 1-3 absent besides the missing FLAIR, capped so one input stays
+
+
+def test_targets_limit_what_is_synthesised_and_need_a_present_one(incomplete_slices, tmp_path):
+    """`targets` (the companion's T1, T2 and FLAIR): only those are synthesised, each among the present contrasts; every
+    other contrast stays an input. A subject with none of them present is refused by name."""
+    trainer = Trainer(small_config(targets=["t1", "t2", "flair"]), incomplete_slices, tmp_path)
+    present = torch.tensor([[True, True, True, False]] * 100 + [[True] * 4] * 100)
+    target, absent = trainer.draw_missing(200, present)
+    assert set(target[:100].tolist()) == {0, 2} and set(target[100:].tolist()) == {0, 2, 3}
+    assert absent[:, 1].eq(0).all() and absent.sum(dim=1).tolist() == [2.0] * 100 + [1.0] * 100
+    with pytest.raises(InputError, match="Brats18_2013_11_1 have none of the target contrasts"):
+        Trainer(small_config(targets=["flair"]), incomplete_slices, tmp_path / "flair")
+    with pytest.raises(InputError, match="pd are not among"):
+        Trainer(small_config(targets=["pd"]), incomplete_slices, tmp_path / "pd")
 
 
 def test_no_loss_where_no_real_image_exists(incomplete_slices, tmp_path):
@@ -287,3 +303,22 @@ def test_crop_must_fit_the_network_and_canvas(incomplete_slices, tmp_path):
         Trainer(small_config(crop=100), incomplete_slices, tmp_path)
     with pytest.raises(InputError, match="fit the training canvas"):
         Trainer(small_config(crop=176), incomplete_slices, tmp_path)
+
+
+def test_brain_box_windows_hold_the_whole_brain_as_imputation_cuts_it(incomplete_slices, tmp_path):
+    """`brain_box`: each batch is cut to the box of its augmented brain masks (synthesis.batch_box, as imputation cuts
+    a batch of slices), so the window holds every brain voxel and less of the canvas around it."""
+    index = torch.tensor([0, 5, 9, 14])
+    plain = training_windows(incomplete_slices, index, small_config(brain_box=True, augment=False), torch.Generator(), 16)
+    rows, cols = batch_box(incomplete_slices.masks[index].numpy(), np.arange(4), 16)
+    torch.testing.assert_close(plain, incomplete_slices.images[index][:, :, rows, cols])
+    assert plain.shape[-2] % 16 == 0 and plain.shape[-1] % 16 == 0 and plain[0, 0].numel() < 160 * 160
+    # Augmented, the mask is scaled and flipped with the images: its box still holds all their signal.
+    augmented = augment(incomplete_slices.images[index].float(), torch.Generator().manual_seed(4))
+    boxed = training_windows(incomplete_slices, index, small_config(brain_box=True), torch.Generator().manual_seed(4), 16)
+    assert float(boxed.abs().sum()) == pytest.approx(float(augmented.abs().sum()), rel=1e-3)
+    assert boxed[0, 0].numel() < 160 * 160
+    with pytest.raises(InputError, match="not both"):
+        Trainer(small_config(crop=128, brain_box=True), incomplete_slices, tmp_path)
+    trainer = Trainer(small_config(brain_box=True, steps=2), incomplete_slices, tmp_path)
+    assert all(torch.isfinite(torch.tensor(list(trainer.train_step().values()))).all() for _ in range(2))

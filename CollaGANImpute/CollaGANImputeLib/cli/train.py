@@ -41,6 +41,8 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="2.5-D input: each branch also reads the K slices on either side of the one synthesised (default 0: 2-D)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--crop", type=int, default=0, help="train on random CROP x CROP windows of the brain-centred canvas (0: whole canvas)")
+    p.add_argument("--brain-box", action="store_true",
+                   help="train on each batch cut to its brain's box, as imputation cuts each batch of slices (instead of --crop)")
     p.add_argument("--planes", type=int, choices=(1, len(PLANE_ORDERS)),
                    help="1: axial slices; 3: axial, coronal and sagittal ones, the orientations the default imputation averages "
                         "(default: a slice cache's own, else 1)")
@@ -78,6 +80,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--missing-min", type=int, default=1, help="fewest contrasts absent per sample (default 1)")
     p.add_argument("--missing-max", type=int, default=1,
                    help="most contrasts absent per sample: 1 is CollaGAN, N-1 any subset (MM-GAN), with --missing-min N-1 a single-input model")
+    p.add_argument("--targets", default="", metavar="LIST",
+                   help="comma-separated contrasts trained as targets (default: every one); a companion for some contrasts "
+                        "spends no steps on the others")
     p.add_argument("--curriculum-steps", type=int, default=0,
                    help="grow the most absent contrasts from --missing-min to --missing-max over this many steps")
     p.add_argument("--init", type=Path, metavar="CHECKPOINT",
@@ -157,10 +162,12 @@ def cmd_train(argv: Sequence[str]) -> int:
                                 direct_quantile=args.direct_quantile, direct_gradient=args.direct_gradient),
             steps=args.steps if args.steps is not None else TrainConfig.steps, batch_size=args.batch_size, lr=args.lr,
             lr_discriminator=args.lr_discriminator, weight_decay=args.weight_decay, decay_rate=args.decay_rate, decay_every=args.decay_every,
-            augment=not args.no_augment, rotation=args.rotate, input_gamma=args.input_gamma, crop=args.crop, optimizer=args.optimizer,
+            augment=not args.no_augment, rotation=args.rotate, input_gamma=args.input_gamma, crop=args.crop, brain_box=args.brain_box,
+            optimizer=args.optimizer,
             planes=args.planes or (slice_cache_planes(args.data) if is_slice_cache(args.data) else 1),
             bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
-            missing_min=args.missing_min, missing_max=args.missing_max, curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
+            missing_min=args.missing_min, missing_max=args.missing_max,
+            targets=[c.strip() for c in args.targets.split(",") if c.strip()], curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
             weights_dtype=args.weights_dtype,
         )

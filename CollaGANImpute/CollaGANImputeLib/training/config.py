@@ -37,12 +37,14 @@ class TrainConfig:
     rotation: float = 0.0  # with augment: the largest random in-plane rotation, in degrees (0: none)
     input_gamma: float = 0.0  # > 0: each input of the direct pass through a random gamma, log g uniform in +-input_gamma
     crop: int = 0  # train on random crop x crop windows of the canvas (0: the whole canvas)
+    brain_box: bool = False  # train on each batch cut to its brain's box, as imputation cuts it (instead of crop)
     planes: int = 1  # slice orientations trained on: 1 axial, 3 also coronal and sagittal (those the default imputation averages)
     optimizer: str = "adam"  # "adam" (METHOD.md: L2 weight decay) or "adamw" (decoupled decay)
     bias_correct: bool = False  # train on studies freed of their coil shading (bias_field.corrected_study)
     brasyn_scale: bool = False  # train in the metrics' intensity space (brasyn_scale.brasyn_scaled_study)
     missing_min: int = 1  # contrasts absent per sample: CollaGAN 1..1; any subset 1..N-1; single input N-1..N-1
     missing_max: int = 1
+    targets: list[str] = field(default_factory=list)  # the contrasts trained as targets (empty: every one)
     curriculum_steps: int = 0  # steps over which the largest absent count grows from missing_min to missing_max
     ema_decay: float = 0.0  # > 0: validate and export an exponential moving average of the generator's weights
     seed: int = 0

@@ -38,7 +38,7 @@ from ..io.atomic import atomic_path, write_text_atomic
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.networks import Discriminator, Generator
 from ..model.weights import save_model
-from ..preparation.data import SliceSet, augment, jitter_contrasts, random_crops
+from ..preparation.data import SliceSet, jitter_contrasts
 from .config import CHECKPOINT_NAME, TrainConfig
 from .distributed import ShardSampler, World, any_rank, gather_to_all, rank_seed
 from .losses import (
@@ -50,6 +50,8 @@ from .losses import (
     multiple_cycle_l1,
     multiple_cycle_ssim,
 )
+from .missing import check_targets, draw_missing
+from .windows import training_windows
 
 
 class Trainer:
@@ -82,6 +84,9 @@ class Trainer:
         if config.crop and (config.crop % config.generator.size_multiple or config.crop > min(train_set.images.shape[-2:])):
             raise InputError(f"crop {config.crop} must be a multiple of {config.generator.size_multiple} and fit the "
                              f"training canvas {tuple(train_set.images.shape[-2:])}")
+        check_targets(config, train_set)
+        if config.crop and config.brain_box:
+            raise InputError("train either on random windows (crop) or on the brain's box (brain_box), not both")
         optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.opt_g = optimizer(self.generator.parameters(), lr=config.lr, betas=betas, weight_decay=config.weight_decay)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_discriminator, betas=betas)
@@ -108,11 +113,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg, n, w = self.config, len(self.config.contrasts), self.config.weights
         index = self.sampler.draw(cfg.batch_size, self.rng)
-        real, present = self.train_set.images[index].float(), self.train_set.present[index]
-        if cfg.augment:
-            real = augment(real, self.rng, rotation=cfg.rotation)
-        if cfg.crop:
-            real = random_crops(real, cfg.crop, self.rng)
+        real = training_windows(self.train_set, index, cfg, self.rng, cfg.generator.size_multiple)
+        present = self.train_set.present[index]
         target, absent = self.draw_missing(cfg.batch_size, present)
         real, target, absent, present = (t.to(self.device) for t in (real, target, absent, present))
         batch = real.shape[0]
@@ -191,35 +193,9 @@ class Trainer:
         for average, current in zip(self.averaged.buffers(), self.generator.buffers()):
             average.copy_(current)
 
-    def largest_missing(self) -> int:
-        """The curriculum: the most contrasts a sample may lack at the current step."""
-        cfg = self.config
-        if cfg.curriculum_steps <= 0:
-            return cfg.missing_max
-        grown = (cfg.missing_max - cfg.missing_min + 1) * self.step // cfg.curriculum_steps
-        return min(cfg.missing_max, cfg.missing_min + grown)
-
     def draw_missing(self, batch: int, present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per sample the target contrast and the (B, N) mask of zero-filled inputs, target included.
-
-        The count of absent contrasts is uniform over the allowed range, the target uniform, and the
-        others uniform among the rest, so every count gets the same share of steps. `present` (B, N)
-        says which contrasts each sample's subject has: the target is one of them, the others are
-        always zero-filled, and at least one present contrast stays an input.
-        """
-        cfg, n = self.config, len(self.config.contrasts)
-        present = torch.ones(batch, n, dtype=torch.bool) if present is None else present.cpu()
-        scores = torch.rand(batch, n, generator=self.rng).masked_fill(~present, -1.0)
-        target = scores.argmax(dim=1)
-        absent = torch.nn.functional.one_hot(target, n).float() + (~present).float()
-        counts = (torch.randint(cfg.missing_min, self.largest_missing() + 1, (batch,), generator=self.rng)
-                  if cfg.missing_max > 1 else torch.ones(batch, dtype=torch.long))
-        for sample in range(batch):
-            candidates = [j for j in torch.randperm(n, generator=self.rng).tolist() if absent[sample, j] == 0] \
-                if cfg.missing_max > 1 else []
-            extra = min(int(counts[sample]) - int(absent[sample].sum()), len(candidates) - 1)
-            absent[sample, candidates[: max(extra, 0)]] = 1.0
-        return target, absent
+        """Per sample the target contrast and the (B, N) mask of zero-filled inputs, target included (`missing.draw_missing`)."""
+        return draw_missing(self.config, self.step, batch, self.rng, present)
 
     # ----- validation ---------------------------------------------------------------------------
     def validate(self) -> list[dict]:
