@@ -309,13 +309,13 @@ def test_brain_box_windows_hold_the_whole_brain_as_imputation_cuts_it(incomplete
     """`brain_box`: each batch is cut to the box of its augmented brain masks (synthesis.batch_box, as imputation cuts
     a batch of slices), so the window holds every brain voxel and less of the canvas around it."""
     index = torch.tensor([0, 5, 9, 14])
-    plain = training_windows(incomplete_slices, index, small_config(brain_box=True, augment=False), torch.Generator(), 16)
+    plain = training_windows(incomplete_slices, index, small_config(brain_box=True, augment=False), torch.Generator())
     rows, cols = batch_box(incomplete_slices.masks[index].numpy(), np.arange(4), 16)
     torch.testing.assert_close(plain, incomplete_slices.images[index][:, :, rows, cols])
     assert plain.shape[-2] % 16 == 0 and plain.shape[-1] % 16 == 0 and plain[0, 0].numel() < 160 * 160
     # Augmented, the mask is scaled and flipped with the images: its box still holds all their signal.
     augmented = augment(incomplete_slices.images[index].float(), torch.Generator().manual_seed(4))
-    boxed = training_windows(incomplete_slices, index, small_config(brain_box=True), torch.Generator().manual_seed(4), 16)
+    boxed = training_windows(incomplete_slices, index, small_config(brain_box=True), torch.Generator().manual_seed(4))
     assert float(boxed.abs().sum()) == pytest.approx(float(augmented.abs().sum()), rel=1e-3)
     assert boxed[0, 0].numel() < 160 * 160
     with pytest.raises(InputError, match="not both"):

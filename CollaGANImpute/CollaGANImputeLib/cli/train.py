@@ -21,6 +21,11 @@ from .options import (
 )
 
 
+def contrast_keys(text: str) -> list[str]:
+    """The contrast keys of a comma-separated option (--contrasts, --targets), blanks dropped."""
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="collagan-impute train", description="Train CollaGAN on a manifest or a folder of subject folders.")
     add_data_option(p)
@@ -145,7 +150,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     else:
         if checkpoint.exists():
             raise InputError(f"'{args.out}' already holds a run; use --resume to continue it or choose another --out")
-        contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+        contrasts = contrast_keys(args.contrasts)
         n = len(contrasts)
         if not 1 <= args.missing_min <= args.missing_max <= n - 1:
             raise InputError(f"--missing-min {args.missing_min} and --missing-max {args.missing_max}: need "
@@ -167,7 +172,7 @@ def cmd_train(argv: Sequence[str]) -> int:
             planes=args.planes or (slice_cache_planes(args.data) if is_slice_cache(args.data) else 1),
             bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
             missing_min=args.missing_min, missing_max=args.missing_max,
-            targets=[c.strip() for c in args.targets.split(",") if c.strip()], curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
+            targets=contrast_keys(args.targets), curriculum_steps=args.curriculum_steps, ema_decay=args.ema,
             seed=args.seed, bf16=args.bf16, validate_every=args.validate_every, checkpoint_every=args.checkpoint_every,
             weights_dtype=args.weights_dtype,
         )
@@ -322,7 +327,7 @@ def cmd_cache(argv: Sequence[str]) -> int:
         raise InputError(f"--out '{args.out}': a slice cache is a .npz file")
     if args.stride < 1:
         raise InputError(f"--stride {args.stride}: keep at least every slice (1) or every n-th (n > 1)")
-    contrasts = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+    contrasts = contrast_keys(args.contrasts)
     studies, percentiles = _studies(args.data, contrasts, bias_correct=args.bias_correct, brasyn_scale=args.brasyn_scale,
                                     lines=args.progress == "lines")
     canvas = canvas_for(studies, GeneratorConfig(len(contrasts)).size_multiple, args.planes)

@@ -113,7 +113,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg, n, w = self.config, len(self.config.contrasts), self.config.weights
         index = self.sampler.draw(cfg.batch_size, self.rng)
-        real = training_windows(self.train_set, index, cfg, self.rng, cfg.generator.size_multiple)
+        real = training_windows(self.train_set, index, cfg, self.rng)
         present = self.train_set.present[index]
         target, absent = self.draw_missing(cfg.batch_size, present)
         real, target, absent, present = (t.to(self.device) for t in (real, target, absent, present))

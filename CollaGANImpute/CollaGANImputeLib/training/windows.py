@@ -14,7 +14,7 @@ from ..preparation.data import SliceSet, augment, random_crops
 from .config import TrainConfig
 
 
-def training_windows(slices: SliceSet, index: torch.Tensor, config: TrainConfig, rng: torch.Generator, multiple: int) -> torch.Tensor:
+def training_windows(slices: SliceSet, index: torch.Tensor, config: TrainConfig, rng: torch.Generator) -> torch.Tensor:
     """Samples `index` of `slices`, augmented as `config` asks, then cut to `config.crop` random windows or, with
     `config.brain_box`, to the box of the batch's augmented brain masks as imputation cuts a batch of slices."""
     images = slices.images[index].float()
@@ -24,6 +24,6 @@ def training_windows(slices: SliceSet, index: torch.Tensor, config: TrainConfig,
         images = augment(images, rng, rotation=config.rotation)
     if config.brain_box:
         mask = (images[:, -1] > 0.5).cpu().numpy()
-        rows, cols = batch_box(mask, np.arange(len(mask)), multiple)
+        rows, cols = batch_box(mask, np.arange(len(mask)), config.generator.size_multiple)
         return images[:, :-1, rows, cols]
     return random_crops(images, config.crop, rng) if config.crop else images
