@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from .errors import InputError
@@ -75,6 +76,29 @@ def _normalised_ssim(real: np.ndarray, fake: np.ndarray, mask: np.ndarray, slice
         real_n, fake_n, data_range=1.0, win_size=SSIM_WINDOW, full=True, channel_axis=0 if slices_2d else None
     )
     return real_n, fake_n, ssim_full
+
+
+def ssim_components(real_n: np.ndarray, fake_n: np.ndarray) -> dict[str, np.ndarray]:
+    """SSIM's three factors, voxel by voxel, for two normalised volumes (data range 1): "luminance" (local means
+    alike), "contrast" (local standard deviations alike) and "structure" (the local correlation). Their product is
+    `structural_similarity`'s map (same window, constants, sample covariance and edge mode), so the means of
+    contrast x structure and of structure alone say what an imputation would score were its local brightness, or its
+    local brightness and contrast, exact: the part of a shortfall no intensity mapping or sharpening can recover."""
+    count = SSIM_WINDOW**real_n.ndim
+
+    def local_mean(volume: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(volume.astype(np.float64), size=SSIM_WINDOW)
+
+    mean_x, mean_y = local_mean(real_n), local_mean(fake_n)
+    scale = count / (count - 1)
+    var_x = np.maximum(local_mean(real_n * real_n) - mean_x**2, 0.0) * scale
+    var_y = np.maximum(local_mean(fake_n * fake_n) - mean_y**2, 0.0) * scale
+    covariance = (local_mean(real_n * fake_n) - mean_x * mean_y) * scale
+    c1, c2 = 0.01**2, 0.03**2
+    deviations = np.sqrt(var_x * var_y)
+    return {"luminance": (2 * mean_x * mean_y + c1) / (mean_x**2 + mean_y**2 + c1),
+            "contrast": (2 * deviations + c2) / (var_x + var_y + c2),
+            "structure": (covariance + c2 / 2) / (deviations + c2 / 2)}
 
 
 def _scores(real_n: np.ndarray, fake_n: np.ndarray, ssim_full: np.ndarray, region: np.ndarray) -> dict:
