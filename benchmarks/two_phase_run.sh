@@ -25,6 +25,7 @@ date
   --lr 1e-4 --decay-every 300 --decay-rate 0.7 --cycle-l1 0 --cycle-ssim 0 --adversarial 0 --direct-ssim 1 --validate-every 500 \
   --checkpoint-every 50 --init "$INIT" --name phase1 $PHASE1 $(resume "$OUT/phase1")
 date
+[ "${PHASES:-2}" = 1 ] && exit 0
 collagan-impute train --data "$CACHE" --out "$OUT/phase2" $COMMON --steps 200 --batch-size 4 --lr 1e-4 --lr-discriminator 1e-4 \
   --decay-every 100 --decay-rate 0.7 --cycle-l1 10 --cycle-ssim 1 --adversarial 1 --direct-l1 10 --validate-every 100 \
   --checkpoint-every 25 --init "$OUT/phase1/checkpoint.safetensors" $PHASE2 $(resume "$OUT/phase2") \

@@ -6,7 +6,7 @@ OUT=$1
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=2
 for STAGE in steps1000 steps2000 augmented1000; do
-  M="--model bundled=CollaGANImpute/Resources/Models/collagan_brats_one_missing.safetensors --model fitted=$OUT/$STAGE/collagan_brats_one_missing.safetensors"
+  M="--model bundled=CollaGANImpute/Resources/Models/collagan_brats_one_missing.safetensors --model fitted=$OUT/$STAGE/phase1/phase1.safetensors"
   python3 benchmarks/compare_models.py --data ../shared/data/training.json $M --alone --contrast flair --as-acquired-only \
     --out benchmarks/results/companion_fit_flair --stem "evaluate_${STAGE}_validation"
   python3 benchmarks/compare_models.py --data ../shared/data/training.json $M --alone --contrast flair --as-acquired-only \
